@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Both create .venv (Python >= 3.11) and install the pinned package first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+export OMP_NUM_THREADS := 1
+
+.PHONY: setup run test lint clean
+
+$(BIN)/recastflow: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[workflow,test]'
+	touch $@
+
+setup: $(BIN)/recastflow
+
+run: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+
+test: setup
+	$(BIN)/python -m pytest -ra
+
+lint: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
+
+clean:
+	rm -rf results logs benchmarks/results .snakemake

@@ -1,0 +1,29 @@
+# recastflow: reinterpret published LHC analyses with their preserved likelihoods.
+#
+# This file is the table of contents. Each stage lives in workflow/rules/<stage>.smk
+# and every action is a call of the `recastflow` CLI. Outputs go to results/<stage>/.
+#
+#   snakemake --cores 2                 the default run (config/config.yaml)
+#   snakemake --configfile my.yaml ...  another run configuration
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/patch.smk"
+include: "workflow/rules/limits.smk"
+include: "workflow/rules/check.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        report="results/report/index.html",
+        tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
+        checks=CHECK_OUTPUTS,

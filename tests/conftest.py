@@ -1,0 +1,101 @@
+"""Shared fixtures: a small synthetic analysis bundle and grid, written to a temporary folder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_workspace() -> dict[str, Any]:
+    """A 3-channel background-only workspace: SR (2 bins), CR (1 bin), VR (1 bin)."""
+
+    def channel(name: str, bkg: list[float], unc: list[float]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "samples": [{
+                "name": "background",
+                "data": bkg,
+                "modifiers": [
+                    {"name": f"staterror_{name}", "type": "staterror", "data": unc},
+                    {"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+                    {"name": "mu_bkg", "type": "normfactor", "data": None},
+                ],
+            }],
+        }
+
+    return {
+        "channels": [channel("SR", [10.0, 5.0], [1.0, 0.8]), channel("CR", [100.0], [5.0]), channel("VR", [40.0], [2.0])],
+        "observations": [{"name": "SR", "data": [11.0, 4.0]}, {"name": "CR", "data": [104.0]}, {"name": "VR", "data": [38.0]}],
+        "measurements": [{"name": "meas", "config": {"poi": "mu_SIG", "parameters": [
+            {"name": "lumi", "auxdata": [1.0], "sigmas": [0.017], "bounds": [[0.915, 1.085]], "inits": [1.0]}]}}],
+        "version": "1.0.0",
+    }
+
+
+def yields_doc(scale: float = 1.0) -> dict[str, Any]:
+    return {
+        "format": "recastflow-yields/1",
+        "regions": {
+            "SR": {"yields": [4.0 * scale, 6.0 * scale], "stat": [0.4, 0.5],
+                   "systematics": [{"name": "sig_theory", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]},
+            "CR": {"yields": [0.5 * scale], "stat": [0.1]},
+        },
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder with config/, a TOY bundle and a 3-point TOYGRID grid fed by yields files."""
+    bundle = tmp_path / "config" / "analyses" / "TOY"
+    (bundle / "workspaces").mkdir(parents=True)
+    ws_path = bundle / "workspaces" / "BkgOnly.json"
+    ws_path.write_text(json.dumps(small_workspace()))
+    sha = hashlib.sha256(ws_path.read_bytes()).hexdigest()
+    analysis = {
+        "id": "TOY", "title": "toy analysis", "paper": {"arxiv": "0000.00000"}, "hepdata": {"record": "ins0000000"},
+        "workspaces": {"main": {"file": "workspaces/BkgOnly.json", "sha256": sha,
+                                "regions": {"SR": {"channel": "SR", "bins": 2}, "CR": {"channel": "CR", "bins": 1}},
+                                "exclude_channels": ["VR"]}},
+        "signal": {"poi": "mu_SIG", "mcstat_modifier": "staterror_{channel}", "lumi_modifier": "lumi"},
+        "references": [],
+    }
+    (bundle / "analysis.yaml").write_text(yaml.safe_dump(analysis, sort_keys=False))
+    signals = tmp_path / "config" / "signals"
+    (signals / "yields").mkdir(parents=True)
+    points = []
+    for i, scale in enumerate((0.5, 1.0, 3.0)):
+        name = f"P{i}"
+        (signals / "yields" / f"{name}.json").write_text(json.dumps(yields_doc(scale)))
+        points.append({"name": name, "values": {"m1": 100.0 * (i + 1), "m2": 10.0 * i}, "yields": f"yields/{name}.json",
+                       "xsec_pb": 0.1})
+    grid = {"name": "TOYGRID", "analysis": "TOY", "workspace": "main",
+            "parameters": {"m1": {"label": "m1 [GeV]"}, "m2": {"label": "m2 [GeV]"}},
+            "plot": {"x": "m1", "y": "m2"}, "points": points}
+    (signals / "TOYGRID.yaml").write_text(yaml.safe_dump(grid, sort_keys=False))
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({"grids": ["TOYGRID"], "upper_limits": ["TOYGRID/P1"]}))
+    return tmp_path
+
+
+@pytest.fixture
+def chdir_project(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(project)
+    return project
+
+
+def copy_workflow(dest: Path) -> None:
+    """Copy the Snakefile and rules next to a test project."""
+    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
+    shutil.copytree(REPO / "workflow" / "rules", dest / "workflow" / "rules")
+    shutil.copytree(REPO / "workflow" / "profiles", dest / "workflow" / "profiles")
+    shutil.copytree(REPO / "envs", dest / "envs")

@@ -1,0 +1,87 @@
+"""The command line as a user meets it: one-line errors, exit codes, no tracebacks, no partial outputs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def run(args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([str(BIN / "recastflow"), *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def assert_user_error(proc, *fragments):
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_validate_ok(project):
+    proc = run(["validate"], project)
+    assert proc.returncode == 0, proc.stderr
+    assert "configuration valid" in proc.stdout
+
+
+def test_schema_error_one_line(project):
+    cfg = project / "config" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "cores: 4\n")
+    assert_user_error(run(["validate"], project), "config/config.yaml", "unknown key(s) 'cores'", "allowed:")
+
+
+def test_sha_mismatch_one_line_and_no_output(project):
+    ws = project / "config" / "analyses" / "TOY" / "workspaces" / "BkgOnly.json"
+    ws.write_text(ws.read_text().replace("104.0", "105.0"))
+    proc = run(["patch", "--grid", "TOYGRID", "--output", "out/patchset.json"], project)
+    assert_user_error(proc, "BkgOnly.json", "sha256 is")
+    assert not (project / "out").exists()
+
+
+def test_missing_channel_in_patch_one_line(project):
+    sig = project / "config" / "signals"
+    (sig / "bad_patch.json").write_text(json.dumps(
+        [{"op": "add", "path": "/channels/5/samples/0", "value": {"name": "s", "data": [1.0], "modifiers": []}}]))
+    grid = sig / "TOYGRID.yaml"
+    grid.write_text(grid.read_text().replace("yields: yields/P0.json", "patch: bad_patch.json"))
+    proc = run(["patch", "--grid", "TOYGRID", "--output", "out/patchset.json"], project)
+    assert_user_error(proc, "bad_patch.json", "refers to channel 5", "has 3 channels")
+    assert not (project / "out").exists()
+
+
+def test_patch_limits_table_check(project):
+    assert run(["patch", "--grid", "TOYGRID", "--output", "r/ps.json"], project).returncode == 0
+    proc = run(["limits", "--grid", "TOYGRID", "--point", "P1", "--patchset", "r/ps.json", "--output", "r/P1.json",
+                "--upper-limit"], project)
+    assert proc.returncode == 0, proc.stderr
+    rec = json.loads((project / "r" / "P1.json").read_text())
+    assert rec["status"] == "trusted" and 0 < rec["cls_obs"] < 1 and len(rec["cls_exp"]) == 5
+    assert rec["xsec_ul_obs_pb"] == pytest.approx(rec["mu_ul_obs"] * 0.1)
+    assert len(rec["fits"]) == 5
+
+
+def test_non_converging_fit_is_flagged_not_quoted(project):
+    cfg = project / "config" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "fit: {maxiter: 1}\n")
+    assert run(["patch", "--grid", "TOYGRID", "--output", "r/ps.json"], project).returncode == 0
+    proc = run(["limits", "--grid", "TOYGRID", "--point", "P1", "--patchset", "r/ps.json", "--output", "r/P1.json"],
+               project)
+    assert proc.returncode == 0
+    rec = json.loads((project / "r" / "P1.json").read_text())
+    assert rec["status"] == "failed" and rec["cls_obs"] is None
+    assert "did not converge" in rec["issues"][0]
+    assert "failed" in proc.stderr
+
+
+def test_unknown_point_one_line(project):
+    assert run(["patch", "--grid", "TOYGRID", "--output", "r/ps.json"], project).returncode == 0
+    proc = run(["limits", "--grid", "TOYGRID", "--point", "P9", "--patchset", "r/ps.json", "--output", "r/x.json"],
+               project)
+    assert_user_error(proc, "grid TOYGRID has no point 'P9'")

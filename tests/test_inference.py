@@ -1,0 +1,62 @@
+import pyhf
+import pytest
+
+from recastflow.inference import FitFailed, Likelihood
+
+
+def simple(sig=(12.0, 11.0), bkg=(50.0, 52.0), unc=(3.0, 7.0), obs=(51.0, 48.0)):
+    model = pyhf.simplemodels.uncorrelated_background(signal=list(sig), bkg=list(bkg), bkg_uncertainty=list(unc))
+    return model, list(obs) + model.config.auxdata
+
+
+@pytest.mark.parametrize("mu", [0.3, 1.0, 2.5])
+def test_cls_equals_pyhf_hypotest_exactly(mu):
+    model, data = simple()
+    obs, exp = pyhf.infer.hypotest(mu, data, model, test_stat="qtilde", return_expected_set=True)
+    r = Likelihood(model, data).cls(mu)
+    assert r.obs == float(obs)
+    assert list(r.exp) == [float(e) for e in exp]
+
+
+def test_upper_limit_matches_pyhf_scan():
+    model, data = simple()
+    lik = Likelihood(model, data)
+    ul = lik.upper_limit()
+    obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(data, model, scan=None, level=0.05, rtol=1e-6)
+    assert ul.obs == pytest.approx(float(obs), rel=1e-3)
+    assert list(ul.exp) == pytest.approx([float(e) for e in exp], rel=1e-3)
+    # the limits are where CLs is 0.05, not approximations of it
+    assert lik.cls(ul.obs, record=False).obs == pytest.approx(0.05, abs=1e-5)
+
+
+def test_quality_recorded_for_every_fit():
+    model, data = simple()
+    lik = Likelihood(model, data)
+    lik.cls(1.0)
+    labels = [f.label for f in lik.fits]
+    assert labels[0] == "fixed-mu fit to data at mu=1" or "free fit to data" in labels
+    assert len(lik.fits) == 5 and all(f.converged and f.moved for f in lik.fits)
+    assert lik.issues() == []
+
+
+def test_non_converging_fit_raises_fitfailed():
+    model, data = simple()
+    lik = Likelihood(model, data, fit_options={"maxiter": 1})
+    with pytest.raises(FitFailed, match="did not converge"):
+        lik.cls(1.0)
+    assert lik.fits[-1].converged is False
+
+
+def test_parameter_at_bound_is_flagged():
+    # data far above the background: the background-only Asimov fit pushes alpha to its +5 bound
+    spec = {
+        "channels": [{"name": "SR", "samples": [
+            {"name": "sig", "data": [1.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+            {"name": "bkg", "data": [10.0], "modifiers": [{"name": "alpha", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]},
+        ]}],
+    }
+    model = pyhf.Model(spec, poi_name="mu")
+    lik = Likelihood(model, [200.0] + model.config.auxdata)
+    lik.cls(1.0)
+    issues = lik.issues()
+    assert any("background-only fit to data (Asimov): 1 parameter(s) at a bound (alpha)" in i for i in issues), issues

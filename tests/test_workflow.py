@@ -1,0 +1,81 @@
+"""The real Snakemake workflow, end to end, on a small synthetic bundle."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import copy_workflow
+
+BIN = Path(sys.executable).parent
+
+
+def snakemake(cwd, *args):
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    return subprocess.run([str(BIN / "snakemake"), "--cores", "2", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)
+
+
+def add_reference(project, value, rtol):
+    a = project / "config" / "analyses" / "TOY" / "analysis.yaml"
+    doc = yaml.safe_load(a.read_text())
+    doc["references"] = [{"grid": "TOYGRID", "point": "P1", "quantity": "cls_obs", "value": value, "rtol": rtol,
+                          "source": "test"}]
+    a.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_workflow_end_to_end(project):
+    copy_workflow(project)
+    cfg = yaml.safe_load((project / "config" / "config.yaml").read_text())
+    cfg["fit_plots"] = ["TOYGRID/P2"]
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    # the reference is our own first result: this exercises the check rule's pass path
+    first = snakemake(project, "results/limits/TOYGRID/points/P1.json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    cls_p1 = json.loads((project / "results/limits/TOYGRID/points/P1.json").read_text())["cls_obs"]
+    add_reference(project, cls_p1, 1e-9)
+
+    proc = snakemake(project)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = json.loads((project / "results/limits/TOYGRID/limits.json").read_text())
+    assert [p["point"] for p in table["points"]] == ["P0", "P1", "P2"]
+    assert table["summary"] == {"trusted": 3, "flagged": 0, "failed": 0}
+    assert table["points"][1]["mu_ul_obs"] > 0 and table["points"][0]["mu_ul_obs"] is None
+    csv = (project / "results/limits/TOYGRID/limits.csv").read_text().splitlines()
+    assert len(csv) == 4 and csv[0].startswith("point,m1,m2,status,cls_obs")
+    assert (project / "results/limits/TOYGRID/exclusion.png").stat().st_size > 10_000
+    assert "1 of 1 values within tolerance" in (project / "results/check/TOY.txt").read_text()
+    assert any((project / "results/limits/TOYGRID/fitplots/P2").glob("*.png"))
+    html = (project / "results/report/index.html").read_text()
+    assert "TOYGRID" in html and "data:image/png;base64," in html
+    # a second run has nothing to do
+    again = snakemake(project)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_failing_check_fails_the_workflow(project):
+    copy_workflow(project)
+    add_reference(project, 0.5, 1e-5)
+    proc = snakemake(project)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "FAIL" in out and "value" in out and "reference" in out and "rtol" in out
+    assert not (project / "results/check/TOY.txt").exists()
+    assert not (project / "results/report/index.html").exists()
+
+
+@pytest.mark.slow
+def test_bad_config_stops_before_any_job(project):
+    copy_workflow(project)
+    cfg = project / "config" / "config.yaml"
+    cfg.write_text(cfg.read_text() + "upper_limit: [TOYGRID/P1]\n")
+    proc = snakemake(project)
+    assert proc.returncode != 0
+    assert "unknown key(s) 'upper_limit'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (project / "results").exists()

@@ -1,0 +1,5 @@
+"""Allow ``python -m recastflow``."""
+
+from recastflow.cli import main
+
+raise SystemExit(main())

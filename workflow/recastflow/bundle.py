@@ -1,0 +1,279 @@
+"""Preserved analysis bundles and signal grids as small typed records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyhf
+
+from recastflow.config import inside, load_validated
+from recastflow.errors import RecastError
+
+
+@dataclass(frozen=True)
+class Region:
+    """An analysis region and the workspace channel it maps onto."""
+
+    name: str
+    channel: str
+    bins: int
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    """A background-only workspace of a bundle, with its expected checksum."""
+
+    name: str
+    path: Path
+    sha256: str
+    regions: tuple[Region, ...]
+    exclude_channels: tuple[str, ...] = ()
+
+    def load(self) -> dict[str, Any]:
+        """Read the workspace after checking its sha256 and pyhf's workspace schema."""
+        if not self.path.is_file():
+            raise RecastError("background-only workspace not found", path=str(self.path))
+        raw = self.path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        if digest != self.sha256:
+            raise RecastError(
+                f"sha256 is {digest}, the bundle expects {self.sha256}; "
+                "the file was changed or replaced: restore the published file or update analysis.yaml",
+                path=str(self.path),
+            )
+        try:
+            spec = json.loads(raw)
+            pyhf.schema.validate(spec, "workspace.json")
+        except json.JSONDecodeError as exc:
+            raise RecastError(f"invalid JSON: {exc.msg} (line {exc.lineno})", path=str(self.path)) from None
+        except pyhf.exceptions.InvalidSpecification as exc:
+            raise RecastError(f"not a valid pyhf workspace: {str(exc).splitlines()[0]}", path=str(self.path)) from None
+        self._check_regions(spec)
+        return spec
+
+    def _check_regions(self, spec: dict[str, Any]) -> None:
+        channels = {c["name"]: len(c["samples"][0]["data"]) for c in spec["channels"]}
+        for region in self.regions:
+            if region.channel not in channels:
+                raise RecastError(
+                    f"region {region.name!r} maps to channel {region.channel!r}, which the workspace does not have "
+                    f"(it has: {', '.join(channels)})",
+                    path=str(self.path),
+                )
+            if channels[region.channel] != region.bins:
+                raise RecastError(
+                    f"region {region.name!r} declares {region.bins} bins, channel {region.channel!r} has "
+                    f"{channels[region.channel]}",
+                    path=str(self.path),
+                )
+        for name in self.exclude_channels:
+            if name not in channels:
+                raise RecastError(f"exclude_channels names {name!r}, not a channel of the workspace", path=str(self.path))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published or regression value that a result must reproduce."""
+
+    grid: str
+    point: str
+    quantity: str
+    value: float | tuple[float, ...]
+    rtol: float
+    atol: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A preserved analysis: metadata, workspaces, signal convention, references."""
+
+    id: str
+    title: str
+    folder: Path
+    paper: dict[str, str]
+    hepdata: dict[str, str]
+    workspaces: dict[str, WorkspaceRef]
+    poi: str
+    mcstat_modifier: str
+    lumi_modifier: str | None
+    references: tuple[Reference, ...] = field(default=())
+
+    def workspace(self, name: str, *, source: Path | str = "") -> WorkspaceRef:
+        """Return a workspace by name or a clear error listing the valid names."""
+        if name not in self.workspaces:
+            raise RecastError(
+                f"analysis {self.id} has no workspace {name!r} (it has: {', '.join(self.workspaces)})",
+                path=str(source) or None,
+                field="workspace",
+            )
+        return self.workspaces[name]
+
+
+def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
+    """Load ``<analyses_dir>/<analysis_id>/analysis.yaml``.
+
+    Args:
+        analysis_id: the bundle's folder name.
+        analyses_dir: folder holding the bundles.
+    """
+    folder = analyses_dir / analysis_id
+    path = folder / "analysis.yaml"
+    if not path.is_file():
+        have = sorted(p.name for p in analyses_dir.iterdir() if (p / "analysis.yaml").is_file()) if analyses_dir.is_dir() else []
+        raise RecastError(f"no analysis bundle {analysis_id!r} (bundles here: {', '.join(have) or 'none'})", path=str(path))
+    doc = load_validated(path, "analysis")
+    if doc["id"] != analysis_id:
+        raise RecastError(f"id {doc['id']!r} differs from the folder name {analysis_id!r}", path=str(path), field="id")
+    workspaces = {}
+    for name, ws in doc["workspaces"].items():
+        regions = tuple(Region(r, v["channel"], v["bins"]) for r, v in ws["regions"].items())
+        workspaces[name] = WorkspaceRef(
+            name=name,
+            path=inside(folder, ws["file"], source=path, field=f"workspaces.{name}.file"),
+            sha256=ws["sha256"],
+            regions=regions,
+            exclude_channels=tuple(ws.get("exclude_channels", [])),
+        )
+    refs = tuple(
+        Reference(
+            grid=r["grid"],
+            point=r["point"],
+            quantity=r["quantity"],
+            value=tuple(r["value"]) if isinstance(r["value"], list) else r["value"],
+            rtol=r.get("rtol", 1e-5),
+            atol=r.get("atol", 0.0),
+            source=r["source"],
+        )
+        for r in doc.get("references", [])
+    )
+    sig = doc["signal"]
+    return Analysis(
+        id=doc["id"],
+        title=doc["title"],
+        folder=folder,
+        paper=doc["paper"],
+        hepdata=doc["hepdata"],
+        workspaces=workspaces,
+        poi=sig["poi"],
+        mcstat_modifier=sig.get("mcstat_modifier", "staterror_{channel}"),
+        lumi_modifier=sig.get("lumi_modifier", "lumi"),
+        references=refs,
+    )
+
+
+@dataclass(frozen=True)
+class Point:
+    """One signal hypothesis of a grid."""
+
+    name: str
+    values: dict[str, float]
+    patch: Path | None = None
+    yields: Path | None = None
+    xsec_pb: float | None = None
+    xsec_source: str | None = None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A signal grid: points, their parameters and where their signal comes from."""
+
+    name: str
+    path: Path
+    analysis: str
+    workspace: str
+    parameters: dict[str, dict[str, str]]
+    points: tuple[Point, ...]
+    plot: tuple[str, str] | None = None
+    patchset: Path | None = None
+    description: str = ""
+
+    def point(self, name: str) -> Point:
+        """Return a point by name or a clear error."""
+        for p in self.points:
+            if p.name == name:
+                return p
+        raise RecastError(f"grid {self.name} has no point {name!r}", path=str(self.path))
+
+
+def load_grid(name: str, signals_dir: Path) -> Grid:
+    """Load ``<signals_dir>/<name>.yaml``; relative paths in it are relative to its folder.
+
+    Args:
+        name: grid name (file stem).
+        signals_dir: folder holding the grid files.
+    """
+    path = signals_dir / f"{name}.yaml"
+    doc = load_validated(path, "signals")
+    if doc["name"] != name:
+        raise RecastError(f"name {doc['name']!r} differs from the file name {name!r}", path=str(path), field="name")
+    base = path.parent
+    params = doc["parameters"]
+    patch_dir = doc.get("patch_directory")
+    points = []
+    seen = set()
+    for i, p in enumerate(doc["points"]):
+        where = f"points[{i}]"
+        if p["name"] in seen:
+            raise RecastError(f"point name {p['name']!r} appears twice", path=str(path), field=where)
+        seen.add(p["name"])
+        missing = set(params) - set(p["values"])
+        unknown = set(p["values"]) - set(params)
+        if missing or unknown:
+            raise RecastError(
+                f"values must give exactly the grid parameters {sorted(params)}"
+                + (f"; missing {sorted(missing)}" if missing else "")
+                + (f"; unknown {sorted(unknown)}" if unknown else ""),
+                path=str(path),
+                field=f"{where}.values",
+            )
+        patch = yields = None
+        if "patch" in p:
+            patch = inside(base, p["patch"], source=path, field=f"{where}.patch")
+        elif "yields" in p:
+            yields = inside(base, p["yields"], source=path, field=f"{where}.yields")
+        elif patch_dir:
+            fname = patch_dir["pattern"].format(**{k: _fmt(v) for k, v in p["values"].items()})
+            patch = inside(base, f"{patch_dir['path']}/{fname}", source=path, field="patch_directory")
+        elif "patchset" not in doc:
+            raise RecastError(
+                "no signal given: set 'patch' or 'yields' for the point, or 'patchset'/'patch_directory' for the grid",
+                path=str(path),
+                field=where,
+            )
+        points.append(
+            Point(
+                name=p["name"],
+                values=dict(p["values"]),
+                patch=patch,
+                yields=yields,
+                xsec_pb=p.get("xsec_pb"),
+                xsec_source=p.get("xsec_source"),
+            )
+        )
+    plot = None
+    if "plot" in doc:
+        for axis in ("x", "y"):
+            if doc["plot"][axis] not in params:
+                raise RecastError(f"{doc['plot'][axis]!r} is not a grid parameter", path=str(path), field=f"plot.{axis}")
+        plot = (doc["plot"]["x"], doc["plot"]["y"])
+    return Grid(
+        name=name,
+        path=path,
+        analysis=doc["analysis"],
+        workspace=doc["workspace"],
+        parameters=params,
+        points=tuple(points),
+        plot=plot,
+        patchset=inside(base, doc["patchset"], source=path, field="patchset") if "patchset" in doc else None,
+        description=doc.get("description", ""),
+    )
+
+
+def _fmt(value: float) -> str:
+    # masses are written as integers in published file names (patch.sbottom_1300_205_60.json)
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,260 @@
+"""The recastflow command line: one subcommand per workflow stage.
+
+Every subcommand reads the run configuration, writes its outputs atomically and
+turns user mistakes into a one-line message with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from recastflow.errors import CheckFailed, RecastError
+
+
+@dataclass(frozen=True)
+class Context:
+    """The validated run configuration and where its bundles and grids live."""
+
+    config: dict[str, Any]
+    analyses_dir: Path
+    signals_dir: Path
+
+    @classmethod
+    def load(cls, path: Path) -> "Context":
+        """Read and validate ``config.yaml``."""
+        from recastflow.config import load_validated
+
+        cfg = load_validated(path, "config")
+        return cls(cfg, Path(cfg["analyses_dir"]), Path(cfg["signals_dir"]))
+
+    def grid(self, name: str):  # -> Grid
+        """Load a grid and the bundle it belongs to."""
+        from recastflow.bundle import load_analysis, load_grid
+
+        grid = load_grid(name, self.signals_dir)
+        analysis = load_analysis(grid.analysis, self.analyses_dir)
+        return grid, analysis
+
+
+def _log(msg: str) -> None:
+    print(f"[recastflow] {msg}", file=sys.stderr, flush=True)
+
+
+# -- subcommands ------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
+    """Validate the config, every grid, every bundle and the workspaces' sha256."""
+    seen = set()
+    for name in ctx.config["grids"]:
+        grid, analysis = ctx.grid(name)
+        wsref = analysis.workspace(grid.workspace, source=grid.path)
+        if (analysis.id, wsref.name) not in seen:
+            wsref.load()
+            seen.add((analysis.id, wsref.name))
+        _log(f"grid {name}: {len(grid.points)} points, {analysis.id} {grid.workspace} ok")
+    for entry in ctx.config.get("upper_limits", []) + ctx.config.get("fit_plots", []):
+        gname, pname = entry.split("/")
+        if gname not in ctx.config["grids"]:
+            raise RecastError(f"{entry!r} names grid {gname!r}, which is not in 'grids'", path=str(args.config))
+        if pname != "*":
+            ctx.grid(gname)[0].point(pname)
+    print("configuration valid")
+
+
+def cmd_patch(args: argparse.Namespace, ctx: Context) -> None:
+    """Build the grid's PatchSet from published patches, a patchset or yields."""
+    from recastflow.io import write_json_atomic
+    from recastflow.patching import build_patchset
+
+    grid, analysis = ctx.grid(args.grid)
+    bkg = analysis.workspace(grid.workspace, source=grid.path).load()
+    patchset = build_patchset(grid, analysis, bkg)
+    write_json_atomic(Path(args.output), patchset)
+    _log(f"{grid.name}: PatchSet with {len(patchset['patches'])} points validated and applied -> {args.output}")
+
+
+def cmd_extract_yields(args: argparse.Namespace, ctx: Context) -> None:
+    """Write the signal yields contained in a point's published patch."""
+    from recastflow.io import write_json_atomic
+    from recastflow.patching import point_patch, yields_from_patch
+
+    grid, analysis = ctx.grid(args.grid)
+    wsref = analysis.workspace(grid.workspace, source=grid.path)
+    bkg = wsref.load()
+    point = grid.point(args.point)
+    ops = point_patch(point, grid, bkg, wsref, analysis)
+    doc = yields_from_patch(ops, bkg, wsref, analysis, point.patch or grid.patchset or grid.path)
+    doc["point"] = point.name
+    write_json_atomic(Path(args.output), doc)
+    _log(f"{point.name}: yields of {len(doc['regions'])} regions -> {args.output}")
+
+
+def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
+    """CLs (observed, expected band) and optional upper limits for one point."""
+    from recastflow.io import read_json, write_json_atomic
+    from recastflow.limits import PointResult, evaluate_point
+    from recastflow.patching import patch_for_point
+
+    grid, analysis = ctx.grid(args.grid)
+    point = grid.point(args.point)
+    bkg = analysis.workspace(grid.workspace, source=grid.path).load()
+    patchset = read_json(Path(args.patchset))
+    ops = patch_for_point(patchset, bkg, point.name, args.patchset)
+    record = PointResult(
+        analysis=analysis.id, grid=grid.name, point=point.name, workspace=grid.workspace,
+        values=point.values, xsec_pb=point.xsec_pb, xsec_source=point.xsec_source, cl=ctx.config["cl"],
+    )
+    t0 = time.perf_counter()
+    evaluate_point(bkg, ops, record, upper_limit=args.upper_limit, fit_options=ctx.config.get("fit"),
+                   source=args.patchset)
+    write_json_atomic(Path(args.output), record.to_dict())
+    msg = f"{grid.name}/{point.name}: {record.status}"
+    if record.cls_obs is not None:
+        msg += f", CLs_obs={record.cls_obs:.4g}, CLs_exp={record.cls_exp[2]:.4g}"
+    if record.mu_ul_obs is not None:
+        msg += f", mu_UL={record.mu_ul_obs:.4g} (exp {record.mu_ul_exp[2]:.4g})"
+    _log(msg + f" [{time.perf_counter() - t0:.1f} s]")
+    for issue in record.issues:
+        _log(f"  flagged: {issue}")
+
+
+def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
+    """Collect point results into CSV/JSON tables and the exclusion plot."""
+    from recastflow.io import read_json, write_json_atomic, write_text_atomic
+    from recastflow.limits import rows_to_csv, summary, table_rows
+
+    grid, analysis = ctx.grid(args.grid)
+    records = [read_json(Path(p)) for p in args.inputs]
+    order = {p.name: i for i, p in enumerate(grid.points)}
+    records.sort(key=lambda r: order.get(r["point"], len(order)))
+    outdir = Path(args.outdir)
+    counts = summary(records)
+    write_json_atomic(outdir / "limits.json", {"analysis": analysis.id, "grid": grid.name, "summary": counts,
+                                               "points": records})
+    write_text_atomic(outdir / "limits.csv", rows_to_csv(table_rows(records)))
+    if grid.plot:
+        from recastflow.plotting import plot_exclusion
+
+        x, y = grid.plot
+        plot_exclusion(records, x, y, outdir / "exclusion.png",
+                       title=f"{analysis.id} {grid.workspace}: {grid.name}",
+                       xlabel=grid.parameters[x]["label"], ylabel=grid.parameters[y]["label"], level=1 - ctx.config["cl"])
+    _log(f"{grid.name}: {len(records)} points: {counts['trusted']} trusted, {counts['flagged']} flagged, "
+         f"{counts['failed']} failed -> {outdir}")
+
+
+def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
+    """cabinetry pre-/post-fit data/MC plots and pulls for one point."""
+    from recastflow.io import read_json
+    from recastflow.patching import apply_patch, patch_for_point
+    from recastflow.plotting import fit_plots
+
+    grid, analysis = ctx.grid(args.grid)
+    point = grid.point(args.point)
+    bkg = analysis.workspace(grid.workspace, source=grid.path).load()
+    ops = patch_for_point(read_json(Path(args.patchset)), bkg, point.name, args.patchset)
+    spec = apply_patch(bkg, ops, args.patchset)
+    files = fit_plots(spec, Path(args.outdir), label=f"{grid.name}/{point.name}")
+    _log(f"{grid.name}/{point.name}: {len(files)} fit plots -> {args.outdir}")
+
+
+def cmd_check(args: argparse.Namespace, ctx: Context) -> None:
+    """Compare results with an analysis bundle's reference values."""
+    from recastflow.bundle import load_analysis
+    from recastflow.check import compare, format_table
+    from recastflow.io import read_json, write_json_atomic, write_text_atomic
+
+    analysis = load_analysis(args.analysis, ctx.analyses_dir)
+    results = {}
+    for path in args.results:
+        doc = read_json(Path(path))
+        for rec in doc["points"]:
+            results[(rec["grid"], rec["point"])] = rec
+    refs = tuple(r for r in analysis.references if r.grid in ctx.config["grids"])
+    rows = compare(refs, results)
+    text = f"Regression check of {analysis.id} ({len(refs)} references)\n" + format_table(rows)
+    print(text)
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(rows)} values of {analysis.id} outside tolerance (table above)")
+    write_text_atomic(Path(args.output), text + "\n")
+    write_json_atomic(Path(args.output).with_suffix(".json"), [
+        {"grid": r.grid, "point": r.point, "quantity": r.quantity, "value": r.value, "reference": r.reference,
+         "rtol": r.rtol, "atol": r.atol, "passed": r.passed, "note": r.note, "source": r.source} for r in rows])
+
+
+def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
+    """Write the HTML report: exclusion plots, limit tables, checks, fit plots."""
+    from recastflow.reporting import build_report
+
+    build_report(ctx, tables=[Path(p) for p in args.tables], checks=[Path(p) for p in args.checks],
+                 fitplot_dirs=[Path(p) for p in args.fitplots], output=Path(args.output))
+    _log(f"report -> {args.output}")
+
+
+# -- parser -------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with all subcommands."""
+    parser = argparse.ArgumentParser(prog="recastflow", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="config/config.yaml", help="run configuration (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace, Context], None], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=fn)
+        return p
+
+    add("validate", cmd_validate, "validate the configuration, grids, bundles and workspace checksums")
+    p = add("patch", cmd_patch, "build a grid's signal PatchSet (from yields, published patches or a patchset)")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--output", required=True)
+    p = add("extract-yields", cmd_extract_yields, "write the signal yields of a point's published patch")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--point", required=True)
+    p.add_argument("--output", required=True)
+    p = add("limits", cmd_limits, "CLs with expected band (and optionally upper limits) for one point")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--point", required=True)
+    p.add_argument("--patchset", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--upper-limit", action="store_true", help="also compute 95%% CL upper limits")
+    p = add("table", cmd_table, "collect a grid's point results into tables and the exclusion plot")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--outdir", required=True)
+    p = add("fitplots", cmd_fitplots, "cabinetry pre-/post-fit plots and pulls for one point")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--point", required=True)
+    p.add_argument("--patchset", required=True)
+    p.add_argument("--outdir", required=True)
+    p = add("check", cmd_check, "compare results with an analysis bundle's reference values")
+    p.add_argument("--analysis", required=True)
+    p.add_argument("--results", nargs="+", required=True, help="limits.json files of the grids")
+    p.add_argument("--output", required=True)
+    p = add("report", cmd_report, "write the HTML report")
+    p.add_argument("--tables", nargs="*", default=[])
+    p.add_argument("--checks", nargs="*", default=[])
+    p.add_argument("--fitplots", nargs="*", default=[])
+    p.add_argument("--output", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors become one line on stderr and exit code 1."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # BLAS threads make pyhf fits 2-5x slower here
+    try:
+        ctx = Context.load(Path(args.config))
+        args.func(args, ctx)
+    except RecastError as exc:
+        print(f"recastflow {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"recastflow {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

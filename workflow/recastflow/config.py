@@ -1,0 +1,134 @@
+"""Reading YAML/JSON input safely and validating it against the package's schemas."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from recastflow.errors import RecastError
+
+#: Input files larger than this are refused before parsing (a typo'd path to a data file, or a YAML bomb).
+MAX_CONFIG_BYTES = 20_000_000
+
+
+@lru_cache(maxsize=None)
+def schema(name: str) -> dict[str, Any]:
+    """Return one of the JSON schemas shipped inside the package.
+
+    Args:
+        name: schema stem, e.g. ``"config"`` for ``config.schema.json``.
+    """
+    text = resources.files("recastflow").joinpath("schemas", f"{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+def read_document(path: Path) -> Any:
+    """Parse a YAML or JSON file with the safe loader, turning problems into one-line errors.
+
+    Args:
+        path: the file; ``.json`` is parsed as JSON, anything else as YAML.
+    """
+    if not path.is_file():
+        raise RecastError("file not found", path=str(path))
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise RecastError(f"file is larger than {MAX_CONFIG_BYTES} bytes; is this the right file?", path=str(path))
+    text = path.read_text(encoding="utf-8", errors="strict")
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise RecastError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path=str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecastError(f"invalid YAML{where}: {problem}", path=str(path)) from None
+
+
+def validate(document: Any, schema_name: str, path: Path | str) -> None:
+    """Validate against a packaged schema; the error names the key and what is allowed.
+
+    Args:
+        document: the parsed content.
+        schema_name: which packaged schema to use.
+        path: the file the document came from (for the message).
+    """
+    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.path), list(map(str, e.path))))
+    if not errors:
+        return
+    err = jsonschema.exceptions.best_match(errors)
+    raise RecastError(_explain(err), path=str(path), field=_key(err)) from None
+
+
+def _key(err: jsonschema.ValidationError) -> str:
+    parts = [str(p) if not isinstance(p, int) else f"[{p}]" for p in err.absolute_path]
+    key = ".".join(parts).replace(".[", "[")
+    return key or "(top level)"
+
+
+def _explain(err: jsonschema.ValidationError) -> str:
+    """Turn a jsonschema error into a short sentence saying what is allowed."""
+    v, s = err.validator, err.schema if isinstance(err.schema, dict) else {}
+    if v == "additionalProperties":
+        allowed = sorted(s.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
+    if v == "required":
+        return f"missing required key: {err.message.split(' is a required')[0]}"
+    if v == "type":
+        return f"expected {s.get('type')}, got {type(err.instance).__name__} {err.instance!r:.60}"
+    if v == "enum":
+        return f"{err.instance!r} is not allowed; choose one of {', '.join(map(repr, s['enum']))}"
+    if v == "const":
+        return f"must be {s['const']!r}, got {err.instance!r}"
+    if v == "pattern":
+        return f"{err.instance!r} does not match the allowed form {s['pattern']}"
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "minProperties"):
+        return f"{err.message}"
+    if v == "not":
+        return "give only one of 'patch' or 'yields'"
+    return err.message
+
+
+def load_validated(path: Path, schema_name: str) -> dict[str, Any]:
+    """Read a file and validate it, filling schema defaults at the top level.
+
+    Args:
+        path: YAML or JSON file.
+        schema_name: packaged schema to validate against.
+    """
+    doc = read_document(path)
+    if doc is None:
+        raise RecastError("file is empty", path=str(path))
+    validate(doc, schema_name, path)
+    for key, sub in schema(schema_name).get("properties", {}).items():
+        if key not in doc and "default" in sub:
+            doc[key] = sub["default"]
+    return doc
+
+
+def inside(base: Path, relative: str, *, source: Path, field: str) -> Path:
+    """Resolve a path given in a config file, refusing absolute paths and escapes.
+
+    Args:
+        base: folder the path is relative to.
+        relative: the path as written in the file.
+        source: the file that contains it (for the message).
+        field: the key that contains it (for the message).
+    """
+    rel = Path(relative)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise RecastError(
+            f"path {relative!r} must be relative to {base} and must not contain '..'",
+            path=str(source),
+            field=field,
+        )
+    return base / rel

@@ -1,0 +1,146 @@
+"""Per-point limit setting and grid tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyhf
+
+from recastflow.errors import RecastError
+from recastflow.inference import EXPECTED_SIGMAS, FitFailed, Likelihood
+from recastflow.patching import apply_patch
+
+STATUSES = ("trusted", "flagged", "failed")
+
+
+@dataclass
+class PointResult:
+    """Everything the limits stage says about one signal point.
+
+    ``status`` is ``trusted`` when every fit converged, moved and stayed inside its
+    bounds; ``flagged`` when a result exists but a fit gave a reason to doubt it;
+    ``failed`` when a fit did not converge and no number is quoted.
+    """
+
+    analysis: str
+    grid: str
+    point: str
+    workspace: str
+    values: dict[str, float]
+    xsec_pb: float | None
+    xsec_source: str | None
+    status: str = "trusted"
+    issues: list[str] = field(default_factory=list)
+    cls_obs: float | None = None
+    cls_exp: list[float] | None = None
+    excluded_obs: bool | None = None
+    excluded_exp: bool | None = None
+    mu_ul_obs: float | None = None
+    mu_ul_exp: list[float] | None = None
+    xsec_ul_obs_pb: float | None = None
+    xsec_ul_exp_pb: list[float] | None = None
+    cl: float = 0.95
+    fits: list[dict[str, Any]] = field(default_factory=list)
+    software: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dictionary."""
+        return asdict(self)
+
+
+def evaluate_point(
+    bkg: dict[str, Any],
+    ops: list[dict[str, Any]],
+    result: PointResult,
+    *,
+    upper_limit: bool,
+    fit_options: dict[str, Any] | None = None,
+    source: Path | str = "",
+) -> PointResult:
+    """Observed CLs and expected band at mu=1, and optionally upper limits, for one point.
+
+    Args:
+        bkg: background-only workspace.
+        ops: the point's signal patch.
+        result: record with the point's identity filled in; completed and returned.
+        upper_limit: also compute upper limits on mu (and on the cross-section if known).
+        fit_options: options for pyhf's optimiser.
+        source: where the patch came from (for messages).
+    """
+    spec = apply_patch(bkg, ops, source, build_model=False)
+    ws = pyhf.Workspace(spec)
+    try:
+        model = ws.model()
+    except Exception as exc:  # pyhf raises plain exceptions for inconsistent modifiers
+        raise RecastError(f"patched workspace does not build a model: {exc}", path=str(source)) from None
+    lik = Likelihood(model, ws.data(model), fit_options=dict(fit_options or {}))
+    level = 1.0 - result.cl
+    result.software = {"pyhf": pyhf.__version__, "backend": "numpy", "optimizer": "scipy"}
+    try:
+        cls = lik.cls(1.0)
+        result.cls_obs = cls.obs
+        result.cls_exp = list(cls.exp)
+        result.excluded_obs = cls.obs < level
+        result.excluded_exp = cls.exp[EXPECTED_SIGMAS.index(0)] < level
+        if upper_limit:
+            ul = lik.upper_limit(level=level)
+            result.mu_ul_obs = ul.obs
+            result.mu_ul_exp = list(ul.exp)
+            if result.xsec_pb is not None:
+                result.xsec_ul_obs_pb = ul.obs * result.xsec_pb
+                result.xsec_ul_exp_pb = [v * result.xsec_pb for v in ul.exp]
+    except FitFailed as exc:
+        result.status = "failed"
+        result.issues = [str(exc)]
+        result.fits = [f.to_dict() for f in lik.fits]
+        return result
+    result.issues = lik.issues()
+    result.status = "flagged" if result.issues else "trusted"
+    result.fits = [f.to_dict() for f in lik.fits]
+    return result
+
+
+TABLE_COLUMNS = (
+    "point", "status", "cls_obs", "cls_exp_m2", "cls_exp_m1", "cls_exp", "cls_exp_p1", "cls_exp_p2",
+    "excluded_obs", "excluded_exp", "xsec_pb", "mu_ul_obs", "mu_ul_exp", "mu_ul_exp_m1", "mu_ul_exp_p1",
+    "xsec_ul_obs_pb", "xsec_ul_exp_pb", "issues",
+)
+
+
+def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Flatten point records into table rows (grid parameters first)."""
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {"point": r["point"], **r["values"], "status": r["status"]}
+        exp = r.get("cls_exp") or [None] * 5
+        row.update({"cls_obs": r.get("cls_obs"), "cls_exp_m2": exp[0], "cls_exp_m1": exp[1], "cls_exp": exp[2],
+                    "cls_exp_p1": exp[3], "cls_exp_p2": exp[4]})
+        row.update({"excluded_obs": r.get("excluded_obs"), "excluded_exp": r.get("excluded_exp"), "xsec_pb": r.get("xsec_pb")})
+        mexp = r.get("mu_ul_exp") or [None] * 5
+        xexp = r.get("xsec_ul_exp_pb") or [None] * 5
+        row.update({"mu_ul_obs": r.get("mu_ul_obs"), "mu_ul_exp": mexp[2], "mu_ul_exp_m1": mexp[1],
+                    "mu_ul_exp_p1": mexp[3], "xsec_ul_obs_pb": r.get("xsec_ul_obs_pb"), "xsec_ul_exp_pb": xexp[2]})
+        row["issues"] = "; ".join(r.get("issues") or [])
+        rows.append(row)
+    return rows
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """Render table rows as CSV with full float precision (repr)."""
+    buf = io.StringIO()
+    if not rows:
+        return ""
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def summary(records: list[dict[str, Any]]) -> dict[str, int]:
+    """Count points per status."""
+    return {s: sum(1 for r in records if r["status"] == s) for s in STATUSES}

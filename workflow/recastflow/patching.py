@@ -1,0 +1,284 @@
+"""Signal patches: from yields to JSON Patch, from published patches to yields, and PatchSets."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+import pyhf
+
+from recastflow.bundle import Analysis, Grid, Point, WorkspaceRef
+from recastflow.config import read_document, validate
+from recastflow.errors import RecastError
+
+YIELDS_FORMAT = "recastflow-yields/1"
+
+
+def _channel_index(spec: dict[str, Any]) -> dict[str, int]:
+    return {c["name"]: i for i, c in enumerate(spec["channels"])}
+
+
+def check_yields(doc: dict[str, Any], wsref: WorkspaceRef, path: Path | str) -> None:
+    """Check a yields document against the bundle's regions: names, bin counts, finite non-negative values.
+
+    Args:
+        doc: parsed yields document (already schema-valid).
+        wsref: the workspace the yields are for.
+        path: where the document came from (for messages).
+    """
+    regions = {r.name: r for r in wsref.regions}
+    unknown = sorted(set(doc["regions"]) - set(regions))
+    if unknown:
+        raise RecastError(
+            f"region(s) {', '.join(unknown)} are not regions of workspace {wsref.name} "
+            f"(it has: {', '.join(regions)})",
+            path=str(path),
+            field="regions",
+        )
+    for name, reg in doc["regions"].items():
+        nbins = regions[name].bins
+        for key in ("yields", "stat"):
+            values = reg[key]
+            where = f"regions.{name}.{key}"
+            if len(values) != nbins:
+                raise RecastError(f"has {len(values)} bins, region {name} has {nbins}", path=str(path), field=where)
+            for i, v in enumerate(values):
+                if not math.isfinite(v):
+                    raise RecastError(f"bin {i} is {v}; yields must be finite numbers", path=str(path), field=where)
+                if v < 0:
+                    raise RecastError(f"bin {i} is negative ({v}); signal yields and uncertainties must be >= 0",
+                                      path=str(path), field=where)
+
+
+def read_yields(path: Path, wsref: WorkspaceRef) -> dict[str, Any]:
+    """Read and check a per-point yields file (YAML or JSON)."""
+    doc = read_document(path)
+    validate(doc, "yields", path)
+    check_yields(doc, wsref, path)
+    return doc
+
+
+def patch_from_yields(
+    yields: dict[str, Any], bkg: dict[str, Any], wsref: WorkspaceRef, analysis: Analysis, sample: str
+) -> list[dict[str, Any]]:
+    """Build the JSON Patch that adds a signal sample to every mapped channel.
+
+    The sample carries the POI normfactor, the luminosity modifier and the MC-stat
+    staterror named by the bundle's convention, plus any systematics given with the
+    yields. Channels the bundle excludes from the fit are removed, as the published
+    patches do.
+
+    Args:
+        yields: checked yields document.
+        bkg: background-only workspace spec.
+        wsref: the workspace's bundle entry.
+        analysis: the bundle (signal convention).
+        sample: name of the signal sample.
+    """
+    index = _channel_index(bkg)
+    ops: list[dict[str, Any]] = []
+    for region in wsref.regions:
+        if region.name not in yields["regions"]:
+            continue  # no signal there: published patches then add no sample either
+        reg = yields["regions"][region.name]
+        ch = index[region.channel]
+        modifiers: list[dict[str, Any]] = []
+        if analysis.lumi_modifier:
+            modifiers.append({"name": analysis.lumi_modifier, "type": "lumi", "data": None})
+        modifiers.append(
+            {
+                "name": analysis.mcstat_modifier.format(channel=region.channel),
+                "type": "staterror",
+                "data": [float(v) for v in reg["stat"]],
+            }
+        )
+        modifiers.extend(copy.deepcopy(m) for m in reg.get("systematics", []))
+        modifiers.append({"name": analysis.poi, "type": "normfactor", "data": None})
+        for m in modifiers:
+            m.setdefault("data", None)
+        value = {"name": sample, "data": [float(v) for v in reg["yields"]], "modifiers": modifiers}
+        ops.append({"op": "add", "path": f"/channels/{ch}/samples/{len(bkg['channels'][ch]['samples'])}", "value": value})
+    for ch in sorted((index[name] for name in wsref.exclude_channels), reverse=True):
+        ops.append({"op": "remove", "path": f"/channels/{ch}"})
+    return ops
+
+
+def yields_from_patch(
+    ops: list[dict[str, Any]], bkg: dict[str, Any], wsref: WorkspaceRef, analysis: Analysis, source: Path | str
+) -> dict[str, Any]:
+    """Extract per-region signal yields from a published JSON Patch.
+
+    The inverse of :func:`patch_from_yields`: nominal yields, the MC-stat
+    uncertainty and every other signal modifier are kept, so that feeding the
+    result back through ``recastflow patch`` gives the same likelihood.
+
+    Args:
+        ops: the published patch.
+        bkg: background-only workspace it applies to.
+        wsref: the workspace's bundle entry.
+        analysis: the bundle (signal convention).
+        source: the patch's file (for messages).
+    """
+    by_channel = {r.channel: r for r in wsref.regions}
+    names = [c["name"] for c in bkg["channels"]]
+    regions: dict[str, Any] = {}
+    sample = None
+    for i, op in enumerate(ops):
+        if op.get("op") != "add" or not isinstance(op.get("value"), dict) or "modifiers" not in op["value"]:
+            continue
+        parts = op["path"].strip("/").split("/")
+        if len(parts) < 3 or parts[0] != "channels" or not parts[1].isdigit() or int(parts[1]) >= len(names):
+            raise RecastError(f"operation {i} adds to {op['path']}, not a channel of the workspace", path=str(source))
+        channel = names[int(parts[1])]
+        if channel not in by_channel:
+            raise RecastError(
+                f"operation {i} adds signal to channel {channel!r}, which the bundle does not map to a region",
+                path=str(source),
+            )
+        value = op["value"]
+        sample = sample or value["name"]
+        stat_name = analysis.mcstat_modifier.format(channel=channel)
+        stat = None
+        systematics = []
+        for m in value["modifiers"]:
+            if m["type"] == "staterror" and m["name"] == stat_name:
+                stat = m["data"]
+            elif m["type"] == "normfactor" and m["name"] == analysis.poi:
+                continue
+            elif m["type"] == "lumi" and m["name"] == analysis.lumi_modifier:
+                continue
+            else:
+                systematics.append({"name": m["name"], "type": m["type"], "data": m.get("data")})
+        if stat is None:
+            raise RecastError(
+                f"signal in channel {channel!r} has no staterror modifier named {stat_name!r}", path=str(source)
+            )
+        regions[by_channel[channel].name] = {"yields": value["data"], "stat": stat, "systematics": systematics}
+    if not regions:
+        raise RecastError("the patch adds no signal sample", path=str(source))
+    return {"format": YIELDS_FORMAT, "sample": sample, "regions": regions}
+
+
+def apply_patch(
+    bkg: dict[str, Any], ops: list[dict[str, Any]], source: Path | str, *, build_model: bool = True
+) -> dict[str, Any]:
+    """Apply a JSON Patch and check the result is a valid pyhf workspace whose model builds.
+
+    Args:
+        bkg: background-only workspace.
+        ops: the patch.
+        source: where the patch came from (for messages).
+        build_model: also build the pyhf model (skip when the caller builds it next anyway).
+    """
+    names = [c["name"] for c in bkg["channels"]]
+    for i, op in enumerate(ops):
+        parts = str(op.get("path", "")).strip("/").split("/")
+        if parts and parts[0] == "channels" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) >= len(names):
+            raise RecastError(
+                f"operation {i} ({op.get('op')} {op.get('path')}) refers to channel {parts[1]}, "
+                f"but the workspace has {len(names)} channels ({', '.join(names)}); "
+                "is this patch for another workspace or region?",
+                path=str(source),
+            )
+    try:
+        spec = jsonpatch.apply_patch(bkg, ops)
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+        raise RecastError(f"patch does not apply to the workspace: {exc}", path=str(source)) from None
+    try:
+        pyhf.schema.validate(spec, "workspace.json")
+        if build_model:
+            pyhf.Workspace(spec).model()
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise RecastError(f"patched workspace is invalid: {str(exc).splitlines()[0]}", path=str(source)) from None
+    except Exception as exc:  # pyhf raises plain exceptions for inconsistent modifiers
+        raise RecastError(f"patched workspace does not build a model: {exc}", path=str(source)) from None
+    return spec
+
+
+def _read_patch(path: Path) -> list[dict[str, Any]]:
+    ops = read_document(path)
+    if not isinstance(ops, list) or not all(isinstance(o, dict) and "op" in o and "path" in o for o in ops):
+        raise RecastError("not a JSON Patch (expected a list of {op, path, ...} operations)", path=str(path))
+    return ops
+
+
+def _patch_from_patchset(path: Path, point: Point, labels: list[str]) -> list[dict[str, Any]]:
+    doc = read_document(path)
+    try:
+        patchset = pyhf.PatchSet(doc)
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise RecastError(f"not a valid pyhf PatchSet: {str(exc).splitlines()[0]}", path=str(path)) from None
+    if list(patchset.labels) != labels:
+        raise RecastError(f"PatchSet labels {patchset.labels} differ from the grid parameters {labels}", path=str(path))
+    values = tuple(point.values[k] for k in labels)
+    try:
+        return list(patchset[values].patch)
+    except pyhf.exceptions.InvalidPatchLookup:
+        try:
+            return list(patchset[point.name].patch)
+        except pyhf.exceptions.InvalidPatchLookup:
+            raise RecastError(f"has no patch for point {point.name} {values}", path=str(path)) from None
+
+
+def point_patch(
+    point: Point, grid: Grid, bkg: dict[str, Any], wsref: WorkspaceRef, analysis: Analysis
+) -> list[dict[str, Any]]:
+    """Return the JSON Patch of one grid point, whatever its source (patch, patchset, yields)."""
+    if point.yields is not None:
+        doc = read_yields(point.yields, wsref)
+        return patch_from_yields(doc, bkg, wsref, analysis, doc.get("sample") or point.name)
+    if point.patch is not None:
+        return _read_patch(point.patch)
+    assert grid.patchset is not None  # guaranteed by load_grid
+    return _patch_from_patchset(grid.patchset, point, list(grid.parameters))
+
+
+def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[str, Any]:
+    """Build a pyhf PatchSet for a whole grid, validated and checked to apply cleanly.
+
+    Args:
+        grid: the signal grid.
+        analysis: its bundle.
+        bkg: the (sha256-verified) background-only workspace.
+    """
+    wsref = analysis.workspace(grid.workspace, source=grid.path)
+    labels = list(grid.parameters)
+    patches = []
+    for point in grid.points:
+        ops = point_patch(point, grid, bkg, wsref, analysis)
+        apply_patch(bkg, ops, point.yields or point.patch or grid.patchset or grid.path)
+        patches.append({"metadata": {"name": point.name, "values": [point.values[k] for k in labels]}, "patch": ops})
+    patchset = {
+        "metadata": {
+            "name": grid.name,
+            "description": grid.description or f"{grid.name}: signal grid for {analysis.id} {grid.workspace}",
+            "digests": {"sha256": pyhf.utils.digest(bkg)},
+            "labels": labels,
+            "references": {"hepdata": analysis.hepdata["record"]},
+        },
+        "patches": patches,
+        "version": "1.0.0",
+    }
+    try:
+        pyhf.schema.validate(patchset, "patchset.json")
+        pyhf.PatchSet(patchset)
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise RecastError(f"the PatchSet built for grid {grid.name} is invalid: {str(exc).splitlines()[0]}",
+                          path=str(grid.path)) from None
+    return patchset
+
+
+def patch_for_point(patchset: dict[str, Any], bkg: dict[str, Any], name: str, source: Path | str) -> list[dict[str, Any]]:
+    """Look up one point's patch in a PatchSet, checking it was made for this workspace."""
+    digest = pyhf.utils.digest(bkg)
+    if patchset["metadata"]["digests"].get("sha256") != digest:
+        raise RecastError("PatchSet was built for a different background-only workspace (digest differs); "
+                          "re-run the patch stage", path=str(source))
+    for p in patchset["patches"]:
+        if p["metadata"]["name"] == name:
+            return p["patch"]
+    raise RecastError(f"PatchSet has no point {name!r}", path=str(source))

@@ -1,0 +1,16 @@
+# patch: signal yields or published patches -> a validated pyhf PatchSet per grid.
+
+
+rule patch:
+    input:
+        sources=grid_inputs,
+    output:
+        patchset="results/patch/{grid}/patchset.json",
+    params:
+        config=CONFIGFILE,
+    log:
+        "logs/patch/{grid}.log",
+    conda:
+        "../../envs/stats.yaml"
+    shell:
+        "recastflow --config {params.config} patch --grid {wildcards.grid} --output {output.patchset} > {log} 2>&1"

@@ -1,0 +1,20 @@
+# report: one self-contained HTML page with plots, tables and checks.
+
+
+rule report:
+    input:
+        tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
+        plots=expand("results/limits/{grid}/exclusion.png", grid=GRIDS),
+        checks=CHECK_OUTPUTS,
+        fitplots=[f"results/limits/{g}/fitplots/{p}" for g, p in FIT_PLOTS],
+    output:
+        html="results/report/index.html",
+    params:
+        config=CONFIGFILE,
+    log:
+        "logs/report.log",
+    conda:
+        "../../envs/stats.yaml"
+    shell:
+        "recastflow --config {params.config} report --tables {input.tables} --checks {input.checks}"
+        " --fitplots {input.fitplots} --output {output.html} > {log} 2>&1"
