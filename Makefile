@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 export OMP_NUM_THREADS := 1
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint clean images run-containers report archive
 
 $(BIN)/recastflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,4 +26,18 @@ lint: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
 
 clean:
-	rm -rf results logs benchmarks/results .snakemake
+	rm -rf results logs archive benchmarks/results .snakemake
+
+images:
+	bash containers/install-podman.sh
+	bash containers/build.sh
+
+# the default run with every job in its locked image (podman behind tests/container/apptainer)
+run-containers: setup images
+	PATH="$(abspath tests/container):$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --sdm apptainer
+
+report: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --report results/snakemake-report.html
+
+archive: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) archive

@@ -5,6 +5,7 @@
 #
 #   snakemake --cores 2                 the default run (config/config.yaml)
 #   snakemake --configfile my.yaml ...  another run configuration
+#   snakemake --report report.html      one self-contained HTML report of the last run
 
 from snakemake.utils import min_version
 
@@ -14,11 +15,15 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/patch.smk"
 include: "workflow/rules/limits.smk"
 include: "workflow/rules/check.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/archive.smk"
 
 
 rule all:

@@ -99,3 +99,4 @@ def copy_workflow(dest: Path) -> None:
     shutil.copytree(REPO / "workflow" / "rules", dest / "workflow" / "rules")
     shutil.copytree(REPO / "workflow" / "profiles", dest / "workflow" / "profiles")
     shutil.copytree(REPO / "envs", dest / "envs")
+    shutil.copytree(REPO / "workflow" / "report", dest / "workflow" / "report")

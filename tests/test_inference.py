@@ -60,3 +60,15 @@ def test_parameter_at_bound_is_flagged():
     lik.cls(1.0)
     issues = lik.issues()
     assert any("background-only fit to data (Asimov): 1 parameter(s) at a bound (alpha)" in i for i in issues), issues
+
+
+def test_doubtful_limit_search_fits_are_summarised():
+    from recastflow.inference import FitQuality
+
+    model, data = simple()
+    lik = Likelihood(model, data)
+    lik.upper_limit()
+    assert lik.search_fits and lik.issues() == []  # a clean model: searched, nothing doubtful
+    lik.search_fits.append(FitQuality("fixed-mu fit to data at mu=3.5", True, 9, 1.0, ("alpha",), True, "ok"))
+    (issue,) = lik.issues()
+    assert issue.startswith("upper-limit search: 1 of") and "mu = 3.5" in issue and "alpha" in issue

@@ -130,6 +130,7 @@ class Likelihood:
             )
         self._names = _flat_par_names(self.model)
         self.fits: list[FitQuality] = []
+        self.search_fits: list[FitQuality] = []
         self._free_data: _Fit | None = None
         self._free_asimov: _Fit | None = None
         self._asimov_data: Any = None
@@ -163,8 +164,9 @@ class Likelihood:
             )
             raise FitFailed(f"{label} did not converge: {msg}") from None
         pars = np.asarray(pars, dtype=float)
-        if record:
-            self.fits.append(self._quality(label, pars, float(fval), res, init, fixed))
+        quality = self._quality(label, pars, float(fval), res, init, fixed)
+        # limit-search fits are too many to list one by one; they are summarised in issues()
+        (self.fits if record else self.search_fits).append(quality)
         return _Fit(pars, float(fval))
 
     def _quality(
@@ -320,10 +322,17 @@ class Likelihood:
         return guess, guess * 1.02
 
     def issues(self) -> list[str]:
-        """Reasons, over all recorded fits, not to trust this point."""
+        """Reasons, over all fits, not to trust this point."""
         out: list[str] = []
         for fit in self.fits:
             out.extend(fit.issues())
+        doubtful = [f for f in self.search_fits if f.issues()]
+        if doubtful:
+            mus = ", ".join(f.label.rsplit("=", 1)[-1] for f in doubtful[:4])
+            out.append(
+                f"upper-limit search: {len(doubtful)} of {len(self.search_fits)} fits doubtful "
+                f"(mu = {mus}{' ...' if len(doubtful) > 4 else ''}): {doubtful[0].issues()[0]}"
+            )
         return out
 
 

@@ -5,12 +5,20 @@ rule check:
     input:
         tables=analysis_tables,
     output:
-        report="results/check/{analysis}.txt",
+        report=report(
+            "results/check/{analysis}.txt",
+            caption="../report/check.rst",
+            category="Regression checks",
+            subcategory="{analysis}",
+            labels={"result": "check table"},
+        ),
         table="results/check/{analysis}.json",
     params:
         config=CONFIGFILE,
     log:
         "logs/check/{analysis}.log",
+    container:
+        stage_container("check")
     conda:
         "../../envs/stats.yaml"
     shell:

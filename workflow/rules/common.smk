@@ -1,5 +1,6 @@
 # Configuration, validated before any job runs, and the helpers the rules share.
 
+import os
 from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
@@ -7,20 +8,29 @@ from recastflow.bundle import load_analysis, load_grid
 from recastflow.config import read_document, validate
 from recastflow.errors import RecastError
 
-# The CLI reads the same file the workflow was started with, so results never
-# depend on overrides it cannot see.
-CONFIGFILE = str(workflow.configfiles[-1])
+# The recastflow CLI reads the run configuration file itself, so the workflow uses
+# exactly one file: config/config.yaml, or the one given with --configfile, which
+# replaces it (Snakemake would otherwise merge the two, and the CLI would not see that).
+_CLI_CONFIGFILES = list(workflow.config_settings.configfiles)
+CONFIGFILE = os.path.relpath(_CLI_CONFIGFILES[-1]) if _CLI_CONFIGFILES else "config/config.yaml"
 
 
 def _load_run_config():
     try:
-        validate(config, "config", CONFIGFILE)
-        if read_document(Path(CONFIGFILE)) != config:
+        if workflow.config_settings.config:
             raise RecastError(
                 "command-line --config overrides are not supported: the recastflow CLI would not see them; "
                 "write the run configuration to a file and pass it with --configfile",
                 path=CONFIGFILE,
             )
+        if len(_CLI_CONFIGFILES) > 1:
+            raise RecastError("give one --configfile: the run configuration is one file", path=CONFIGFILE)
+        doc = read_document(Path(CONFIGFILE))
+        if not isinstance(doc, dict):
+            raise RecastError("the run configuration must be a mapping of keys", path=CONFIGFILE)
+        config.clear()
+        config.update(doc)
+        validate(config, "config", CONFIGFILE)
         signals_dir = Path(config.get("signals_dir", "config/signals"))
         analyses_dir = Path(config.get("analyses_dir", "config/analyses"))
         grids = {name: load_grid(name, signals_dir) for name in config["grids"]}
@@ -91,3 +101,49 @@ def analysis_tables(wildcards):
 
 def upper_limit_flag(wildcards):
     return "--upper-limit" if (wildcards.grid, wildcards.point) in UPPER_LIMITS else ""
+
+
+# Container image of each stage, pinned by digest in containers/lock.yaml (written by
+# containers/build.sh). Used with --sdm apptainer. A lock that exists is checked on every start;
+# without one, only a container run (--sdm apptainer) is refused.
+CONTAINER_LOCK = "containers/lock.yaml"
+
+
+def _load_container_lock():
+    import re
+    import yaml
+    from snakemake.settings.types import DeploymentMethod
+
+    def fail(msg):
+        raise WorkflowError(f"recastflow: container lock error: {CONTAINER_LOCK}: {msg}")
+
+    if not Path(CONTAINER_LOCK).is_file():
+        if DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method:
+            fail("missing; run containers/build.sh to build the images and write it")
+        return None
+    try:
+        doc = yaml.safe_load(Path(CONTAINER_LOCK).read_text())
+    except yaml.YAMLError as exc:
+        fail(f"not valid YAML ({' '.join(str(exc).split())})")
+    stages = doc.get("stages") if isinstance(doc, dict) else None
+    if not isinstance(stages, dict):
+        fail("no 'stages' mapping (stage: image@sha256:<digest>)")
+    for stage, ref in stages.items():
+        if not isinstance(ref, str) or not re.fullmatch(r"[a-z0-9][a-z0-9._/:-]*@sha256:[0-9a-f]{64}", ref):
+            fail(f"stage {stage!r}: {ref!r} is not an image reference pinned by @sha256:<64 hex digits>")
+    return stages
+
+
+CONTAINER_STAGES = _load_container_lock()
+
+
+def stage_container(stage):
+    """Image for the rules of a stage, from the lock, as docker://<image>@sha256:<digest>."""
+    if CONTAINER_STAGES is None:
+        return None
+    if stage not in CONTAINER_STAGES:
+        raise WorkflowError(
+            f"recastflow: container lock error: {CONTAINER_LOCK}: no image for stage {stage!r}; "
+            "run containers/build.sh to rewrite it"
+        )
+    return f"docker://{CONTAINER_STAGES[stage]}"

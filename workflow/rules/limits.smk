@@ -7,7 +7,13 @@ rule limits_point:
         patchset="results/patch/{grid}/patchset.json",
         workspace=workspace_of,
     output:
-        result="results/limits/{grid}/points/{point}.json",
+        result=report(
+            "results/limits/{grid}/points/{point}.json",
+            caption="../report/fit_record.rst",
+            category="Fit diagnostics",
+            subcategory="{grid}",
+            labels={"point": "{point}", "file": "fit record (JSON)"},
+        ),
     params:
         config=CONFIGFILE,
         upper_limit=upper_limit_flag,
@@ -18,6 +24,8 @@ rule limits_point:
     resources:
         mem_mb=1000,
         runtime=30,
+    container:
+        stage_container("limits")
     conda:
         "../../envs/stats.yaml"
     shell:
@@ -30,12 +38,26 @@ rule limits_table:
         points=point_results,
     output:
         table="results/limits/{grid}/limits.json",
-        csv="results/limits/{grid}/limits.csv",
-        plot="results/limits/{grid}/exclusion.png",
+        csv=report(
+            "results/limits/{grid}/limits.csv",
+            caption="../report/limits_table.rst",
+            category="Exclusion",
+            subcategory="{grid}",
+            labels={"result": "limit table (CSV)"},
+        ),
+        plot=report(
+            "results/limits/{grid}/exclusion.png",
+            caption="../report/exclusion.rst",
+            category="Exclusion",
+            subcategory="{grid}",
+            labels={"result": "exclusion plot"},
+        ),
     params:
         config=CONFIGFILE,
     log:
         "logs/limits/{grid}/table.log",
+    container:
+        stage_container("limits")
     conda:
         "../../envs/stats.yaml"
     shell:
@@ -48,13 +70,23 @@ rule fitplots:
         patchset="results/patch/{grid}/patchset.json",
         workspace=workspace_of,
     output:
-        plots=directory("results/limits/{grid}/fitplots/{point}"),
+        plots=report(
+            directory("results/limits/{grid}/fitplots/{point}"),
+            patterns=["{plot}.png"],
+            caption="../report/fitplots.rst",
+            category="Fit diagnostics",
+            subcategory="{grid}",
+            # file names are "<grid>-<point>_<plot>.png": the label keeps <plot>
+            labels=lambda w: {"point": w.point, "file": w.plot.removeprefix(f"{w.grid}-{w.point}_")},
+        ),
     params:
         config=CONFIGFILE,
     log:
         "logs/limits/{grid}/fitplots_{point}.log",
     benchmark:
         "results/benchmarks/fitplots/{grid}/{point}.tsv"
+    container:
+        stage_container("limits")
     conda:
         "../../envs/stats.yaml"
     shell:

@@ -10,6 +10,8 @@ rule patch:
         config=CONFIGFILE,
     log:
         "logs/patch/{grid}.log",
+    container:
+        stage_container("patch")
     conda:
         "../../envs/stats.yaml"
     shell:

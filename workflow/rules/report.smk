@@ -8,11 +8,18 @@ rule report:
         checks=CHECK_OUTPUTS,
         fitplots=[f"results/limits/{g}/fitplots/{p}" for g, p in FIT_PLOTS],
     output:
-        html="results/report/index.html",
+        html=report(
+            "results/report/index.html",
+            caption="../report/recastflow_report.rst",
+            category="recastflow report",
+            labels={"result": "HTML page"},
+        ),
     params:
         config=CONFIGFILE,
     log:
         "logs/report.log",
+    container:
+        stage_container("report")
     conda:
         "../../envs/stats.yaml"
     shell:

@@ -1,0 +1,25 @@
+# archive: one reproducibility archive of the finished run, on demand (`snakemake archive`).
+#
+# The archive goes to archive/, outside results/, because it packs results/ and must not contain
+# itself. It is not an input of `all`, so the default run never builds it.
+
+
+rule archive:
+    input:
+        # the same final outputs as rule `all`: the run must be complete before it is packed
+        report="results/report/index.html",
+        tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
+        checks=CHECK_OUTPUTS,
+    output:
+        archive="archive/recastflow-run.tar.gz",
+    params:
+        config=CONFIGFILE,
+    log:
+        "logs/archive.log",
+    container:
+        stage_container("archive")
+    conda:
+        "../../envs/stats.yaml"
+    shell:
+        # packs results/ (the CLI's default --results)
+        "recastflow --config {params.config} archive --output {output.archive} > {log} 2>&1"
