@@ -79,3 +79,17 @@ def test_bad_config_stops_before_any_job(project):
     assert proc.returncode != 0
     assert "unknown key(s) 'upper_limit'" in proc.stderr and "Traceback" not in proc.stderr
     assert not (project / "results").exists()
+
+
+@pytest.mark.slow
+def test_configfile_replaces_default_and_config_overrides_refused(project):
+    copy_workflow(project)
+    (project / "other.yaml").write_text(yaml.safe_dump({"grids": ["TOYGRID"], "cl": 0.9}))
+    proc = snakemake(project, "results/limits/TOYGRID/points/P1.json", "--configfile", "other.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads((project / "results/limits/TOYGRID/points/P1.json").read_text())
+    # cl comes from other.yaml; no upper limit because other.yaml (unlike config/config.yaml) asks for none
+    assert rec["cl"] == 0.9 and rec["mu_ul_obs"] is None
+    proc = snakemake(project, "-n", "--config", "cl=0.8")
+    assert proc.returncode != 0
+    assert "--config overrides are not supported" in proc.stdout + proc.stderr, proc.stdout + proc.stderr

@@ -16,6 +16,9 @@ rule archive:
         config=CONFIGFILE,
     log:
         "logs/archive.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
     container:
         stage_container("archive")
     conda:

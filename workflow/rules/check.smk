@@ -17,6 +17,9 @@ rule check:
         config=CONFIGFILE,
     log:
         "logs/check/{analysis}.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
     container:
         stage_container("check")
     conda:

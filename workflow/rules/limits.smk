@@ -56,6 +56,9 @@ rule limits_table:
         config=CONFIGFILE,
     log:
         "logs/limits/{grid}/table.log",
+    resources:
+        mem_mb=1500,
+        runtime=10,
     container:
         stage_container("limits")
     conda:
@@ -85,6 +88,9 @@ rule fitplots:
         "logs/limits/{grid}/fitplots_{point}.log",
     benchmark:
         "results/benchmarks/fitplots/{grid}/{point}.tsv"
+    resources:
+        mem_mb=1500,
+        runtime=20,
     container:
         stage_container("limits")
     conda:

@@ -10,6 +10,9 @@ rule patch:
         config=CONFIGFILE,
     log:
         "logs/patch/{grid}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
     container:
         stage_container("patch")
     conda:

@@ -18,6 +18,9 @@ rule report:
         config=CONFIGFILE,
     log:
         "logs/report.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
     container:
         stage_container("report")
     conda:
