@@ -29,3 +29,8 @@ def test_csv_full_precision_and_empty_for_none():
 def test_summary_counts():
     assert summary([record("A"), record("B", "flagged"), record("C", "failed")]) == \
         {"trusted": 1, "flagged": 1, "failed": 1}
+
+
+def test_table_rows_follow_the_grid_parameter_order():
+    rows = table_rows([record("A")], ["m2", "m1"])
+    assert list(rows[0])[:4] == ["point", "m2", "m1", "status"]

@@ -134,9 +134,10 @@ def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
     records.sort(key=lambda r: order.get(r["point"], len(order)))
     outdir = Path(args.outdir)
     counts = summary(records)
-    write_json_atomic(outdir / "limits.json", {"analysis": analysis.id, "grid": grid.name, "summary": counts,
-                                               "points": records})
-    write_text_atomic(outdir / "limits.csv", rows_to_csv(table_rows(records)))
+    params = list(grid.parameters)
+    write_json_atomic(outdir / "limits.json", {"analysis": analysis.id, "grid": grid.name, "parameters": params,
+                                               "summary": counts, "points": records})
+    write_text_atomic(outdir / "limits.csv", rows_to_csv(table_rows(records, params)))
     if grid.plot:
         from recastflow.plotting import plot_exclusion
 

@@ -111,11 +111,17 @@ TABLE_COLUMNS = (
 )
 
 
-def table_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Flatten point records into table rows (grid parameters first)."""
+def table_rows(records: list[dict[str, Any]], parameters: list[str] | None = None) -> list[dict[str, Any]]:
+    """Flatten point records into table rows, grid parameters first.
+
+    Args:
+        records: point records of one grid.
+        parameters: the grid's parameters in the grid file's order (default: as stored).
+    """
     rows = []
     for r in records:
-        row: dict[str, Any] = {"point": r["point"], **r["values"], "status": r["status"]}
+        names = parameters or list(r["values"])
+        row: dict[str, Any] = {"point": r["point"], **{k: r["values"][k] for k in names}, "status": r["status"]}
         exp = r.get("cls_exp") or [None] * 5
         row.update({"cls_obs": r.get("cls_obs"), "cls_exp_m2": exp[0], "cls_exp_m1": exp[1], "cls_exp": exp[2],
                     "cls_exp_p1": exp[3], "cls_exp_p2": exp[4]})

@@ -15,8 +15,8 @@ _SHOWN = ("point", "status", "cls_obs", "cls_exp", "cls_exp_m1", "cls_exp_p1", "
 
 def _grid_section(table: Path) -> ReportSection:
     doc = read_json(table)
-    rows = table_rows(doc["points"])
-    params = list(doc["points"][0]["values"]) if doc["points"] else []
+    params = doc.get("parameters") or (list(doc["points"][0]["values"]) if doc["points"] else [])
+    rows = table_rows(doc["points"], params)
     shown = [{k: r[k] for k in ("point", *params, *_SHOWN[1:]) if k in r} for r in rows]
     s = doc["summary"]
     text = (f"{len(rows)} points: {s['trusted']} trusted, {s['flagged']} flagged, {s['failed']} failed. "
