@@ -10,9 +10,8 @@ from typing import Any
 
 import pyhf
 
-from recastflow.errors import RecastError
 from recastflow.inference import EXPECTED_SIGMAS, FitFailed, Likelihood
-from recastflow.patching import apply_patch
+from recastflow.patching import apply_patch, build_model_and_data
 
 STATUSES = ("trusted", "flagged", "failed")
 
@@ -72,12 +71,8 @@ def evaluate_point(
         source: where the patch came from (for messages).
     """
     spec = apply_patch(bkg, ops, source, build_model=False)
-    ws = pyhf.Workspace(spec)
-    try:
-        model = ws.model()
-    except Exception as exc:  # pyhf raises plain exceptions for inconsistent modifiers
-        raise RecastError(f"patched workspace does not build a model: {exc}", path=str(source)) from None
-    lik = Likelihood(model, ws.data(model), fit_options=dict(fit_options or {}))
+    model, data = build_model_and_data(spec, source)
+    lik = Likelihood(model, data, fit_options=dict(fit_options or {}))
     level = 1.0 - result.cl
     result.software = {"pyhf": pyhf.__version__, "backend": "numpy", "optimizer": "scipy"}
     try:

@@ -190,13 +190,21 @@ def apply_patch(
         raise RecastError(f"patch does not apply to the workspace: {exc}", path=str(source)) from None
     try:
         pyhf.schema.validate(spec, "workspace.json")
-        if build_model:
-            pyhf.Workspace(spec).model()
     except pyhf.exceptions.InvalidSpecification as exc:
         raise RecastError(f"patched workspace is invalid: {str(exc).splitlines()[0]}", path=str(source)) from None
+    if build_model:
+        build_model_and_data(spec, source)
+    return spec
+
+
+def build_model_and_data(spec: dict[str, Any], source: Path | str) -> tuple[pyhf.pdf.Model, list[float]]:
+    """Build the pyhf model and its data (observations + auxiliary data) of a patched workspace."""
+    try:
+        ws = pyhf.Workspace(spec)
+        model = ws.model()
+        return model, ws.data(model)
     except Exception as exc:  # pyhf raises plain exceptions for inconsistent modifiers
         raise RecastError(f"patched workspace does not build a model: {exc}", path=str(source)) from None
-    return spec
 
 
 def _read_patch(path: Path) -> list[dict[str, Any]]:

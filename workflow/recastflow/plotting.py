@@ -7,6 +7,7 @@ workflow does not show spurious changes.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import textwrap
@@ -32,6 +33,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from recastflow.errors import RecastError  # noqa: E402
+from recastflow.io import write_bytes_atomic  # noqa: E402
 
 __all__ = ["fit_plots", "plot_exclusion"]
 
@@ -466,9 +468,15 @@ def _draw_side_panel(side: Axes, handles: list[Any], notes: Sequence[str]) -> No
 
 def _save_png_and_pdf(fig: Figure, out: Path) -> None:
     """Write the figure as ``out`` (PNG) and as a PDF with the same stem."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=DPI, metadata=PNG_METADATA)
-    fig.savefig(out.with_suffix(".pdf"), dpi=DPI, metadata=PDF_METADATA)
+    write_bytes_atomic(out, _figure_bytes(fig, "png", PNG_METADATA))
+    write_bytes_atomic(out.with_suffix(".pdf"), _figure_bytes(fig, "pdf", PDF_METADATA))
+
+
+def _figure_bytes(fig: Figure, fmt: str, metadata: dict[str, Any]) -> bytes:
+    # render in memory so that a file on disk is always a complete figure
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------
@@ -619,5 +627,5 @@ def _standardise_normal_pulls(
 
 def _save_png(fig: Figure, path: Path) -> Path:
     """Save a figure as a reproducible PNG and return its path."""
-    fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
+    write_bytes_atomic(path, _figure_bytes(fig, "png", PNG_METADATA))
     return path

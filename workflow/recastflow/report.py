@@ -11,13 +11,12 @@ import base64
 import html
 import math
 import numbers
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from recastflow.errors import RecastError
+from recastflow.io import write_text_atomic
 
 __all__ = ["ReportSection", "write_report"]
 
@@ -99,7 +98,7 @@ def write_report(out: Path, *, title: str, sections: list[ReportSection]) -> Non
     """
     out = Path(out)
     document = _render_document(title=title, sections=sections)
-    _write_atomically(out, document)
+    write_text_atomic(out, document)
 
 
 def _render_document(*, title: str, sections: Sequence[ReportSection]) -> str:
@@ -352,26 +351,3 @@ def _data_uri(path: Path) -> str:
             f"cannot read image for the report: {err.strerror}", path=str(path)
         ) from None
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
-
-
-def _write_atomically(out: Path, text: str) -> None:
-    """Write text to ``out`` via a temporary file in the same folder.
-
-    ``os.replace`` within one filesystem is atomic, so a reader (or a crash)
-    never sees half a report.
-    """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file as 0600; a report is meant to be shared.
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, out)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
