@@ -19,6 +19,9 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/emulate.smk"
+include: "workflow/rules/select.smk"
 include: "workflow/rules/patch.smk"
 include: "workflow/rules/limits.smk"
 include: "workflow/rules/check.smk"
@@ -32,3 +35,4 @@ rule all:
         report="results/report/index.html",
         tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
         checks=CHECK_OUTPUTS,
+        yield_checks=YIELD_CHECK_OUTPUTS,

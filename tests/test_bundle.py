@@ -36,3 +36,44 @@ def test_unknown_workspace_name(project):
     a = load_analysis("TOY", project / "config" / "analyses")
     with pytest.raises(RecastError, match=r"has no workspace 'other' \(it has: main\)"):
         a.workspace("other")
+
+
+def _events_grid(project, **events):
+    import yaml
+
+    spec = {"process": "processes/p.yaml", "detector": "detectors/d.yaml", "slha": "slha/S_{m1}_{m2}.slha",
+            "n_events": 100, "chunks": 2, "seed": 5}
+    spec.update(events)
+    path = project / "config" / "signals" / "EV.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "EV", "analysis": "TOY", "workspace": "main", "parameters": {"m1": {"label": "a"}, "m2": {"label": "b"}},
+        "events": {k: v for k, v in spec.items() if v is not None},
+        "points": [{"name": "A", "values": {"m1": 100, "m2": 0}}, {"name": "B", "values": {"m1": 200, "m2": 5.5}, "n_events": 7}],
+    }))
+    return path
+
+
+def test_events_grid_points_get_slha_and_front_end_yields(project):
+    from recastflow.bundle import load_grid
+
+    _events_grid(project)
+    grid = load_grid("EV", project / "config" / "signals")
+    a, b = grid.points
+    assert grid.events.chunks == 2 and grid.events.process == project / "config" / "processes" / "p.yaml"
+    assert a.slha == project / "config" / "signals" / "slha" / "S_100_0.slha" and a.n_events == 100
+    assert b.slha.name == "S_200_5.5.slha" and b.n_events == 7 and a.from_events
+    assert str(a.yields) == "results/select/EV/A/yields.json"
+
+
+@pytest.mark.parametrize("events, message", [
+    ({"slha": "slha/S_{mass}.slha"}, r"events\.slha: SLHA pattern 'slha/S_\{mass\}\.slha' uses a field that is not a grid parameter"),
+    ({"n_events": None}, r"points\[0\]: set 'events\.n_events' or the point's 'n_events'"),
+    ({"detector": "../d.yaml"}, r"events\.detector: path '\.\./d\.yaml' must be relative"),
+    ({"seed": 0}, r"events\.seed: 0 is less than the minimum of 1"),
+])
+def test_events_grid_errors_name_the_field(project, events, message):
+    from recastflow.bundle import load_grid
+
+    _events_grid(project, **events)
+    with pytest.raises(RecastError, match=message):
+        load_grid("EV", project / "config" / "signals")

@@ -45,10 +45,18 @@ def pyproject():
 
 @pytest.fixture(scope="module")
 def conda_env():
-    doc = yaml.safe_load((REPO / "envs" / "stats.yaml").read_text())
-    conda = [d for d in doc["dependencies"] if isinstance(d, str)]
-    pins = exact_pins(conda, sep="=")
-    return {norm(CONDA_TO_PYPI.get(n, n)): v for n, v in pins.items()}
+    """Pins of all envs/*.yaml together (conda `=` pins and pip `==` pins); they must not disagree."""
+    merged: dict[str, str] = {}
+    for path in sorted((REPO / "envs").glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        conda = [d for d in doc["dependencies"] if isinstance(d, str)]
+        pins = {norm(CONDA_TO_PYPI.get(n, n)): v for n, v in exact_pins(conda, sep="=").items()}
+        for section in (d for d in doc["dependencies"] if isinstance(d, dict)):
+            pip = [x for x in section.get("pip", []) if not x.strip().startswith("-e")]
+            pins.update(exact_pins(pip))
+        for name, version in pins.items():
+            assert merged.setdefault(name, version) == version, f"{path.name}: {name}={version}, another env has {merged[name]}"
+    return merged
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +86,7 @@ def test_image_matches_pyproject_and_conda_env(pyproject, conda_env, image_lock)
     shared = (set(conda_env) | set(pyproject)) & set(image_lock)
     differ = {}
     for name in sorted(shared):
-        pins = {src: p[name] for src, p in (("pyproject.toml", pyproject), ("envs/stats.yaml", conda_env),
+        pins = {src: p[name] for src, p in (("pyproject.toml", pyproject), ("envs/*.yaml", conda_env),
                                              ("requirements.lock", image_lock)) if name in p}
         if len(set(pins.values())) > 1:
             differ[name] = pins

@@ -53,7 +53,7 @@ def grid() -> list[dict[str, Any]]:
 def captured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, list[str]]]:
     """Record the texts and legend entries of every exclusion figure saved."""
     seen: list[dict[str, list[str]]] = []
-    original = plotting._save_png_and_pdf
+    original = plotting.save_png_and_pdf
 
     def spy(fig: Any, out: Path) -> None:
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
@@ -63,7 +63,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, list[str]]]:
         seen.append({"texts": texts, "legend": legends})
         original(fig, out)
 
-    monkeypatch.setattr(plotting, "_save_png_and_pdf", spy)
+    monkeypatch.setattr(plotting, "save_png_and_pdf", spy)
     return seen
 
 

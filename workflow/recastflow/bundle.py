@@ -89,6 +89,34 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class YieldReference:
+    """A point with ATLAS's own signal patch, against which front-end yields are compared."""
+
+    values: dict[str, float]
+    patch: Path
+    rtol: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class YieldReferences:
+    """The bundle's published signal yields and how closely the front end must reproduce them."""
+
+    signal_regions: tuple[str, ...]
+    rtol: float
+    min_events: float
+    source: str
+    points: tuple[YieldReference, ...]
+
+    def for_values(self, values: dict[str, float]) -> YieldReference | None:
+        """The reference of the point with these parameter values, if there is one."""
+        for ref in self.points:
+            if all(abs(values.get(k, float("nan")) - v) < 1e-9 for k, v in ref.values.items()):
+                return ref
+        return None
+
+
+@dataclass(frozen=True)
 class Analysis:
     """A preserved analysis: metadata, workspaces, signal convention, references."""
 
@@ -102,6 +130,9 @@ class Analysis:
     mcstat_modifier: str
     lumi_modifier: str | None
     references: tuple[Reference, ...] = field(default=())
+    selection: Path | None = None
+    yield_references: YieldReferences | None = None
+    luminosity_ifb: float | None = None
 
     def workspace(self, name: str, *, source: Path | str = "") -> WorkspaceRef:
         """Return a workspace by name or a clear error listing the valid names."""
@@ -152,6 +183,30 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
         for r in doc.get("references", [])
     )
     sig = doc["signal"]
+    yrefs = None
+    if "yield_references" in doc:
+        yr = doc["yield_references"]
+        where = "yield_references"
+        yrefs = YieldReferences(
+            signal_regions=tuple(yr["signal_regions"]),
+            rtol=yr.get("rtol", 0.25),
+            min_events=yr.get("min_events", 5),
+            source=yr["source"],
+            points=tuple(
+                YieldReference(
+                    values=dict(p["values"]),
+                    patch=inside(folder, p["patch"], source=path, field=f"{where}.points[{i}].patch"),
+                    rtol=p.get("rtol", yr.get("rtol", 0.25)),
+                    note=p.get("note", ""),
+                )
+                for i, p in enumerate(yr["points"])
+            ),
+        )
+        known = {r.name for ws in workspaces.values() for r in ws.regions}
+        for name in yrefs.signal_regions:
+            if name not in known:
+                raise RecastError(f"{name!r} is not a region of any workspace (regions: {', '.join(sorted(known))})",
+                                  path=str(path), field=f"{where}.signal_regions")
     return Analysis(
         id=doc["id"],
         title=doc["title"],
@@ -163,6 +218,9 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
         mcstat_modifier=sig.get("mcstat_modifier", "staterror_{channel}"),
         lumi_modifier=sig.get("lumi_modifier", "lumi"),
         references=refs,
+        selection=inside(folder, doc["selection"], source=path, field="selection") if "selection" in doc else None,
+        yield_references=yrefs,
+        luminosity_ifb=doc.get("luminosity_ifb"),
     )
 
 
@@ -176,6 +234,25 @@ class Point:
     yields: Path | None = None
     xsec_pb: float | None = None
     xsec_source: str | None = None
+    slha: Path | None = None
+    manifest: Path | None = None
+    n_events: int | None = None
+
+    @property
+    def from_events(self) -> bool:
+        """True when the front end makes this point's yields (generate or hand-off)."""
+        return self.slha is not None or self.manifest is not None
+
+
+@dataclass(frozen=True)
+class EventsSpec:
+    """How a grid's points get events: generator card, detector card, statistics, seed."""
+
+    process: Path | None
+    detector: Path
+    seed: int
+    chunks: int
+    n_events: int | None
 
 
 @dataclass(frozen=True)
@@ -191,6 +268,7 @@ class Grid:
     plot: tuple[str, str] | None = None
     patchset: Path | None = None
     description: str = ""
+    events: EventsSpec | None = None
 
     def point(self, name: str) -> Point:
         """Return a point by name or a clear error."""
@@ -212,7 +290,18 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
     if doc["name"] != name:
         raise RecastError(f"name {doc['name']!r} differs from the file name {name!r}", path=str(path), field="name")
     base = path.parent
+    config_dir = signals_dir.parent  # shared cards (processes/, detectors/) live next to signals/
     params = doc["parameters"]
+    ev = doc.get("events")
+    events = None
+    if ev is not None:
+        events = EventsSpec(
+            process=inside(config_dir, ev["process"], source=path, field="events.process") if "process" in ev else None,
+            detector=inside(config_dir, ev["detector"], source=path, field="events.detector"),
+            seed=ev["seed"],
+            chunks=ev.get("chunks", 1),
+            n_events=ev.get("n_events"),
+        )
     patch_dir = doc.get("patch_directory")
     points = []
     seen = set()
@@ -231,8 +320,30 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
                 path=str(path),
                 field=f"{where}.values",
             )
-        patch = yields = None
-        if "patch" in p:
+        patch = yields = slha = manifest = None
+        if "manifest" in p or (events is not None and "patch" not in p and "yields" not in p):
+            if events is None:
+                raise RecastError("a point with 'manifest' needs the grid's 'events' section (detector card, seed)",
+                                  path=str(path), field=where)
+            if "manifest" in p:
+                manifest = inside(base, p["manifest"], source=path, field=f"{where}.manifest")
+            else:
+                pattern = p.get("slha", ev.get("slha"))
+                if pattern is None or events.process is None:
+                    raise RecastError("generating this point needs 'events.process' and an SLHA file "
+                                      "('events.slha' pattern or the point's 'slha'), or give the point a 'manifest'",
+                                      path=str(path), field=where)
+                if p.get("n_events", events.n_events) is None:
+                    raise RecastError("set 'events.n_events' or the point's 'n_events'", path=str(path), field=where)
+                try:
+                    fname = pattern.format(**{k: _fmt(v) for k, v in p["values"].items()})
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise RecastError(f"SLHA pattern {pattern!r} uses a field that is not a grid parameter ({exc})",
+                                      path=str(path), field="events.slha") from None
+                slha = inside(base, fname, source=path, field=f"{where}.slha" if "slha" in p else "events.slha")
+            # the front end writes the point's yields here; `recastflow patch` reads them like a yields file
+            yields = Path("results") / "select" / name / p["name"] / "yields.json"
+        elif "patch" in p:
             patch = inside(base, p["patch"], source=path, field=f"{where}.patch")
         elif "yields" in p:
             yields = inside(base, p["yields"], source=path, field=f"{where}.yields")
@@ -253,6 +364,9 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
                 yields=yields,
                 xsec_pb=p.get("xsec_pb"),
                 xsec_source=p.get("xsec_source"),
+                slha=slha,
+                manifest=manifest,
+                n_events=p.get("n_events", events.n_events if events else None),
             )
         )
     plot = None
@@ -271,6 +385,7 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
         plot=plot,
         patchset=inside(base, doc["patchset"], source=path, field="patchset") if "patchset" in doc else None,
         description=doc.get("description", ""),
+        events=events,
     )
 
 

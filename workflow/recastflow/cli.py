@@ -56,7 +56,11 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
         if (analysis.id, wsref.name) not in seen:
             wsref.load()
             seen.add((analysis.id, wsref.name))
-        _log(f"grid {name}: {len(grid.points)} points, {analysis.id} {grid.workspace} ok")
+        from recastflow.frontend import check_front_end
+
+        n_events = check_front_end(grid, analysis, with_pythia=True)
+        extra = f" ({n_events} from events: cards, spectra and selection ok)" if n_events else ""
+        _log(f"grid {name}: {len(grid.points)} points{extra}, {analysis.id} {grid.workspace} ok")
     for entry in ctx.config.get("upper_limits", []) + ctx.config.get("fit_plots", []):
         gname, pname = entry.split("/")
         if gname not in ctx.config["grids"]:
@@ -105,9 +109,16 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
     bkg = analysis.workspace(grid.workspace, source=grid.path).load()
     patchset = read_json(Path(args.patchset))
     ops = patch_for_point(patchset, bkg, point.name, args.patchset)
+    xsec_pb, xsec_source = point.xsec_pb, point.xsec_source
+    if point.from_events and xsec_pb is None and point.yields is not None and point.yields.is_file():
+        # the front end records the cross-section x branching fraction its yields are normalised to
+        norm = read_json(point.yields).get("normalisation", {})
+        if norm.get("xsec_pb") is not None:
+            xsec_pb = norm["xsec_pb"] * norm.get("br_factor", 1.0)
+            xsec_source = f"{norm.get('xsec_source', '')} x forced-decay BR {norm.get('br_factor', 1.0):.4g}"
     record = PointResult(
         analysis=analysis.id, grid=grid.name, point=point.name, workspace=grid.workspace,
-        values=point.values, xsec_pb=point.xsec_pb, xsec_source=point.xsec_source, cl=ctx.config["cl"],
+        values=point.values, xsec_pb=xsec_pb, xsec_source=xsec_source, cl=ctx.config["cl"],
     )
     t0 = time.perf_counter()
     evaluate_point(bkg, ops, record, upper_limit=args.upper_limit, fit_options=ctx.config.get("fit"),
@@ -194,7 +205,8 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
     from recastflow.reporting import build_report
 
     build_report(ctx, tables=[Path(p) for p in args.tables], checks=[Path(p) for p in args.checks],
-                 fitplot_dirs=[Path(p) for p in args.fitplots], output=Path(args.output))
+                 fitplot_dirs=[Path(p) for p in args.fitplots], yield_checks=[Path(p) for p in args.yield_checks],
+                 cutflows=[Path(p) for p in args.cutflows], output=Path(args.output))
     _log(f"report -> {args.output}")
 
 
@@ -217,6 +229,115 @@ def cmd_unarchive(args: argparse.Namespace, ctx: Context | None) -> None:
     _log(f"unarchive: {len(manifest_files(manifest))} files verified against MANIFEST.json -> {args.into}")
 
 
+# -- front end: events -> yields ----------------------------------------------------
+def _events_point(ctx: Context, grid_name: str, point_name: str):  # -> (Grid, Analysis, Point, EventsSpec)
+    grid, analysis = ctx.grid(grid_name)
+    point = grid.point(point_name)
+    if grid.events is None or not point.from_events:
+        raise RecastError(f"point {point.name} takes its signal from a patch or yields file, not from events; "
+                          "give the grid an 'events' section to run the front end", path=str(grid.path))
+    return grid, analysis, point, grid.events
+
+
+def cmd_generate(args: argparse.Namespace, ctx: Context) -> None:
+    """Generate one chunk of a point's events with Pythia 8."""
+    from recastflow.generation import generate_chunk
+    from recastflow.seeds import chunk_sizes, derive_seed
+
+    grid, _, point, spec = _events_point(ctx, args.grid, args.point)
+    if point.slha is None:
+        raise RecastError(f"point {point.name} has a hand-off manifest; use 'recastflow handoff'", path=str(grid.path))
+    if not 0 <= args.chunk < spec.chunks:
+        raise RecastError(f"chunk {args.chunk} does not exist: the grid has events.chunks = {spec.chunks} "
+                          f"(chunks 0..{spec.chunks - 1})", path=str(grid.path), field="events.chunks")
+    n = chunk_sizes(point.n_events, spec.chunks)[args.chunk]
+    t0 = time.perf_counter()
+    header = generate_chunk(spec.process, point.slha, point=point.name, n_events=n,
+                            seed=derive_seed(spec.seed, point.name, "generate"), chunk=args.chunk,
+                            chunks=spec.chunks, output=Path(args.output), progress=True)
+    dt = time.perf_counter() - t0
+    _log(f"{grid.name}/{point.name} chunk {args.chunk}: {header['n_events']} events in {dt:.1f} s "
+         f"({header['n_events'] / dt:.0f} ev/s), sigma = {header['xsec_pb']:.4g} pb ({header['xsec_source']}), "
+         f"BR factor {header['br_factor']:.4g} -> {args.output}")
+
+
+def cmd_handoff(args: argparse.Namespace, ctx: Context) -> None:
+    """Validate events made elsewhere (LHE, HepMC3, Delphes ROOT) and convert them."""
+    from recastflow.handoff import handoff
+    from recastflow.seeds import derive_seed
+
+    if args.manifest:  # a file on its own, outside any grid: check and convert it
+        header = handoff(Path(args.manifest), Path(args.output), point=args.point, seed=args.seed, progress=True)
+        _log(f"{header['n_events']} events from {args.manifest} ({header['format']}) -> {args.output}")
+        return
+    if not (args.grid and args.point):
+        raise RecastError("give --grid and --point (a grid point with a 'manifest'), or --manifest FILE")
+    grid, _, point, spec = _events_point(ctx, args.grid, args.point)
+    if point.manifest is None:
+        raise RecastError(f"point {point.name} has no 'manifest'; its events are generated ('recastflow generate')",
+                          path=str(grid.path))
+    header = handoff(point.manifest, Path(args.output), point=point.name,
+                     seed=derive_seed(spec.seed, point.name, "shower"), progress=True)
+    _log(f"{grid.name}/{point.name}: {header['n_events']} {header['format']} events from {point.manifest} "
+         f"-> {args.output}")
+
+
+def cmd_emulate(args: argparse.Namespace, ctx: Context) -> None:
+    """Detector emulation of one chunk: jets, leptons, photons, MET, b-tagging."""
+    from recastflow.emulation import emulate_file
+    from recastflow.seeds import derive_seed
+
+    grid, _, point, spec = _events_point(ctx, args.grid, args.point)
+    t0 = time.perf_counter()
+    header = emulate_file(Path(args.input), spec.detector, Path(args.output),
+                          seed=derive_seed(spec.seed, point.name, "emulate", args.chunk))
+    _log(f"{grid.name}/{point.name} chunk {args.chunk}: {header['n_events']} events emulated with {spec.detector} "
+         f"in {time.perf_counter() - t0:.1f} s -> {args.output}")
+
+
+def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
+    """Apply the bundle's selection: cutflows, yields per region and bin, selected events."""
+    from recastflow.selection import select_file
+
+    grid, analysis, point, _ = _events_point(ctx, args.grid, args.point)
+    if analysis.selection is None:
+        raise RecastError(f"analysis {analysis.id} has no 'selection' file, so it cannot select events",
+                          path=str(analysis.folder / "analysis.yaml"), field="selection")
+    if analysis.luminosity_ifb is None:
+        raise RecastError("the bundle needs 'luminosity_ifb' to normalise yields",
+                          path=str(analysis.folder / "analysis.yaml"), field="luminosity_ifb")
+    outdir = Path(args.outdir)
+    select_file([Path(p) for p in args.inputs], analysis.selection, luminosity_ifb=analysis.luminosity_ifb,
+                point=point.name, yields_out=outdir / "yields.json", cutflow_out=outdir / "cutflow.json",
+                selected_out=outdir / "selected.parquet")
+    _log(f"{grid.name}/{point.name}: yields, cutflow and selected events -> {outdir}")
+
+
+def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
+    """Compare a grid's front-end yields with the published signal patches of its bundle."""
+    from recastflow.io import write_json_atomic, write_text_atomic
+    from recastflow.yieldcheck import compare_yields, format_yield_table, plot_yields, rows_to_json
+
+    grid, analysis = ctx.grid(args.grid)
+    if analysis.yield_references is None:
+        raise RecastError(f"analysis {analysis.id} has no 'yield_references'", path=str(analysis.folder / "analysis.yaml"))
+    files = {Path(p).parent.name: Path(p) for p in args.inputs}  # results/select/<grid>/<point>/yields.json
+    bkg = analysis.workspace(grid.workspace, source=grid.path).load()
+    rows = compare_yields(grid, analysis, files, bkg)
+    if not rows:
+        raise RecastError(f"no point of grid {grid.name} has a published signal patch to compare with",
+                          path=str(grid.path))
+    text = format_yield_table(rows, analysis)
+    print(text)
+    failed = [r for r in rows if r.gated and not r.passed]
+    out = Path(args.output)
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(rows)} points' signal-region yields outside tolerance (table above)")
+    plot_yields(rows, analysis, out.with_suffix(".png"))
+    write_json_atomic(out.with_suffix(".json"), rows_to_json(rows))
+    write_text_atomic(out, text + "\n")
+
+
 # -- parser -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
@@ -237,6 +358,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", required=True)
     p.add_argument("--point", required=True)
     p.add_argument("--output", required=True)
+    p = add("generate", cmd_generate, "generate one chunk of a point's events with Pythia 8")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--point", required=True)
+    p.add_argument("--chunk", type=int, default=0, help="chunk index (default: %(default)s)")
+    p.add_argument("--output", required=True, help="event file (.parquet)")
+    p = add("handoff", cmd_handoff, "validate and convert a point's events made elsewhere (LHE, HepMC3, Delphes)")
+    p.add_argument("--grid")
+    p.add_argument("--point")
+    p.add_argument("--manifest", help="convert this manifest's file on its own (no grid needed)")
+    p.add_argument("--seed", type=int, default=1, help="shower seed with --manifest (default: %(default)s)")
+    p.add_argument("--output", required=True, help="event file (.parquet)")
+    p = add("emulate", cmd_emulate, "detector emulation of one chunk of events")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--point", required=True)
+    p.add_argument("--chunk", type=int, default=0, help="chunk index, for the seed (default: %(default)s)")
+    p.add_argument("--input", required=True, help="particle-level event file")
+    p.add_argument("--output", required=True, help="reconstructed event file (.parquet)")
+    p = add("select", cmd_select, "event selection: cutflows, yields per region and bin, selected events")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--point", required=True)
+    p.add_argument("--inputs", nargs="+", required=True, help="reconstructed event files (all chunks of the point)")
+    p.add_argument("--outdir", required=True, help="folder for yields.json, cutflow.json, selected.parquet")
+    p = add("check-yields", cmd_check_yields, "compare a grid's yields with the bundle's published signal patches")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--inputs", nargs="+", required=True, help="yields.json files of the grid's points")
+    p.add_argument("--output", required=True, help="table (.txt); .json and .png/.pdf are written next to it")
     p = add("limits", cmd_limits, "CLs with expected band (and optionally upper limits) for one point")
     p.add_argument("--grid", required=True)
     p.add_argument("--point", required=True)
@@ -260,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="*", default=[])
     p.add_argument("--checks", nargs="*", default=[])
     p.add_argument("--fitplots", nargs="*", default=[])
+    p.add_argument("--yield-checks", nargs="*", default=[], help="check-yields tables (.txt; .json/.png beside)")
+    p.add_argument("--cutflows", nargs="*", default=[], help="cutflow.json files of front-end points")
     p.add_argument("--output", required=True)
     p = add("archive", cmd_archive, "pack the workflow, inputs, results and their manifest into one .tar.gz")
     p.add_argument("--output", required=True, help="the archive, e.g. archive/recastflow-run.tar.gz")

@@ -94,7 +94,7 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "minProperties"):
         return f"{err.message}"
     if v == "not":
-        return "give only one of 'patch' or 'yields'"
+        return "give only one of 'patch', 'yields' or 'manifest'"
     return err.message
 
 

@@ -133,7 +133,7 @@ def plot_exclusion(
         _set_limits(ax, groups)
         _decorate(fig, ax, title=title, xlabel=xlabel, ylabel=ylabel)
         _draw_side_panel(side, _contour_handles(contours, level) + handles, contours.notes)
-        _save_png_and_pdf(fig, out)
+        save_png_and_pdf(fig, out)
     finally:
         plt.close(fig)
 
@@ -466,7 +466,7 @@ def _draw_side_panel(side: Axes, handles: list[Any], notes: Sequence[str]) -> No
         )
 
 
-def _save_png_and_pdf(fig: Figure, out: Path) -> None:
+def save_png_and_pdf(fig: Figure, out: Path) -> None:
     """Write the figure as ``out`` (PNG) and as a PDF with the same stem."""
     write_bytes_atomic(out, _figure_bytes(fig, "png", PNG_METADATA))
     write_bytes_atomic(out.with_suffix(".pdf"), _figure_bytes(fig, "pdf", PDF_METADATA))

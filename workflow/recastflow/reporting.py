@@ -47,7 +47,46 @@ def _fitplot_section(folder: Path) -> ReportSection:
                               "signal strength free.", images=images)
 
 
-def build_report(ctx: Any, *, tables: list[Path], checks: list[Path], fitplot_dirs: list[Path], output: Path) -> None:
+def _yield_check_section(path: Path) -> ReportSection:
+    rows: list[dict[str, Any]] = read_json(path.with_suffix(".json"))
+    table = [{"point": r["point"], "SR total (ours)": r["sr_total"], "MC stat": r["sr_total_stat"],
+              "SR total (ATLAS)": r["sr_total_atlas"], "rel. deviation": r["deviation"], "rtol": r["rtol"],
+              "status": ("trusted" if r["passed"] else "failed") if r["gated"] else "info", "note": r["note"]}
+             for r in rows]
+    gated = [r for r in rows if r["gated"]]
+    text = (f"Signal yields from the front end (generation, detector emulation, selection) against ATLAS's own "
+            f"signal patches: {sum(r['passed'] for r in gated)} of {len(gated)} gated points agree within tolerance "
+            "in the total over the signal-region bins. The plot compares every bin.")
+    plot = path.with_suffix(".png")
+    images = [(plot, f"Signal yields per bin, {path.stem}")] if plot.is_file() else []
+    return ReportSection(heading=f"Front-end validation: {path.stem}", text=text, table=table, images=images)
+
+
+def _cutflow_section(paths: list[Path]) -> ReportSection:
+    """One table: each point's expected events after the common preselection steps, then per region."""
+    table = []
+    for path in paths:
+        doc = read_json(path)
+        regions = doc.get("regions", {})
+        step_lists = [[st["name"] for st in reg.get("steps", [])] for reg in regions.values()]
+        common = 0  # the preselection is the longest step prefix all regions share
+        while step_lists and all(len(s) > common and s[common] == step_lists[0][common] for s in step_lists):
+            common += 1
+        row: dict[str, Any] = {"point": f"{path.parent.parent.name}/{path.parent.name}"}
+        first = next(iter(regions.values()), {"steps": []})
+        for step in first["steps"][:common]:
+            row[step["name"]] = step["weighted"]
+        for name, reg in regions.items():
+            row[name] = sum(reg.get("yields", []))
+        table.append(row)
+    return ReportSection(heading="Front-end cutflows",
+                         text="Expected events (luminosity × cross-section × forced-decay BR × efficiency) after each "
+                              "preselection step, then in each region (sum over its bins). Full cutflows per region "
+                              "with raw counts: results/select/<grid>/<point>/cutflow.json.", table=table)
+
+
+def build_report(ctx: Any, *, tables: list[Path], checks: list[Path], fitplot_dirs: list[Path],
+                 yield_checks: list[Path] | None = None, cutflows: list[Path] | None = None, output: Path) -> None:
     """Write the HTML report.
 
     Args:
@@ -55,9 +94,14 @@ def build_report(ctx: Any, *, tables: list[Path], checks: list[Path], fitplot_di
         tables: limits.json of each grid.
         checks: check reports (``.txt``; the ``.json`` beside each is read).
         fitplot_dirs: folders of cabinetry plots.
+        yield_checks: check-yields tables (``.txt``; the ``.json`` and ``.png`` beside each are read).
+        cutflows: cutflow.json files of front-end points.
         output: the HTML file.
     """
     sections = [_grid_section(t) for t in tables]
     sections += [_check_section(c) for c in checks]
+    sections += [_yield_check_section(c) for c in (yield_checks or [])]
+    if cutflows:
+        sections.append(_cutflow_section(cutflows))
     sections += [_fitplot_section(d) for d in fitplot_dirs]
     write_report(output, title="recastflow: reinterpretation report", sections=sections)

@@ -1,4 +1,5 @@
-# check: results against each analysis bundle's reference values; a failure fails the run.
+# check: results against each analysis bundle's reference values, and front-end signal yields
+# against the bundle's published signal patches (check_yields); a failure fails the run.
 
 
 rule check:
@@ -28,3 +29,38 @@ rule check:
         # tee: the table of value, reference and tolerance also reaches the terminal
         "recastflow --config {params.config} check --analysis {wildcards.analysis} --results {input.tables}"
         " --output {output.report} 2>&1 | tee {log}"
+
+
+rule check_yields:
+    input:
+        yields=grid_yields,
+    output:
+        table=report(
+            "results/check/yields/{grid}.txt",
+            caption="../report/check_yields.rst",
+            category="Regression checks",
+            subcategory="{grid}",
+            labels={"result": "signal-yield check"},
+        ),
+        json="results/check/yields/{grid}.json",
+        plot=report(
+            "results/check/yields/{grid}.png",
+            caption="../report/check_yields.rst",
+            category="Regression checks",
+            subcategory="{grid}",
+            labels={"result": "signal-yield plot"},
+        ),
+    params:
+        config=CONFIGFILE,
+    log:
+        "logs/check/yields/{grid}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    container:
+        stage_container("check")
+    conda:
+        "../../envs/stats.yaml"
+    shell:
+        "recastflow --config {params.config} check-yields --grid {wildcards.grid} --inputs {input.yields}"
+        " --output {output.table} 2>&1 | tee {log}"

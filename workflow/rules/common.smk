@@ -37,6 +37,12 @@ def _load_run_config():
         analyses = {g.analysis: load_analysis(g.analysis, analyses_dir) for g in grids.values()}
         for g in grids.values():
             analyses[g.analysis].workspace(g.workspace, source=g.path)
+        if any(g.events is not None for g in grids.values()):
+            from recastflow.frontend import check_front_end
+
+            # cards, spectra, manifests and the selection: a mistake stops the run before any event is made
+            for g in grids.values():
+                check_front_end(g, analyses[g.analysis])
     except RecastError as exc:
         raise WorkflowError(f"recastflow: configuration error: {exc}") from None
     return grids, analyses
@@ -67,9 +73,17 @@ CHECKED_ANALYSES = sorted(
     a.id for a in ANALYSES.values() if config.get("checks", True) and any(r.grid in GRIDS for r in a.references)
 )
 CHECK_OUTPUTS = expand("results/check/{analysis}.txt", analysis=CHECKED_ANALYSES)
+# grids whose front-end yields are compared with the bundle's published signal patches
+YIELD_CHECK_GRIDS = sorted(
+    name for name, g in GRIDS.items()
+    if config.get("checks", True) and ANALYSES[g.analysis].yield_references is not None
+    and any(p.from_events and ANALYSES[g.analysis].yield_references.for_values(p.values) for p in g.points)
+)
+YIELD_CHECK_OUTPUTS = expand("results/check/yields/{grid}.txt", grid=YIELD_CHECK_GRIDS)
 
 
 wildcard_constraints:
+    chunk=r"\d+",
     grid=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     point=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     analysis=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
@@ -84,6 +98,81 @@ def grid_inputs(wildcards):
     if grid.patchset:
         files.append(str(grid.patchset))
     return files
+
+
+# -- front end: which files each stage of a point reads --------------------------------
+def _point(wildcards):
+    grid = GRIDS[wildcards.grid]
+    return grid, grid.point(wildcards.point)
+
+
+def _manifest_format(point):
+    """The 'format' of a hand-off manifest ('' if unreadable: the handoff job then reports why)."""
+    try:
+        doc = read_document(point.manifest)
+    except RecastError:
+        return ""
+    return doc.get("format", "") if isinstance(doc, dict) else ""
+
+
+def process_card(wildcards):
+    return str(GRIDS[wildcards.grid].events.process)
+
+
+def slha_of(wildcards):
+    return str(_point(wildcards)[1].slha)
+
+
+def detector_card(wildcards):
+    return str(GRIDS[wildcards.grid].events.detector)
+
+
+def selection_file(wildcards):
+    return str(ANALYSES[GRIDS[wildcards.grid].analysis].selection)
+
+
+def handoff_inputs(wildcards):
+    """The manifest and the event file it names (so that replacing either re-runs the job)."""
+    point = _point(wildcards)[1]
+    files = [str(point.manifest)]
+    try:
+        doc = read_document(point.manifest)
+        if isinstance(doc, dict) and isinstance(doc.get("file"), str):
+            files.append(str(point.manifest.parent / doc["file"]))
+    except RecastError:
+        pass
+    return files
+
+
+def particle_events(wildcards):
+    grid, point = _point(wildcards)
+    if point.manifest is not None:
+        return f"results/generate/{grid.name}/{point.name}/handoff.parquet"
+    return f"results/generate/{grid.name}/{point.name}/chunk{wildcards.chunk}.parquet"
+
+
+def reco_events(wildcards):
+    """All reconstructed chunks of a point; Delphes hand-off files are already reconstructed."""
+    grid, point = _point(wildcards)
+    if point.manifest is not None:
+        if _manifest_format(point) == "delphes":
+            return [f"results/generate/{grid.name}/{point.name}/handoff.parquet"]
+        return [f"results/emulate/{grid.name}/{point.name}/chunk0.parquet"]
+    return [f"results/emulate/{grid.name}/{point.name}/chunk{i}.parquet" for i in range(grid.events.chunks)]
+
+
+def grid_yields(wildcards):
+    grid = GRIDS[wildcards.grid]
+    return [f"results/select/{grid.name}/{p.name}/yields.json" for p in grid.points if p.from_events]
+
+
+FRONT_END_CUTFLOWS = [
+    f"results/select/{name}/{p.name}/cutflow.json" for name, g in GRIDS.items() for p in g.points if p.from_events
+]
+
+
+def front_end_cutflows(wildcards):
+    return FRONT_END_CUTFLOWS
 
 
 def workspace_of(wildcards):

@@ -6,6 +6,8 @@ rule report:
         tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
         plots=expand("results/limits/{grid}/exclusion.png", grid=GRIDS),
         checks=CHECK_OUTPUTS,
+        yield_checks=YIELD_CHECK_OUTPUTS,
+        cutflows=front_end_cutflows,
         fitplots=[f"results/limits/{g}/fitplots/{p}" for g, p in FIT_PLOTS],
     output:
         html=report(
@@ -27,4 +29,4 @@ rule report:
         "../../envs/stats.yaml"
     shell:
         "recastflow --config {params.config} report --tables {input.tables} --checks {input.checks}"
-        " --fitplots {input.fitplots} --output {output.html} > {log} 2>&1"
+        " --fitplots {input.fitplots} --yield-checks {input.yield_checks} --cutflows {input.cutflows} --output {output.html} > {log} 2>&1"

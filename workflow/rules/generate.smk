@@ -1,0 +1,49 @@
+# generate: particle-level events per point, from Pythia 8 (in chunks, each its own job and
+# seed) or from a hand-off manifest (LHE, HepMC3, Delphes ROOT made elsewhere).
+
+
+rule generate:
+    input:
+        card=process_card,
+        slha=slha_of,
+    output:
+        events="results/generate/{grid}/{point}/chunk{chunk}.parquet",
+    params:
+        config=CONFIGFILE,
+    log:
+        "logs/generate/{grid}/{point}/chunk{chunk}.log",
+    benchmark:
+        "results/benchmarks/generate/{grid}/{point}/chunk{chunk}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    container:
+        stage_container("generate")
+    conda:
+        "../../envs/frontend.yaml"
+    shell:
+        "recastflow --config {params.config} generate --grid {wildcards.grid} --point {wildcards.point}"
+        " --chunk {wildcards.chunk} --output {output.events} > {log} 2>&1"
+
+
+rule handoff:
+    input:
+        files=handoff_inputs,
+    output:
+        events="results/generate/{grid}/{point}/handoff.parquet",
+    params:
+        config=CONFIGFILE,
+    log:
+        "logs/generate/{grid}/{point}/handoff.log",
+    benchmark:
+        "results/benchmarks/generate/{grid}/{point}/handoff.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    container:
+        stage_container("generate")
+    conda:
+        "../../envs/frontend.yaml"
+    shell:
+        "recastflow --config {params.config} handoff --grid {wildcards.grid} --point {wildcards.point}"
+        " --output {output.events} > {log} 2>&1"

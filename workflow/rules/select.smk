@@ -1,0 +1,30 @@
+# select: the bundle's declarative selection on all chunks of a point: cutflows, yields per
+# region and bin (the input of `patch`), and the selected events with their truth record.
+
+
+rule select:
+    input:
+        reco=reco_events,
+        selection=selection_file,
+    output:
+        yields="results/select/{grid}/{point}/yields.json",
+        cutflow="results/select/{grid}/{point}/cutflow.json",
+        selected="results/select/{grid}/{point}/selected.parquet",
+    params:
+        config=CONFIGFILE,
+        outdir=lambda w: f"results/select/{w.grid}/{w.point}",
+    log:
+        "logs/select/{grid}/{point}.log",
+    benchmark:
+        "results/benchmarks/select/{grid}/{point}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    container:
+        stage_container("select")
+    conda:
+        "../../envs/frontend.yaml"
+    shell:
+        "recastflow --config {params.config} select --grid {wildcards.grid} --point {wildcards.point}"
+        " --inputs {input.reco} --outdir {params.outdir} > {log} 2>&1"
+
