@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= all
+CONFIG ?=      # another run configuration, e.g. make run CONFIG=config/validation.yaml
+# Snakemake only finds a profiles/default next to the Snakefile by itself; ours lives under workflow/
+SNAKEMAKE := $(BIN)/snakemake --workflow-profile workflow/profiles/default
 export OMP_NUM_THREADS := 1
 
 .PHONY: setup run test lint clean images run-containers report archive
@@ -17,13 +20,13 @@ $(BIN)/recastflow: pyproject.toml
 setup: $(BIN)/recastflow
 
 run: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --cores $(CORES) $(if $(strip $(CONFIG)),--configfile $(CONFIG))
 
 test: setup
 	$(BIN)/python -m pytest -ra
 
 lint: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
+	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --lint
 
 clean:
 	rm -rf results logs archive benchmarks/results .snakemake
@@ -34,10 +37,10 @@ images:
 
 # the default run with every job in its locked image (podman behind tests/container/apptainer)
 run-containers: setup images
-	PATH="$(abspath tests/container):$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --sdm apptainer
+	PATH="$(abspath tests/container):$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --cores $(CORES) --sdm apptainer
 
 report: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --report results/snakemake-report.html
+	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --report results/snakemake-report.html
 
 archive: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) archive
+	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --cores $(CORES) archive

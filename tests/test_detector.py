@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from recastflow.config import read_document
-from recastflow.detector import BinnedMap, FlavourMaps, Resolution, card_from_doc, load_card
+from recastflow.detector import BinnedMap, FlavourMaps, Resolution, Scratch, card_from_doc, load_card
 from recastflow.errors import RecastError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,3 +194,21 @@ def test_muon_resolution_is_constant_plus_sagitta() -> None:
     card = load_card(CARD)
     rel = card.muons.resolution.relative(np.array([10.0, 1000.0]), np.array([0.5, 0.5]))
     assert rel[0] == pytest.approx(0.017, rel=0.02) and rel[1] == pytest.approx(0.1, rel=0.05)
+
+
+def test_lookups_with_work_arrays_match() -> None:
+    # the response passes a Scratch: same values, and the arrays are reused from call to call
+    rng = np.random.default_rng(5)
+    card = load_card(CARD)
+    scratch = Scratch()
+    for n in (1000, 10, 1200, 0):
+        pt, eta = rng.uniform(0, 300, n), rng.uniform(0, 3, n)
+        label = rng.choice([0, 4, 5, 15], n).astype(np.int8)
+        m = card.electrons.efficiency
+        np.testing.assert_array_equal(m.lookup(pt, eta, scratch), m._reference_lookup(pt, eta))
+        fm = card.btag.efficiency
+        np.testing.assert_array_equal(fm.lookup(label, pt, eta, scratch), fm.lookup(label, pt, eta))
+        for res in (card.jets.resolution, card.muons.resolution, card.electrons.resolution):
+            np.testing.assert_array_equal(res.relative(pt + 1, eta, scratch), res.relative(pt + 1, eta))
+    a = scratch.get("x", 100, np.float64)
+    assert np.shares_memory(a, scratch.get("x", 90, np.float64)) and len(scratch.get("x", 90, np.float64)) == 90

@@ -13,6 +13,9 @@ import pytest
 from recastflow.clustering import build_truth_objects, jagged
 from recastflow.config import read_document
 from recastflow.detector import DetectorCard, card_from_doc, load_card
+from recastflow import emulation
+from recastflow.clustering import pt_order
+from recastflow.detector import Scratch
 from recastflow.emulation import emulate, emulate_file, respond
 from recastflow.errors import RecastError
 from recastflow.events import EVENTS, RECO, read_events, read_header, write_events
@@ -239,6 +242,56 @@ def test_same_seed_same_output_different_seed_differs(card: DetectorCard) -> Non
     events = random_events(200)
     a, b, c = (ak.to_list(emulate(events, card, seed)) for seed in (1, 1, 2))
     assert a == b and a != c
+
+
+def test_output_does_not_depend_on_the_block_size(card: DetectorCard, monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = np.tile(np.array([5, 4, 15, 0], dtype=np.int8), 3000)
+    truth = truth_objects(3000, 4, 45.0, 1.0, labels, electrons_per_event=1)
+
+    def run() -> dict[str, Any]:
+        reco = respond(truth, card, np.random.Generator(np.random.PCG64(6)))
+        return {k: ak.to_list(v) for k, v in reco.items()}
+
+    whole = run()
+    monkeypatch.setattr(emulation, "BLOCK_OBJECTS", 1000)   # blocks of 1024 events: 3 of them
+    assert len(emulation._blocks(np.arange(0, 12001, 4))) == 3
+    assert run() == whole
+
+
+def test_normals_are_standard_normal_and_independent_of_the_requests() -> None:
+    scratch = Scratch()
+    whole = emulation._Normals(np.random.SeedSequence(3)).fill(np.empty(400_001, dtype=np.float32), scratch).copy()
+    normals = emulation._Normals(np.random.SeedSequence(3))
+    parts = [normals.fill(np.empty(k, dtype=np.float32), scratch).copy() for k in (1, 4095, 0, 3, 100_000, 295_902)]
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    from scipy import stats
+    assert stats.kstest(whole, "norm").pvalue > 1e-4
+    assert abs(np.mean(whole)) < 5 / np.sqrt(len(whole)) and np.std(whole) == pytest.approx(1.0, abs=0.005)
+    # consecutive pairs (r cos a, r sin a) are uncorrelated
+    assert abs(np.corrcoef(whole[:2048], whole[2048:4096])[0, 1]) < 0.1
+
+
+def test_sums_per_event_sparse_and_dense() -> None:
+    rng = np.random.default_rng(4)
+    for n_objects in (10, 5000):   # ufunc.at for few objects per event, bincount for many
+        events = np.sort(rng.integers(0, 1000, n_objects))
+        weights = rng.normal(size=n_objects)
+        total, counts = np.ones(1000), np.zeros(1000, dtype=np.int64)
+        emulation._add_per_event(total, events, weights)
+        emulation._add_per_event(counts, events)
+        np.testing.assert_allclose(total, 1 + np.bincount(events, weights, minlength=1000), atol=1e-12)
+        np.testing.assert_array_equal(counts, np.bincount(events, minlength=1000))
+
+
+def test_sort_order_matches_pt_order() -> None:
+    rng = np.random.default_rng(2)
+    scratch = Scratch()
+    for _ in range(50):
+        counts = rng.integers(0, 9, rng.integers(1, 300))
+        events = np.repeat(np.arange(len(counts)), counts)
+        pt = np.round(rng.exponential(30.0, len(events)), int(rng.integers(0, 3)))   # with ties
+        ours, theirs = emulation._sort_order(pt, events, scratch), pt_order(pt, counts, events)
+        assert (ours is None and theirs is None) or np.array_equal(ours, theirs)
 
 
 def test_perfect_detector_reproduces_truth() -> None:

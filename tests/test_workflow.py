@@ -12,6 +12,7 @@ import yaml
 from conftest import copy_workflow
 
 BIN = Path(sys.executable).parent
+PROFILE = ("--workflow-profile", "workflow/profiles/default")  # as `make run` passes it
 
 
 def snakemake(cwd, *args):
@@ -93,3 +94,35 @@ def test_configfile_replaces_default_and_config_overrides_refused(project):
     proc = snakemake(project, "-n", "--config", "cl=0.8")
     assert proc.returncode != 0
     assert "--config overrides are not supported" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_with_the_same_command(project):
+    """Ctrl-C during a job leaves a partial output marked incomplete; the same command redoes it."""
+    import signal
+    import time
+
+    copy_workflow(project)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", *PROFILE], cwd=project, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    started = project / "logs" / "limits" / "TOYGRID"
+    deadline = time.monotonic() + 120
+    while not (started.is_dir() and any(started.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    again = snakemake(project, *PROFILE)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert "IncompleteFilesException" not in again.stdout + again.stderr
+    assert json.loads((project / "results/limits/TOYGRID/limits.json").read_text())["summary"]["trusted"] == 3
+
+    # an output that exists but was never marked complete (Snakemake stopped after the job wrote it)
+    import base64
+
+    marker = project / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(b"results/limits/TOYGRID/limits.json").decode()
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("")
+    third = snakemake(project, *PROFILE)
+    assert third.returncode == 0, (third.stdout + third.stderr)[-3000:]
+    assert "limits_table" in third.stdout + third.stderr  # redone, not trusted

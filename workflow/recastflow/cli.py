@@ -106,7 +106,7 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
 
     grid, analysis = ctx.grid(args.grid)
     point = grid.point(args.point)
-    bkg = analysis.workspace(grid.workspace, source=grid.path).load()
+    bkg = analysis.workspace(grid.workspace, source=grid.path).load(validate=False)  # patched spec is validated
     patchset = read_json(Path(args.patchset))
     ops = patch_for_point(patchset, bkg, point.name, args.patchset)
     xsec_pb, xsec_source = point.xsec_pb, point.xsec_source
@@ -168,7 +168,7 @@ def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
 
     grid, analysis = ctx.grid(args.grid)
     point = grid.point(args.point)
-    bkg = analysis.workspace(grid.workspace, source=grid.path).load()
+    bkg = analysis.workspace(grid.workspace, source=grid.path).load(validate=False)  # patched spec is validated
     ops = patch_for_point(read_json(Path(args.patchset)), bkg, point.name, args.patchset)
     spec = apply_patch(bkg, ops, args.patchset)
     files = fit_plots(spec, Path(args.outdir), label=f"{grid.name}/{point.name}")

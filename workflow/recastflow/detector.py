@@ -32,21 +32,69 @@ def _check_edges(edges: np.ndarray, where: str, source: str) -> None:
         raise RecastError(f"edges must be strictly increasing, got {edges.tolist()}", path=source, field=where)
 
 
-def _grid_index(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+class Scratch:
+    """Work arrays kept from call to call, one per name, for code that runs on many blocks.
+
+    Fresh temporaries of ~1e5 values cost page faults whenever malloc has returned their
+    memory to the system in between (it does so for large blocks): ~10 ns per value for a
+    resolution, more than its arithmetic. Arrays from here are reused instead; each is
+    valid until the next request of its name.
+    """
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, n: int, dtype: Any) -> np.ndarray:
+        """An uninitialised array of ``n`` values, the same memory as the last one of this name if it fits.
+
+        Args:
+            name: what the array is for (callers that need two arrays at once use two names).
+            n: length.
+            dtype: numpy dtype.
+        """
+        a = self._arrays.get(name)
+        if a is None or a.dtype != dtype or len(a) < n:
+            # headroom: blocks of whole events vary a little in size
+            a = self._arrays[name] = np.empty(n + n // 8, dtype=dtype)
+        return a[:n]
+
+
+def _work(scratch: Scratch | None, name: str, n: int, dtype: Any) -> np.ndarray:
+    """A work array from ``scratch``, or a new one."""
+    return np.empty(n, dtype=dtype) if scratch is None else scratch.get(name, n, dtype)
+
+
+def _count_edges(edges: np.ndarray, x: np.ndarray, into: np.ndarray, scratch: Scratch | None) -> np.ndarray:
+    """Add to ``into`` (uint8) the number of edges at or below each x (NaN: none)."""
+    above = _work(scratch, "grid.above", len(x), np.bool_)
+    for edge in edges:
+        np.greater_equal(x, edge, out=above)
+        into += above.view(np.uint8)
+    return into
+
+
+def _grid_index(edges: np.ndarray, x: np.ndarray, scratch: Scratch | None = None, name: str = "grid") -> np.ndarray:
     """Index in 0..len(edges) of each x: 0 below the first edge, k for [edges[k-1], edges[k]).
 
     Same as ``np.searchsorted(edges, x, side="right")`` (NaN counts as below). For the few
     edges of a card, counting the edges below x is 2-4x faster than a binary search per value.
+
+    Args:
+        edges: increasing edges.
+        x: values (flat).
+        scratch: work arrays to use, if any; the result is then the array ``name``.
+        name: name of the result in ``scratch``.
     """
-    if len(edges) > 32:
+    x = np.asarray(x)
+    if len(edges) > 32 or x.ndim != 1:
         return np.searchsorted(edges, x, side="right")
-    index = np.zeros(np.shape(x), dtype=np.uint8)
-    above = np.empty(np.shape(x), dtype=bool)
-    for edge in edges:
-        np.greater_equal(x, edge, out=above)
-        index += above.view(np.uint8)
+    index = _work(scratch, "grid.count", len(x), np.uint8)
+    index[...] = 0
+    _count_edges(edges, x, index, scratch)
     # gathers with an intp index are ~2.5x faster than with a uint8 one
-    return index.astype(np.intp)
+    out = _work(scratch, name, len(x), np.intp)
+    np.copyto(out, index)
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,7 +163,7 @@ class BinnedMap:
         flat = np.clip(ipt, 0, n_pt - 1) * n_eta + np.clip(ieta, 0, n_eta - 1)
         return np.where(inside, self.values.ravel()[flat], 0.0)
 
-    def lookup(self, pt: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
+    def lookup(self, pt: np.ndarray, abs_eta: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
         """Value for each object: 0 below the first pT edge or outside the |eta| edges.
 
         Lower edges are inclusive; above the last pT edge the last pT bin applies
@@ -124,12 +172,24 @@ class BinnedMap:
         Args:
             pt: transverse momenta in GeV.
             abs_eta: absolute pseudorapidities, same shape.
+            scratch: work arrays to use, if any (the result is then one of them).
         """
         table = self._table
-        flat = _grid_index(self.pt_edges, pt)
-        flat *= table.shape[1]
-        flat += _grid_index(self.eta_edges, abs_eta)
-        return table.ravel()[flat]
+        pt, abs_eta = np.asarray(pt), np.asarray(abs_eta)
+        if table.size > 255 or pt.ndim != 1:
+            flat = _grid_index(self.pt_edges, pt)
+            flat *= table.shape[1]
+            flat += _grid_index(self.eta_edges, abs_eta)
+            return table.ravel()[flat]
+        # the cell number fits in a uint8: count the edges straight into it
+        cell = _work(scratch, "lookup.cell", len(pt), np.uint8)
+        cell[...] = 0
+        _count_edges(self.pt_edges, pt, cell, scratch)
+        cell *= np.uint8(table.shape[1])
+        _count_edges(self.eta_edges, abs_eta, cell, scratch)
+        index = _work(scratch, "lookup.index", len(pt), np.intp)
+        np.copyto(index, cell)
+        return np.take(table.ravel(), index, out=_work(scratch, "lookup", len(pt), table.dtype), mode="clip")
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,21 +215,39 @@ class FlavourMaps:
         for name, value in (("pt_edges", pt_edges), ("eta_edges", eta_edges), ("tables", tables)):
             object.__setattr__(self, name, value)
 
-    def lookup(self, label: np.ndarray, pt: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
+    def lookup(self, label: np.ndarray, pt: np.ndarray, abs_eta: np.ndarray,
+               scratch: Scratch | None = None) -> np.ndarray:
         """Value of the map of each object's label (0 for labels without a map).
 
         Args:
-            label: integer label per object.
+            label: integer label per object (0 <= label, small).
             pt: transverse momenta in GeV.
             abs_eta: absolute pseudorapidities.
+            scratch: work arrays to use, if any (the result is then one of them).
         """
-        _, n_pt, n_eta = self.tables.shape
-        flat = label.astype(np.intp)
-        flat *= n_pt
-        flat += _grid_index(self.pt_edges, pt)
-        flat *= n_eta
-        flat += _grid_index(self.eta_edges, abs_eta)
-        return self.tables.ravel()[flat]
+        n_label, n_pt, n_eta = self.tables.shape
+        label, pt, abs_eta = np.asarray(label), np.asarray(pt), np.asarray(abs_eta)
+        n = label.size
+        # (labels out of range take the general path, as they always did)
+        if n_pt * n_eta > 255 or label.ndim != 1 or (n and not 0 <= label.min() <= label.max() < n_label):
+            flat = label.astype(np.intp)
+            flat *= n_pt
+            flat += _grid_index(self.pt_edges, pt)
+            flat *= n_eta
+            flat += _grid_index(self.eta_edges, abs_eta)
+            return self.tables.ravel()[flat]
+        # the (pT, |eta|) cell fits in a uint8: count the edges straight into it, then add
+        # the label's table in intp
+        cell = _work(scratch, "lookup.cell", n, np.uint8)
+        cell[...] = 0
+        _count_edges(self.pt_edges, pt, cell, scratch)
+        cell *= np.uint8(n_eta)
+        _count_edges(self.eta_edges, abs_eta, cell, scratch)
+        index = _work(scratch, "lookup.index", n, np.intp)
+        np.copyto(index, label, casting="unsafe")
+        index *= n_pt * n_eta
+        index += cell
+        return np.take(self.tables.ravel(), index, out=_work(scratch, "lookup", n, self.tables.dtype), mode="clip")
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,36 +288,51 @@ class Resolution:
             terms[term] = _frozen_array(values)
         return cls(doc.get("variable", "pt"), edges, **terms)
 
-    def relative(self, x: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
+    def relative(self, x: np.ndarray, abs_eta: np.ndarray, scratch: Scratch | None = None) -> np.ndarray:
         """sigma/x for each object, in float32 (ample for a resolution, and 2x faster).
 
         Args:
             x: pT or energy in GeV (as ``variable`` says), > 0.
             abs_eta: absolute pseudorapidities, same shape.
+            scratch: work arrays to use, if any (the result is then one of them).
         """
+        x, abs_eta = np.asarray(x), np.asarray(abs_eta)
+        n = len(x)
         # inner edges only: below the first bin -> bin 0, beyond the last -> last bin
-        i = _grid_index(self.eta_edges[1:-1], abs_eta) if len(self.noise) > 1 else np.zeros(len(x), dtype=np.intp)
-        x = x.astype(np.float32)
+        if len(self.noise) > 1:
+            i = _grid_index(self.eta_edges[1:-1], abs_eta, scratch, "relative.bin")
+        else:
+            i = _work(scratch, "relative.bin", n, np.intp)
+            i[...] = 0
+        x32 = _work(scratch, "relative.x", n, np.float32)
+        np.copyto(x32, x, casting="same_kind")
+        r2 = _work(scratch, "relative", n, np.float32)
+        term = _work(scratch, "relative.term", n, np.float32)
         sq = self._squares
+
+        def coefficient(name: str, out: np.ndarray) -> np.ndarray:
+            return np.take(sq[name], i, out=out, mode="clip")
+
         # Horner form, in place, skipping terms that are zero in every bin: this runs on
         # millions of jets, and each temporary array costs as much as the arithmetic
         if "noise" in sq or "stochastic" in sq:
-            inv = np.float32(1.0) / x
+            inv = _work(scratch, "relative.inv", n, np.float32)
+            np.divide(np.float32(1.0), x32, out=inv)
             if "noise" in sq:
-                r2 = sq["noise"][i]
+                coefficient("noise", r2)
                 r2 *= inv
                 if "stochastic" in sq:
-                    r2 += sq["stochastic"][i]
+                    r2 += coefficient("stochastic", term)
             else:
-                r2 = sq["stochastic"][i]
+                coefficient("stochastic", r2)
             r2 *= inv
-            r2 += sq["constant"][i]
+            r2 += coefficient("constant", term)
         else:
-            r2 = sq["constant"][i]
+            coefficient("constant", r2)
         if "sagitta" in sq:
-            x *= x
-            x *= sq["sagitta"][i]
-            r2 += x
+            x32 *= x32
+            x32 *= coefficient("sagitta", term)
+            r2 += x32
         return np.sqrt(r2, out=r2)
 
     def __post_init__(self) -> None:

@@ -200,8 +200,10 @@ def apply_patch(
 def build_model_and_data(spec: dict[str, Any], source: Path | str) -> tuple[pyhf.pdf.Model, list[float]]:
     """Build the pyhf model and its data (observations + auxiliary data) of a patched workspace."""
     try:
-        ws = pyhf.Workspace(spec)
-        model = ws.model()
+        # the spec was validated against pyhf's workspace schema just before (apply_patch); pyhf would
+        # validate it twice more (workspace, model), which costs more than the fits on large likelihoods
+        ws = pyhf.Workspace(spec, validate=False)
+        model = ws.model(validate=False)
         return model, ws.data(model)
     except Exception as exc:  # pyhf raises plain exceptions for inconsistent modifiers
         raise RecastError(f"patched workspace does not build a model: {exc}", path=str(source)) from None

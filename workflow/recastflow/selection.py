@@ -65,7 +65,7 @@ from recastflow.errors import RecastError
 from recastflow.events import RECO, SELECTED, merge_events, write_events
 from recastflow.expressions import (BOOL, COLL, CONSTANTS, FUNCTIONS, JBOOL, JNUM, NUM, OBJ, SELF, Collection, Env,
                                     Columns, Expression, Kind, Layout, Particle, PerObject, Scope, collection_kind,
-                                    compile_expression, evaluate_on, object_kind, with_article)
+                                    compile_expression, evaluate_on, object_kind, pick, with_article)
 from recastflow.io import write_json_atomic
 
 #: Reco collections and the type of each field (NUM or BOOL).
@@ -383,7 +383,7 @@ def merge_collections(parts: list[Collection], fields: tuple[str, ...]) -> Colle
         return out
     # a subset of the events merges the subsets of the parts, whatever was placed here
     return Collection(layout, Columns({k: (lambda k=k: place(k)) for k in fields}),
-                      derive=lambda mask: merge_collections([p.take_events(mask) for p in parts], fields))
+                      derive=lambda kept: merge_collections([p.take_events(kept) for p in parts], fields))
 
 
 def sort_collection(coll: Collection, key: str) -> Collection:
@@ -407,9 +407,9 @@ def sort_collection(coll: Collection, key: str) -> Collection:
 
     def load(name: str) -> np.ndarray:
         perm = order()
-        return coll.field(name) if perm is None else coll.field(name)[perm]
+        return coll.field(name) if perm is None else pick(coll.field(name), perm)
     return Collection(coll.layout, Columns({k: (lambda k=k: load(k)) for k in coll.names}), None, key,
-                      derive=lambda mask: sort_collection(coll.take_events(mask), key))
+                      derive=lambda kept: sort_collection(coll.take_events(kept), key))
 
 
 def _sort_order(coll: Collection, key: str) -> np.ndarray | None:
@@ -426,12 +426,16 @@ def descending_order(values: np.ndarray, layout: Layout) -> np.ndarray | None:
     """
     if len(values) < 2:
         return None
-    inside = np.ones(len(values) - 1, dtype=bool)
-    boundaries = layout.offsets[1:-1]
-    inside[boundaries[boundaries < len(values)] - 1] = False  # pairs straddling two events
-    rises = np.flatnonzero((values[1:] > values[:-1]) & inside)
-    if not len(rises):
+    n = len(values)
+    # rising[i]: object i is above object i - 1 of the same event; padded at both ends so that
+    # every event start (0 ... n) can be cleared without checking its range
+    rising = np.empty(n + 1, dtype=bool)
+    rising[0] = rising[n] = False
+    np.greater(values[1:], values[:-1], out=rising[1:n])
+    rising[layout.offsets[1:-1]] = False  # pairs straddling two events
+    if not rising.any():
         return None  # the usual case: reco files, filters and most merges keep pT order
+    rises = np.flatnonzero(rising) - 1  # index of the first object of each rising pair
     ev = layout.event_index
     bad = np.zeros(layout.n_events, dtype=bool)
     bad[ev[rises]] = True
@@ -446,8 +450,10 @@ def mark_overlaps(remove: np.ndarray, coll: Collection, other: Collection, cone:
 
     Every (object, partner) pair in the same event is compared. The pairs are enumerated
     by taking, for every object of the smaller collection, the k-th object of the larger
-    one in the same event (k = 0, 1, ...), so the work is the number of pairs plus the
-    size of the smaller collection.
+    one in the same event (k = 0, 1, ...). The objects of the smaller collection are put
+    in decreasing order of their number of partners once, so that those with a k-th
+    partner are always the first ones: every step then works on a slice, and the work is
+    the number of pairs plus a few passes over the smaller collection.
 
     Args:
         remove: flags, one per object of ``coll``; set where an overlap is found.
@@ -459,40 +465,40 @@ def mark_overlaps(remove: np.ndarray, coll: Collection, other: Collection, cone:
         return
     radius2 = np.square(cone) if np.ndim(cone) == 0 else np.square(np.asarray(cone))
     reach = float(np.sqrt(np.max(radius2)))
-    # the smaller collection is walked in full once; the larger one is stepped through by k
+    # the smaller collection (inner) is walked in full once; the larger one (outer) is stepped through by k
     walk_other = other.size >= coll.size
     outer, inner = (other, coll) if walk_other else (coll, other)
-    o_eta, o_phi = outer.field("eta"), outer.field("phi")
-    i_eta, i_phi = inner.field("eta"), inner.field("phi")
     ev = inner.layout.event_index
-    n_outer = outer.layout.counts[ev]
-    rows = np.flatnonzero(n_outer > 0)  # objects of `inner` in events with an `outer` object
-    first, n_outer = outer.layout.offsets[:-1][ev[rows]], n_outer[rows]
-    eta, phi = i_eta[rows], i_phi[rows]
-    last = len(o_eta) - 1
-    valid = None  # None: every row has a k-th partner
-    k = 0
-    while len(rows):
-        target = first + k if valid is None else np.minimum(first + k, last)
-        deta = eta - o_eta[target]
-        close_in_eta = np.abs(deta) < reach  # cheap test first: most pairs are far apart in eta
-        near = np.flatnonzero(close_in_eta if valid is None else close_in_eta & valid)
+    n_outer = pick(outer.layout.counts, ev)  # partners of each inner object
+    top = int(n_outer.max())
+    if top == 0:
+        return
+    # inner objects by decreasing number of partners (a stable counting sort on small integers)
+    key = top - n_outer
+    rows = np.argsort(key.astype(np.uint16) if top < 1 << 16 else key, kind="stable")
+    # left[k]: inner objects with more than k partners, i.e. the length of the k-th step
+    left = np.cumsum(np.bincount(key, minlength=top + 1))[top - 1::-1]
+    rows = rows[:int(left[0])]
+    first = pick(outer.layout.offsets, pick(ev, rows))
+    eta = inner.field_at("eta", rows)
+    o_eta = outer.field("eta")
+    # pass 1: the pairs close in eta, a cheap test that most pairs fail
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for k in range(top):
+        n = int(left[k])
+        deta = eta[:n] - pick(o_eta[k:], first[:n])  # the k-th partner of the first n rows
+        near = np.flatnonzero(np.abs(deta) < reach)
         if len(near):
-            dphi = np.abs(phi[near] - o_phi[target[near]])
-            dphi = np.minimum(dphi, 2 * np.pi - dphi)  # angles are folded into [-pi, pi] on reading
-            mine = rows[near] if walk_other else target[near]
-            r2 = radius2 if np.ndim(radius2) == 0 else radius2[mine]
-            remove[mine[np.square(deta[near]) + dphi * dphi < r2]] = True
-        k += 1
-        valid = n_outer > k
-        n_valid = int(np.count_nonzero(valid))
-        if n_valid == len(rows):
-            valid = None
-        elif n_valid < 0.75 * len(rows):
-            # drop rows without a k-th partner once that saves more than masking them costs
-            more = np.flatnonzero(valid)
-            rows, first, n_outer, eta, phi = rows[more], first[more], n_outer[more], eta[more], phi[more]
-            valid = None
+            found.append((near, pick(first, near) + k, pick(deta, near)))
+    if not found:
+        return
+    # pass 2: dR of those pairs, all at once
+    near, target, deta = (np.concatenate(parts) for parts in zip(*found))
+    dphi = np.abs(inner.field_at("phi", pick(rows, near)) - outer.field_at("phi", target))
+    dphi = np.minimum(dphi, 2 * np.pi - dphi)  # angles are folded into [-pi, pi] on reading
+    mine = pick(rows, near) if walk_other else target
+    r2 = radius2 if np.ndim(radius2) == 0 else pick(radius2, mine)
+    remove[mine[np.square(deta) + dphi * dphi < r2]] = True
 
 
 # --------------------------------------------------------------------------- reading the input
@@ -506,8 +512,15 @@ def _numpy(array: ak.Array) -> np.ndarray:
         return ak.to_numpy(ak.fill_none(array, np.nan), allow_missing=False)
 
 
+def _plain_numbers(layout: Any) -> np.ndarray | None:
+    """The buffer of a plain one-dimensional numeric awkward content (nothing missing), or None."""
+    if isinstance(layout, ak.contents.NumpyArray) and layout.data.ndim == 1 and layout.data.dtype.kind in "biuf":
+        return np.asarray(layout.data)
+    return None
+
+
 def _fold_phi(phi: np.ndarray) -> np.ndarray:
-    if phi.size and np.max(np.abs(phi)) > np.pi:
+    if phi.size and (phi.min() < -np.pi or phi.max() > np.pi):
         return np.remainder(phi + np.pi, 2 * np.pi) - np.pi
     return phi
 
@@ -521,6 +534,7 @@ class _Input:
 
     def __init__(self, reco: ak.Array) -> None:
         self.reco = reco
+        self._top = ak.to_layout(reco)
         self._cache: dict[tuple[str, ...], np.ndarray] = {}
         self._orders: dict[tuple[str, ...], np.ndarray | None] = {}
 
@@ -536,10 +550,33 @@ class _Input:
                               f"(columns: {', '.join(self.reco.fields)}); is this a {RECO} file?", field=name)
         return self.reco[name]
 
+    def _plain(self, name: str) -> Any:
+        """The layout of a top-level column when the events are a plain record array, else None.
+
+        The buffers of plain layouts are read directly: the same values as flattening and
+        converting, without awkward's per-call overhead (a few ms per column).
+        """
+        top = self._top
+        if isinstance(top, ak.contents.RecordArray) and name in top.fields:
+            return top.content(name)
+        return None
+
+    def _list_offsets(self, name: str) -> np.ndarray | None:
+        """The offsets of a list column as stored (the usual layout), or None."""
+        layout = self._plain(name)
+        if isinstance(layout, ak.contents.ListOffsetArray):
+            return np.asarray(layout.offsets, dtype=np.int64)[:len(self._top) + 1]
+        return None
+
     def offsets(self, name: str) -> np.ndarray:
         """Start of each event's objects of collection ``name``, plus the total."""
         def load() -> np.ndarray:
-            counts = _numpy(ak.num(self.column(name), axis=1)).astype(np.int64)
+            column = self.column(name)
+            offsets = self._list_offsets(name)
+            if offsets is not None:
+                # flattening takes the same content[offsets[0]:offsets[-1]]
+                return offsets - offsets[0]
+            counts = _numpy(ak.num(column, axis=1)).astype(np.int64)
             out = np.zeros(len(counts) + 1, dtype=np.int64)
             np.cumsum(counts, out=out[1:])
             return out
@@ -550,15 +587,14 @@ class _Input:
         def load() -> np.ndarray:
             values = self._raw(name, key)
             order = self._order(name)
-            return values if order is None else values[order]
+            return values if order is None else pick(values, order)
         return self._get((name, key), load)
 
     def _order(self, name: str) -> np.ndarray | None:
         """Permutation putting a collection in descending pT, checked once for the whole input."""
         key = ("order", name)
         if key not in self._orders:
-            layout = Layout(np.diff(self.offsets(name)))
-            self._orders[key] = descending_order(self._raw(name, "pt"), layout)
+            self._orders[key] = descending_order(self._raw(name, "pt"), Layout.from_offsets(self.offsets(name)))
         return self._orders[key]
 
     def _raw(self, name: str, key: str) -> np.ndarray:
@@ -570,7 +606,15 @@ class _Input:
             if key not in column.fields:
                 raise RecastError(f"the {name!r} collection has no field {key!r} (fields: "
                                   f"{', '.join(column.fields)})", field=f"{name}.{key}")
-            values = _numpy(ak.flatten(column[key], axis=1))
+            values = None
+            offsets = self._list_offsets(name)
+            objects = self._plain(name).content if offsets is not None else None
+            if isinstance(objects, ak.contents.RecordArray):
+                stored = _plain_numbers(objects.content(key))
+                if stored is not None:
+                    values = stored[offsets[0]:offsets[-1]]  # what flattening gives
+            if values is None:
+                values = _numpy(ak.flatten(column[key], axis=1))
             if RECO_COLLECTIONS[name][key] == BOOL:
                 return values.astype(bool)
             values = values.astype(np.float64, copy=False)
@@ -581,11 +625,14 @@ class _Input:
         """A per-event number: ``weight`` or a field of ``met``."""
         def load() -> np.ndarray:
             column = self.column(name)
+            layout = self._plain(name)
             if key is not None:
                 if key not in column.fields:
                     raise RecastError(f"the {name!r} column has no field {key!r}", field=f"{name}.{key}")
                 column = column[key]
-            values = _numpy(column).astype(np.float64)
+                layout = layout.content(key) if isinstance(layout, ak.contents.RecordArray) else None
+            values = _plain_numbers(layout)
+            values = (_numpy(column) if values is None else values[:len(self._top)]).astype(np.float64)
             return _fold_phi(values) if key == "phi" else values
         return self._get((name, key or ""), load)
 
@@ -600,7 +647,7 @@ class _Input:
     def _collection(self, name: str, start: int, stop: int) -> Collection:
         offsets = self.offsets(name)
         lo, hi = int(offsets[start]), int(offsets[stop])
-        layout = Layout(np.diff(offsets[start:stop + 1]))
+        layout = Layout.from_offsets(offsets[start:stop + 1] - lo)
         columns = Columns({k: (lambda k=k: self.field(name, k)[lo:hi]) for k in RECO_COLLECTIONS[name]})
         return Collection(layout, columns, None, "pt")
 
@@ -830,16 +877,21 @@ def _apply_cuts(env: Env, cuts: tuple[Cut, ...], weight: np.ndarray) -> _Passed:
     """
     rows = np.arange(env.n_events)
     mask = np.ones(env.n_events, dtype=bool)
+    # a dot product sums the weights of the passing events several times faster than
+    # sum(where=), but a NaN or infinite weight of a failing event would spoil it
+    dot = bool(np.isfinite(weight).all())
     steps = []
     for cut in cuts:
         mask &= env.evaluate(cut.expr)
         passed = int(np.count_nonzero(mask))
-        steps.append((passed, float(np.sum(weight, where=mask))))
+        steps.append((passed, float(np.dot(weight, mask) if dot else np.sum(weight, where=mask))))
         if passed < SHRINK_BELOW * len(mask) and len(mask) >= SHRINK_MIN_EVENTS:
-            env, rows, weight = env.subset(mask), rows[mask], weight[mask]
+            kept = np.flatnonzero(mask)
+            env, rows, weight = env.take(kept), pick(rows, kept), pick(weight, kept)
             mask = np.ones(passed, dtype=bool)
     if not mask.all():
-        env, rows, weight = env.subset(mask), rows[mask], weight[mask]
+        kept = np.flatnonzero(mask)
+        env, rows, weight = env.take(kept), pick(rows, kept), pick(weight, kept)
     return _Passed(env, rows, weight, steps)
 
 

@@ -119,6 +119,16 @@ def process_card(wildcards):
     return str(GRIDS[wildcards.grid].events.process)
 
 
+def generation_settings(wildcards):
+    """Events of this chunk, chunk count and base seed: a change must regenerate the chunk."""
+    from recastflow.seeds import chunk_sizes
+
+    grid, point = _point(wildcards)
+    sizes = chunk_sizes(point.n_events, grid.events.chunks)
+    n = sizes[int(wildcards.chunk)] if int(wildcards.chunk) < len(sizes) else 0
+    return f"events={n} chunks={grid.events.chunks} seed={grid.events.seed}"
+
+
 def slha_of(wildcards):
     return str(_point(wildcards)[1].slha)
 

@@ -10,6 +10,8 @@ rule generate:
         events="results/generate/{grid}/{point}/chunk{chunk}.parquet",
     params:
         config=CONFIGFILE,
+        # not read by the command (it reads the grid), listed so that changing them re-runs the job
+        statistics=generation_settings,
     log:
         "logs/generate/{grid}/{point}/chunk{chunk}.log",
     benchmark:
