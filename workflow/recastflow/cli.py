@@ -114,8 +114,10 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
         # the front end records the cross-section x branching fraction its yields are normalised to
         norm = read_json(point.yields).get("normalisation", {})
         if norm.get("xsec_pb") is not None:
-            xsec_pb = norm["xsec_pb"] * norm.get("br_factor", 1.0)
-            xsec_source = f"{norm.get('xsec_source', '')} x forced-decay BR {norm.get('br_factor', 1.0):.4g}"
+            # the production cross-section: the forced decays' (Standard Model) branching fractions are
+            # part of the signal model, so limits in pb are on sigma(production), as published
+            xsec_pb = norm["xsec_pb"]
+            xsec_source = norm.get("xsec_source", "")
     record = PointResult(
         analysis=analysis.id, grid=grid.name, point=point.name, workspace=grid.workspace,
         values=point.values, xsec_pb=xsec_pb, xsec_source=xsec_source, cl=ctx.config["cl"],

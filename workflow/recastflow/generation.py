@@ -39,6 +39,7 @@ import numpy as np
 
 from recastflow.config import load_validated
 from recastflow.errors import RecastError
+from recastflow.io import sha256_file
 from recastflow.events import EVENTS, write_events
 from recastflow.slha import SLHAInfo, read_slha, slha_xsec_pb
 
@@ -798,9 +799,6 @@ def br_factor(card: ProcessCard, fractions: list[float], counts: dict[int, np.nd
 # ----------------------------------------------------------------------------- one chunk
 
 
-def _sha256(path: Path) -> str:
-    """Return the hex SHA-256 of a file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _check_chunk_args(n_events: int, seed: int, chunk: int, chunks: int) -> None:
@@ -882,7 +880,7 @@ def generate_chunk(card_path: Path, slha_path: Path | None, *, point: str, n_eve
 def _sources(card_path: Path, slha_path: Path | None) -> list[dict[str, str]]:
     """Input files as given (relative paths stay relative) with their SHA-256."""
     paths = [card_path] if slha_path is None else [card_path, slha_path]
-    return [{"path": str(p), "sha256": _sha256(Path(p))} for p in paths]
+    return [{"path": str(p), "sha256": sha256_file(Path(p))} for p in paths]
 
 
 def _read_spectrum(card: ProcessCard, slha_path: Path | None) -> SLHAInfo | None:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import lzma
 import sys
 import time
@@ -54,6 +53,7 @@ import numpy as np
 
 from recastflow.config import inside, load_validated
 from recastflow.errors import RecastError
+from recastflow.io import sha256_file
 from recastflow.events import EVENTS, RECO, write_events
 
 #: Cross-section units the manifest accepts, in pb.
@@ -268,18 +268,11 @@ def _point_name(point: str | None, m: Manifest) -> str:
     return name
 
 
-def _sha256(path: Path) -> str:
-    """Return the hex SHA-256 of a file, read in 1 MiB blocks (event files can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_sha256(m: Manifest) -> str:
     """Hash the event file and compare with the manifest's sha256, if given."""
-    actual = _sha256(m.file)
+    actual = sha256_file(m.file)
     if m.sha256 is not None and actual != m.sha256:
         raise RecastError(f"the file {m.file} has sha256 {actual}, the manifest says {m.sha256}: the file changed "
                           "or the manifest is stale; get the right file, or update 'sha256' if this file is right",
@@ -297,7 +290,7 @@ def _header(m: Manifest, conv: _Converted, point: str, file_sha: str) -> dict[st
         "xsec_pb": float(conv.xsec_pb), "xsec_source": f"manifest: {m.xsec_source}", "xsec_estimated": False,
         "br_factor": m.br_factor, "seed": conv.seed, "chunk": {"index": 0, "count": 1},
         "weight_names": conv.weight_names,
-        "sources": [{"path": str(m.path), "sha256": _sha256(m.path)}, {"path": str(m.file), "sha256": file_sha}],
+        "sources": [{"path": str(m.path), "sha256": sha256_file(m.path)}, {"path": str(m.file), "sha256": file_sha}],
         "handoff": {"format": m.format, "weight_convention": m.weight_convention,
                     "negative_weights": m.negative_weights, "n_events_file": m.n_events,
                     "xsec_manifest_pb": m.xsec_pb, "xsec_file_pb": conv.xsec_file_pb, **conv.handoff,

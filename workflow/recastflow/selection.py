@@ -66,7 +66,7 @@ from recastflow.events import RECO, SELECTED, merge_events, write_events
 from recastflow.expressions import (BOOL, COLL, CONSTANTS, FUNCTIONS, JBOOL, JNUM, NUM, OBJ, SELF, Collection, Env,
                                     Columns, Expression, Kind, Layout, Particle, PerObject, Scope, collection_kind,
                                     compile_expression, evaluate_on, object_kind, pick, with_article)
-from recastflow.io import write_json_atomic
+from recastflow.io import sha256_file, write_json_atomic
 
 #: Reco collections and the type of each field (NUM or BOOL).
 RECO_COLLECTIONS: dict[str, dict[str, str]] = {
@@ -992,16 +992,10 @@ def _selected_header(header: Mapping[str, Any], selection: Selection, inputs: li
     out["luminosity_ifb"] = result.luminosity_ifb
     out["selection"] = {"file": str(selection.path), "sha256": selection.sha256, "analysis": selection.analysis}
     out["regions"] = {r.name: {"variable": r.variable, "bins": r.n_bins} for r in result.regions.values()}
-    out["sources"] = [{"path": str(p), "sha256": _sha256(p)} for p in inputs]
+    out["sources"] = [{"path": str(p), "sha256": sha256_file(p)} for p in inputs]
     return out
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_outputs(writers: list[tuple[Path, Callable[[Path], None]]]) -> None:
