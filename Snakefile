@@ -3,7 +3,8 @@
 # This file is the table of contents. Each stage lives in workflow/rules/<stage>.smk
 # and every action is a call of the `recastflow` CLI. Outputs go to results/<stage>/.
 #
-#   snakemake --cores 2                 the default run (config/config.yaml)
+#   make run                            the default run (config/config.yaml), i.e.
+#   snakemake --workflow-profile workflow/profiles/default --cores 2
 #   snakemake --configfile my.yaml ...  another run configuration
 #   snakemake --report report.html      one self-contained HTML report of the last run
 
