@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections import Counter
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -202,34 +203,12 @@ def test_heavy_flavour_classification() -> None:
 
 
 def write_lhe(path: Path, n: int) -> None:
-    """Write n LHEF 3 events u ubar -> Z -> mu+ mu- (weight 2.5 pb, three named scale weights)."""
-    rng = np.random.default_rng(1)
-    mz = 91.1876
-    lines = ['<LesHouchesEvents version="3.0">', "<header>", "<initrwgt>", '<weightgroup name="scale">',
-             "<weight id='mu1'> muR=1 </weight>", "<weight id='mu2'> muR=2 </weight>",
-             "<weight id='mu05'> muR=0.5 </weight>", "</weightgroup>", "</initrwgt>", "</header>", "<init>",
-             "2212 2212 6.5E+03 6.5E+03 0 0 247000 247000 -4 1", "2.5E+00 1.0E-01 2.5E+00 1", "</init>"]
-    for _ in range(n):
-        y = rng.uniform(-1, 1)
-        x1, x2 = mz / 13000 * np.exp(y), mz / 13000 * np.exp(-y)
-        pz1, pz2 = 6500 * x1, -6500 * x2
-        energy, pz = pz1 - pz2, pz1 + pz2
-        cos, phi = rng.uniform(-1, 1), rng.uniform(0, 2 * np.pi)
-        sin = np.sqrt(1 - cos * cos)
-        gamma, beta, half = energy / mz, pz / energy, mz / 2
-        mu = []
-        for sign in (1, -1):
-            qx, qy, qz = sign * half * sin * np.cos(phi), sign * half * sin * np.sin(phi), sign * half * cos
-            mu.append((qx, qy, gamma * (qz + beta * half), gamma * (half + beta * qz)))
-        lines += ["<event>", f" 5 1 2.5e+00 {mz:.6e} 7.8e-03 1.18e-01",
-                  f" 2 -1 0 0 501 0 0 0 {pz1:.10e} {abs(pz1):.10e} 0 0 9",
-                  f" -2 -1 0 0 0 501 0 0 {pz2:.10e} {abs(pz2):.10e} 0 0 9",
-                  f" 23 2 1 2 0 0 0 0 {pz:.10e} {energy:.10e} {mz:.10e} 0 9"]
-        lines += [f" {pid} 1 3 3 0 0 {p[0]:.10e} {p[1]:.10e} {p[2]:.10e} {p[3]:.10e} 0 0 9"
-                  for pid, p in zip((-13, 13), mu)]
-        lines += ["<rwgt>", "<wgt id='mu1'> 2.5e+00 </wgt>", "<wgt id='mu2'> 2.25e+00 </wgt>",
-                  "<wgt id='mu05'> 2.75e+00 </wgt>", "</rwgt>", "</event>"]
-    path.write_text("\n".join(lines + ["</LesHouchesEvents>"]) + "\n")
+    """n LHEF 3 events u ubar -> Z -> mu+ mu- (XWGTUP 2.5 pb, strategy -4, three named weights)."""
+    spec = importlib.util.spec_from_file_location("handoff_fixtures", Path(__file__).parent / "data" / "handoff"
+                                                  / "make_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    fixtures.write_lhe(path, n, names=("mu1", "mu2", "mu05"), xsec_pb=2.5, strategy=-4)
 
 
 def test_lhe_input_is_showered_with_its_weights(tmp_path: Path) -> None:
@@ -240,7 +219,7 @@ def test_lhe_input_is_showered_with_its_weights(tmp_path: Path) -> None:
     assert len(events) == 12 and info["lhe_end"]  # stops at the end of the file
     assert info["weight_names"] == ["mu1", "mu2", "mu05"]
     assert ak.to_list(events.weight) == [2.5] * 12
-    assert ak.to_list(events.weights[0]) == [2.5, 2.25, 2.75]
+    assert ak.to_list(events.weights[0]) == pytest.approx([2.5, 2.75, 3.0])  # fixture: nominal * (1 + 0.1 k)
     assert info["sigma_gen_pb"] == pytest.approx(2.5)
     assert set(ak.to_list(events.truth.mode)) == {"Z(mu mu)"}
     hard = events.truth.hard[0]

@@ -323,7 +323,8 @@ def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
     grid, analysis = ctx.grid(args.grid)
     if analysis.yield_references is None:
         raise RecastError(f"analysis {analysis.id} has no 'yield_references'", path=str(analysis.folder / "analysis.yaml"))
-    files = {Path(p).parent.name: Path(p) for p in args.inputs}  # results/select/<grid>/<point>/yields.json
+    given = {Path(p) for p in args.inputs}
+    files = {p.name: p.yields for p in grid.points if p.from_events and p.yields in given}
     bkg = analysis.workspace(grid.workspace, source=grid.path).load()
     rows = compare_yields(grid, analysis, files, bkg)
     if not rows:

@@ -205,7 +205,7 @@ def _check_allowed(setting: str, path: Path, field: str) -> None:
 
 def _check_with_pythia(card: ProcessCard) -> None:
     """Pass every card setting to a fresh Pythia, so that typos fail now and not in a batch job."""
-    pythia = _new_pythia()
+    pythia = new_pythia()
     for i, setting in enumerate(card.settings):
         if not pythia.readString(setting):
             raise RecastError(f"Pythia does not accept {setting!r} (unknown key or invalid value; see the "
@@ -220,7 +220,7 @@ def _check_with_pythia(card: ProcessCard) -> None:
 # ----------------------------------------------------------------------------- Pythia driver
 
 
-def _new_pythia() -> Any:
+def new_pythia() -> Any:
     """Create a Pythia instance from the bundled XML data, without the banner."""
     import pythia8mc
 
@@ -234,7 +234,7 @@ def pythia_version() -> str:
     try:
         return version("pythia8mc")
     except PackageNotFoundError:  # a Pythia build outside pip: fall back on Pythia's own number
-        return f"{_new_pythia().settings.parm('Pythia:versionNumber'):.3f}"
+        return f"{new_pythia().settings.parm('Pythia:versionNumber'):.3f}"
 
 
 def pythia_seed(seed: int, chunk: int) -> int:
@@ -311,7 +311,7 @@ def _configure(settings: Sequence[str], seed: int, label: str) -> tuple[Any, lis
     if not SEED_MIN <= seed <= SEED_MAX:
         raise RecastError(f"Pythia seed {seed} is outside {SEED_MIN}..{SEED_MAX}", path=label or None, field="seed")
     full = [*LOG_SETTINGS, *settings, "Random:setSeed = on", f"Random:seed = {seed}"]
-    pythia = _new_pythia()
+    pythia = new_pythia()
     for setting in full:
         if not pythia.readString(setting):
             raise RecastError(f"Pythia does not accept the setting {setting!r} (see the 'PYTHIA Error' line above)",
@@ -430,7 +430,7 @@ def run_pythia(settings: list[str], n_events: int, seed: int, *, label: str = ""
 # ----------------------------------------------------------------------------- columnar conversion
 
 
-class _Flat(NamedTuple):
+class Flat(NamedTuple):
     """The particles of a batch as flat numpy arrays; ``mother1`` is a global index or -1."""
 
     counts: np.ndarray
@@ -446,7 +446,7 @@ class _Flat(NamedTuple):
     m: np.ndarray
 
 
-def _flatten(batch: ak.Array) -> _Flat:
+def _flatten(batch: ak.Array) -> Flat:
     """Flatten the event records of a batch, with mother indices made global."""
     prt = batch.prt
     counts = ak.to_numpy(ak.num(prt)).astype(np.int64)
@@ -459,7 +459,7 @@ def _flatten(batch: ak.Array) -> _Flat:
     mother_local = col(prt.mother1, np.int64)
     # entry 0 of every event record is the system line: mother 0 means "none"
     mother1 = np.where(mother_local > 0, offsets[event] + mother_local, -1)
-    return _Flat(counts, offsets, event, col(prt.id, np.int32), col(prt.status, np.int32), mother1,
+    return Flat(counts, offsets, event, col(prt.id, np.int32), col(prt.status, np.int32), mother1,
                  col(prt.p.px, np.float64), col(prt.p.py, np.float64), col(prt.p.pz, np.float64),
                  col(prt.p.e, np.float64), col(prt.m, np.float64))
 
@@ -481,7 +481,7 @@ class _ChargeTable:
         return table[inverse.reshape(-1)]
 
 
-def _convert(batch: ak.Array, flat: _Flat, charges: _ChargeTable, n_alt_weights: int) -> ak.Array:
+def _convert(batch: ak.Array, flat: Flat, charges: _ChargeTable, n_alt_weights: int) -> ak.Array:
     """Convert one nextBatch result into recastflow-events/1 records."""
     weights = batch.info.weights
     columns: dict[str, Any] = {
@@ -495,43 +495,43 @@ def _convert(batch: ak.Array, flat: _Flat, charges: _ChargeTable, n_alt_weights:
     return ak.zip(columns, depth_limit=1)
 
 
-def _jagged(flat: _Flat, mask: np.ndarray, fields: dict[str, np.ndarray]) -> ak.Array:
+def jagged(flat: Flat, mask: np.ndarray, fields: dict[str, np.ndarray]) -> ak.Array:
     """Build a per-event list of records from flat columns of the selected particles."""
     counts = np.bincount(flat.event[mask], minlength=len(flat.counts))
     return ak.unflatten(ak.zip(fields), counts)
 
 
-def _particles(flat: _Flat, charges: _ChargeTable) -> ak.Array:
+def _particles(flat: Flat, charges: _ChargeTable) -> ak.Array:
     """All final-state particles (status > 0) with pid, charge and four-momentum."""
     final = flat.status > 0
     pid = flat.pid[final]
-    return _jagged(flat, final, {"pid": pid, "charge": charges(pid), "px": flat.px[final], "py": flat.py[final],
+    return jagged(flat, final, {"pid": pid, "charge": charges(pid), "px": flat.px[final], "py": flat.py[final],
                                  "pz": flat.pz[final], "e": flat.e[final]})
 
 
-def _truth(batch: ak.Array, flat: _Flat) -> ak.Array:
+def _truth(batch: ak.Array, flat: Flat) -> ak.Array:
     """The truth record: hard process, decay-mode label, PDF info, heavy hadrons and taus."""
     info = batch.info
     hard_mask = (np.abs(flat.status) >= 21) & (np.abs(flat.status) <= 23)
-    hard_mother = _hard_mothers(flat, hard_mask)
-    hard = _jagged(flat, hard_mask, {
+    hard_mother = hard_mothers(flat, hard_mask)
+    hard = jagged(flat, hard_mask, {
         "pid": flat.pid[hard_mask], "status": flat.status[hard_mask], "mother": hard_mother,
         "px": flat.px[hard_mask], "py": flat.py[hard_mask], "pz": flat.pz[hard_mask], "e": flat.e[hard_mask],
         "m": flat.m[hard_mask]})
-    bhad, chad = _weak_heavy_hadrons(flat)
+    bhad, chad = weak_heavy_hadrons(flat)
     return ak.zip({
         "hard": hard,
-        "mode": _mode_labels(flat, hard_mask, hard_mother),
+        "mode": mode_labels(flat, hard_mask, hard_mother),
         "id1": ak.to_numpy(info.id1).astype(np.int32), "id2": ak.to_numpy(info.id2).astype(np.int32),
         "x1": ak.to_numpy(info.x1).astype(np.float64), "x2": ak.to_numpy(info.x2).astype(np.float64),
         "q2": ak.to_numpy(info.Q2Fac).astype(np.float64),
-        "bhadrons": _pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
-        "chadrons": _pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
-        "taus": _visible_taus(flat),
+        "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
+        "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
+        "taus": visible_taus(flat),
     }, depth_limit=1)
 
 
-def _hard_mothers(flat: _Flat, hard_mask: np.ndarray) -> np.ndarray:
+def hard_mothers(flat: Flat, hard_mask: np.ndarray) -> np.ndarray:
     """Index, within each event's hard list, of each hard particle's first mother, or -1.
 
     A resonance's decay products point to the resonance's latest copy (recoil copies from
@@ -557,7 +557,7 @@ def _hard_mothers(flat: _Flat, hard_mask: np.ndarray) -> np.ndarray:
     return np.where(found, position[safe], -1).astype(np.int32)
 
 
-def _mode_labels(flat: _Flat, hard_mask: np.ndarray, hard_mother: np.ndarray) -> ak.Array:
+def mode_labels(flat: Flat, hard_mask: np.ndarray, hard_mother: np.ndarray) -> ak.Array:
     """Label each event by the decays of its W/Z/h/t/tau in the hard list, e.g. ``"W(mu nu) h(b b)"``.
 
     Each decay becomes an integer token (decaying particle, sorted product codes); events
@@ -638,7 +638,7 @@ def _heavy_flavour(abs_pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return has_b, has_c & ~has_b
 
 
-def _weak_heavy_hadrons(flat: _Flat) -> tuple[np.ndarray, np.ndarray]:
+def weak_heavy_hadrons(flat: Flat) -> tuple[np.ndarray, np.ndarray]:
     """Masks of weakly decaying b and c hadrons: no daughter is a hadron of the same kind.
 
     Decay products have the decaying particle as first mother (mother2 = 0), so B* -> B gamma
@@ -655,16 +655,16 @@ def _weak_heavy_hadrons(flat: _Flat) -> tuple[np.ndarray, np.ndarray]:
     return result[0], result[1]
 
 
-def _pt_eta_phi(flat: _Flat, mask: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> ak.Array:
+def pt_eta_phi(flat: Flat, mask: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> ak.Array:
     """Per-event lists of {pt, eta, phi} of the selected particles (momentum given separately)."""
     px, py, pz = px[mask], py[mask], pz[mask]
     pt = np.hypot(px, py)
     with np.errstate(divide="ignore", invalid="ignore"):
         eta = np.where(pt > 0, np.arcsinh(pz / pt), np.copysign(np.inf, pz))
-    return _jagged(flat, mask, {"pt": pt, "eta": eta, "phi": np.arctan2(py, px)})
+    return jagged(flat, mask, {"pt": pt, "eta": eta, "phi": np.arctan2(py, px)})
 
 
-def _visible_taus(flat: _Flat) -> ak.Array:
+def visible_taus(flat: Flat) -> ak.Array:
     """Visible momenta (tau minus neutrinos) of hadronically decaying taus.
 
     The decaying tau is the last copy: one with daughters, none of them a tau (a tau that
@@ -681,10 +681,10 @@ def _visible_taus(flat: _Flat) -> ak.Array:
     is_nu = child & ((apid == 12) | (apid == 14) | (apid == 16))
     nu_parent = flat.mother1[is_nu]
     vis = [p - np.bincount(nu_parent, weights=p[is_nu], minlength=n) for p in (flat.px, flat.py, flat.pz)]
-    return _pt_eta_phi(flat, hadronic, *vis)
+    return pt_eta_phi(flat, hadronic, *vis)
 
 
-def _decay_counts(flat: _Flat, pid: int) -> np.ndarray:
+def _decay_counts(flat: Flat, pid: int) -> np.ndarray:
     """Per event, how many particles with |id| = pid decayed (last copies with daughters)."""
     n = len(flat.pid)
     apid = np.abs(flat.pid)

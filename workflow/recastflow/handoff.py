@@ -455,9 +455,9 @@ def _check_settings_with_pythia(m: Manifest) -> None:
     """Pass the manifest's showering settings to a fresh Pythia, so that typos name the manifest."""
     if not m.pythia_settings:
         return
-    from recastflow.generation import _new_pythia
+    from recastflow.generation import new_pythia
 
-    pythia = _new_pythia()
+    pythia = new_pythia()
     for i, setting in enumerate(m.pythia_settings):
         if not pythia.readString(setting):
             raise RecastError(f"Pythia does not accept {setting!r} (unknown key or invalid value; see the "
@@ -779,13 +779,13 @@ def _hepmc_weights(m: Manifest, raw: _HepMCRaw) -> tuple[np.ndarray, np.ndarray,
 
 
 def _hepmc_flat(raw: _HepMCRaw) -> Any:
-    """All particles as one flat record with global first-mother indices (generation's ``_Flat``).
+    """All particles as one flat record with global first-mother indices (generation's ``Flat``).
 
     A particle's first mother is the first incoming particle of its production vertex.
     HepMC statuses other than 1 are negated so that, as in Pythia's record, only final
     particles are positive.
     """
-    from recastflow.generation import _Flat
+    from recastflow.generation import Flat
 
     counts = np.asarray(raw.counts, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
@@ -798,7 +798,7 @@ def _hepmc_flat(raw: _HepMCRaw) -> Any:
     status = parts["status"].astype(np.int32)
     status = np.where(status == 1, 1, -np.abs(status)).astype(np.int32)
     mother1 = _first_mothers(raw, offsets)
-    return _Flat(counts, offsets, event, parts["pid"].astype(np.int32), status, mother1, px, py, pz, e, mass)
+    return Flat(counts, offsets, event, parts["pid"].astype(np.int32), status, mother1, px, py, pz, e, mass)
 
 
 _PARTICLE_DTYPE = np.dtype([("pid", "<i4"), ("status", "<i4"), ("is_mass_set", "?"), ("mass", "<f8"),
@@ -851,38 +851,38 @@ def particle_charges(pid: np.ndarray) -> np.ndarray:
 
 def _final_particles(flat: Any) -> ak.Array:
     """Status-1 particles as var * {pid, charge, px, py, pz, e}."""
-    from recastflow.generation import _jagged
+    from recastflow.generation import jagged
 
     final = flat.status > 0
     pid = flat.pid[final]
-    return _jagged(flat, final, {"pid": pid, "charge": particle_charges(pid), "px": flat.px[final],
+    return jagged(flat, final, {"pid": pid, "charge": particle_charges(pid), "px": flat.px[final],
                                  "py": flat.py[final], "pz": flat.pz[final], "e": flat.e[final]})
 
 
 def _hepmc_truth(flat: Any, raw: _HepMCRaw) -> ak.Array:
     """The truth record, built with the generator's own helpers so both paths agree."""
-    from recastflow.generation import (_hard_mothers, _jagged, _mode_labels, _pt_eta_phi, _visible_taus,
-                                       _weak_heavy_hadrons)
+    from recastflow.generation import (hard_mothers, jagged, mode_labels, pt_eta_phi, visible_taus,
+                                       weak_heavy_hadrons)
 
     abs_status = np.abs(flat.status)
     hard_mask = (abs_status >= 21) & (abs_status <= 23)
-    hard_mother = _hard_mothers(flat, hard_mask)
-    hard = _jagged(flat, hard_mask, {
+    hard_mother = hard_mothers(flat, hard_mask)
+    hard = jagged(flat, hard_mask, {
         "pid": flat.pid[hard_mask], "status": flat.status[hard_mask], "mother": hard_mother,
         "px": flat.px[hard_mask], "py": flat.py[hard_mask], "pz": flat.pz[hard_mask], "e": flat.e[hard_mask],
         "m": flat.m[hard_mask]})
     n_hard = np.bincount(flat.event[hard_mask], minlength=len(flat.counts))
-    labels = ak.to_list(_mode_labels(flat, hard_mask, hard_mother))
+    labels = ak.to_list(mode_labels(flat, hard_mask, hard_mother))
     mode = ak.Array([label if n else "unknown" for label, n in zip(labels, n_hard)])
     pdf = np.asarray(raw.pdf, dtype=np.float64).reshape(-1, 5)
-    bhad, chad = _weak_heavy_hadrons(flat)
+    bhad, chad = weak_heavy_hadrons(flat)
     return ak.zip({
         "hard": hard, "mode": mode,
         "id1": pdf[:, 0].astype(np.int32), "id2": pdf[:, 1].astype(np.int32),
         "x1": pdf[:, 2], "x2": pdf[:, 3], "q2": pdf[:, 4],
-        "bhadrons": _pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
-        "chadrons": _pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
-        "taus": _visible_taus(flat),
+        "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
+        "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
+        "taus": visible_taus(flat),
     }, depth_limit=1)
 
 

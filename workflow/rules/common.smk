@@ -173,11 +173,11 @@ def reco_events(wildcards):
 
 def grid_yields(wildcards):
     grid = GRIDS[wildcards.grid]
-    return [f"results/select/{grid.name}/{p.name}/yields.json" for p in grid.points if p.from_events]
+    return [str(p.yields) for p in grid.points if p.from_events]
 
 
 FRONT_END_CUTFLOWS = [
-    f"results/select/{name}/{p.name}/cutflow.json" for name, g in GRIDS.items() for p in g.points if p.from_events
+    str(p.yields.with_name("cutflow.json")) for g in GRIDS.values() for p in g.points if p.from_events
 ]
 
 
