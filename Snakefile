@@ -23,6 +23,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/emulate.smk"
 include: "workflow/rules/select.smk"
+include: "workflow/rules/reweight.smk"
 include: "workflow/rules/patch.smk"
 include: "workflow/rules/limits.smk"
 include: "workflow/rules/check.smk"
@@ -37,3 +38,5 @@ rule all:
         tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
         checks=CHECK_OUTPUTS,
         yield_checks=YIELD_CHECK_OUTPUTS,
+        reweight_checks=REWEIGHT_CHECK_OUTPUTS,
+        model_checks=MODEL_CHECK_OUTPUTS,

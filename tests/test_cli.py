@@ -85,3 +85,27 @@ def test_unknown_point_one_line(project):
     proc = run(["limits", "--grid", "TOYGRID", "--point", "P9", "--patchset", "r/ps.json", "--output", "r/x.json"],
                project)
     assert_user_error(proc, "grid TOYGRID has no point 'P9'")
+
+
+def test_limits_batch_shares_one_compiled_likelihood_and_feeds_the_table(project):
+    assert run(["patch", "--grid", "TOYGRID", "--output", "r/ps.json"], project).returncode == 0
+    proc = run(["limits", "--grid", "TOYGRID", "--points", "P0", "P1", "P2", "--patchset", "r/ps.json",
+                "--output", "r/b000.json"], project)
+    assert proc.returncode == 0, proc.stderr
+    batch = json.loads((project / "r" / "b000.json").read_text())
+    assert batch["format"] == "recastflow-limits-batch/1" and batch["method"] == "fast"
+    assert [p["point"] for p in batch["points"]] == ["P0", "P1", "P2"]
+    assert "1 likelihood compilation(s)" in proc.stderr
+    # upper limits for the points the config names (TOYGRID/P1), not the others
+    assert [p["mu_ul_obs"] is not None for p in batch["points"]] == [False, True, False]
+    # the fast method's CLs equal the exact method's (pyhf's own fits) on this model
+    exact = run(["limits", "--grid", "TOYGRID", "--point", "P1", "--patchset", "r/ps.json", "--output", "r/P1.json",
+                 "--method", "exact"], project)
+    assert exact.returncode == 0, exact.stderr
+    rec = json.loads((project / "r" / "P1.json").read_text())
+    assert rec["software"]["method"] == "exact"
+    assert batch["points"][1]["cls_obs"] == pytest.approx(rec["cls_obs"], rel=1e-4)
+    proc = run(["table", "--grid", "TOYGRID", "--inputs", "r/b000.json", "--outdir", "r/t"], project)
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads((project / "r" / "t" / "limits.json").read_text())
+    assert [p["point"] for p in table["points"]] == ["P0", "P1", "P2"]

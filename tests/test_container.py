@@ -26,8 +26,7 @@ ADAPTER_DIR = REPO / "tests" / "container"
 HAVE_PODMAN = shutil.which("podman") is not None
 needs_podman = pytest.mark.skipif(not HAVE_PODMAN, reason="podman is not installed (containers/install-podman.sh)")
 # at least these; every file of results/ but benchmarks/ (timings) is compared byte for byte
-REQUIRED = ["results/patch/TOYGRID/patchset.json", "results/limits/TOYGRID/points/P0.json",
-            "results/limits/TOYGRID/points/P1.json", "results/limits/TOYGRID/points/P2.json",
+REQUIRED = ["results/patch/TOYGRID/patchset.json", "results/limits/TOYGRID/batches/b000.json",
             "results/limits/TOYGRID/limits.json", "results/limits/TOYGRID/limits.csv",
             "results/check/TOY.txt", "results/check/TOY.json", "results/limits/TOYGRID/exclusion.png",
             "results/limits/TOYGRID/exclusion.pdf", "results/report/index.html"]
@@ -160,9 +159,10 @@ def write_lock(project: Path, stages: dict) -> None:
 
 
 @pytest.mark.parametrize("stages, message", [
-    ({"generate": GOOD, "emulate": GOOD, "select": GOOD, "patch": GOOD, "limits": GOOD, "check": GOOD},
-     "no image for stage 'report'"),
-    ({"generate": GOOD, "emulate": GOOD, "select": GOOD, "patch": GOOD, "limits": "localhost/recastflow-stats:latest",
+    ({"generate": GOOD, "emulate": GOOD, "select": GOOD, "reweight": GOOD, "patch": GOOD, "limits": GOOD,
+      "check": GOOD}, "no image for stage 'report'"),
+    ({"generate": GOOD, "emulate": GOOD, "select": GOOD, "reweight": GOOD, "patch": GOOD,
+      "limits": "localhost/recastflow-stats:latest",
       "check": GOOD, "report": GOOD},
      "stage 'limits': 'localhost/recastflow-stats:latest' is not an image reference pinned by @sha256"),
 ])
@@ -188,7 +188,8 @@ def test_container_run_needs_a_lock(project):
 
 def test_good_lock_gives_every_rule_its_pinned_image(project):
     copy_workflow(project)
-    write_lock(project, {s: GOOD for s in ("generate", "emulate", "select", "patch", "limits", "check", "report", "archive")})
+    write_lock(project, {s: GOOD for s in ("generate", "emulate", "select", "reweight", "patch", "limits", "check", "report",
+                                           "archive")})
     proc = snakemake(project, "-n", "--sdm", "apptainer", path_dirs=(ADAPTER_DIR, BIN))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"Singularity image docker://{GOOD} will be pulled" in proc.stdout + proc.stderr

@@ -38,7 +38,8 @@ def test_full_chain_end_to_end_and_reproducible(tmp_path):
     assert sorted(p.name for p in (res / "generate/TINY/TChiWH_700_0").iterdir()) == ["chunk0.parquet", "chunk1.parquet"]
     yields = json.loads((res / "select/TINY/TChiWH_700_0/yields.json").read_text())
     assert yields["normalisation"]["n_events"] == 1000 and set(yields["regions"]) >= {"SRHMEM_mct2", "TRHMEM_cuts"}
-    point = json.loads((res / "limits/TINY/points/TChiWH_700_0.json").read_text())
+    point = json.loads((res / "limits/TINY/batches/b000.json").read_text())["points"][0]
+    assert point["point"] == "TChiWH_700_0" and point["software"]["method"] == "fast"
     assert point["status"] == "trusted" and 0 < point["cls_obs"] < 1
     assert point["xsec_pb"] == pytest.approx(0.00951088)  # sigma(production); W/h BRs are in the yields
     check = (res / "check/yields/TINY.txt").read_text()

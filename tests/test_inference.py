@@ -1,3 +1,5 @@
+import math
+
 import pyhf
 import pytest
 
@@ -72,3 +74,27 @@ def test_doubtful_limit_search_fits_are_summarised():
     lik.search_fits.append(FitQuality("fixed-mu fit to data at mu=3.5", True, 9, 1.0, ("alpha",), True, "ok"))
     (issue,) = lik.issues()
     assert issue.startswith("upper-limit search: 1 of") and "mu = 3.5" in issue and "alpha" in issue
+
+
+def test_secant_root_brackets_downwards_and_upwards():
+    from recastflow.inference import _secant_root
+
+    # decreasing through zero at 0.05, started far above: the search must walk down (it once walked up)
+    assert _secant_root(lambda mu: 0.05 - mu, 3.0, 3.1, 1e-8) == pytest.approx(0.05, rel=1e-6)
+    # a flat stretch sends plain secant steps far away; steps are limited to a factor 4
+    seen = []
+
+    def flat(mu):
+        seen.append(mu)
+        return math.tanh(20.0 - mu)
+
+    assert _secant_root(flat, 1.0, 1.01, 1e-8) == pytest.approx(20.0, rel=1e-6)
+    assert max(seen) < 100
+
+
+def test_no_upper_limit_beyond_mu_max_is_a_clear_error():
+    from recastflow.errors import RecastError
+    from recastflow.inference import _secant_root
+
+    with pytest.raises(RecastError, match="CLs stays above the requested level up to mu = 1000"):
+        _secant_root(lambda mu: 1.0, 1.0, 1.02, 1e-6, mu_max=1000.0)

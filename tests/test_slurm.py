@@ -63,7 +63,7 @@ def _snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _result_files(root: Path) -> dict[str, bytes]:
-    files = sorted(root.glob("results/limits/TOYGRID/points/*.json")) + [root / r for r in RESULTS]
+    files = sorted(root.glob("results/limits/TOYGRID/batches/*.json")) + [root / r for r in RESULTS]
     return {str(f.relative_to(root)): f.read_bytes() for f in files}
 
 

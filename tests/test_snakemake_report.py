@@ -191,7 +191,7 @@ def test_snakemake_report_renders_in_a_browser(project: Path, tmp_path_factory: 
         "results/limits/TOYGRID/exclusion.png": "image/png",
         "results/limits/TOYGRID/limits.csv": "text/csv",
         "results/check/TOY.txt": "text/plain",
-        "results/limits/TOYGRID/points/P1.json": "application/json",
+        "results/limits/TOYGRID/batches/b000.json": "application/json",
         "results/limits/TOYGRID/fitplots/P2/TOYGRID-P2_pulls.png": "image/png",
         "results/report/index.html": "text/html",
     }

@@ -36,9 +36,9 @@ def test_workflow_end_to_end(project):
     cfg["fit_plots"] = ["TOYGRID/P2"]
     (project / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     # the reference is our own first result: this exercises the check rule's pass path
-    first = snakemake(project, "results/limits/TOYGRID/points/P1.json")
+    first = snakemake(project, "results/limits/TOYGRID/batches/b000.json")
     assert first.returncode == 0, first.stderr[-3000:]
-    cls_p1 = json.loads((project / "results/limits/TOYGRID/points/P1.json").read_text())["cls_obs"]
+    cls_p1 = json.loads((project / "results/limits/TOYGRID/batches/b000.json").read_text())["points"][1]["cls_obs"]
     add_reference(project, cls_p1, 1e-9)
 
     proc = snakemake(project)
@@ -86,9 +86,9 @@ def test_bad_config_stops_before_any_job(project):
 def test_configfile_replaces_default_and_config_overrides_refused(project):
     copy_workflow(project)
     (project / "other.yaml").write_text(yaml.safe_dump({"grids": ["TOYGRID"], "cl": 0.9}))
-    proc = snakemake(project, "results/limits/TOYGRID/points/P1.json", "--configfile", "other.yaml")
+    proc = snakemake(project, "results/limits/TOYGRID/batches/b000.json", "--configfile", "other.yaml")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rec = json.loads((project / "results/limits/TOYGRID/points/P1.json").read_text())
+    rec = json.loads((project / "results/limits/TOYGRID/batches/b000.json").read_text())["points"][1]
     # cl comes from other.yaml; no upper limit because other.yaml (unlike config/config.yaml) asks for none
     assert rec["cl"] == 0.9 and rec["mu_ul_obs"] is None
     proc = snakemake(project, "-n", "--config", "cl=0.8")

@@ -231,6 +231,23 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
 
 
 @dataclass(frozen=True)
+class ReweightRef:
+    """Where a reweighted point's yields come from: a source point, a spec, parameter values.
+
+    Attributes:
+        source: (grid, point) whose selected events are reweighted.
+        spec: the reweighting spec file.
+        parameters: values given under ``reweight.parameters``.
+        compare_with: (grid, point) generated directly at this hypothesis, for the closure check.
+    """
+
+    source: tuple[str, str]
+    spec: Path
+    parameters: dict[str, float]
+    compare_with: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Point:
     """One signal hypothesis of a grid."""
 
@@ -243,6 +260,7 @@ class Point:
     slha: Path | None = None
     manifest: Path | None = None
     n_events: int | None = None
+    reweight: ReweightRef | None = None
 
     @property
     def from_events(self) -> bool:
@@ -275,6 +293,7 @@ class Grid:
     patchset: Path | None = None
     description: str = ""
     events: EventsSpec | None = None
+    check_yields: bool = True
 
     def point(self, name: str) -> Point:
         """Return a point by name or a clear error."""
@@ -326,8 +345,20 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
                 path=str(path),
                 field=f"{where}.values",
             )
-        patch = yields = slha = manifest = None
-        if "manifest" in p or (events is not None and "patch" not in p and "yields" not in p):
+        patch = yields = slha = manifest = reweight = None
+        if "reweight" in p:
+            rw = p["reweight"]
+            reweight = ReweightRef(
+                source=tuple(rw["from"].split("/")),  # type: ignore[arg-type]
+                spec=inside(config_dir, rw["spec"], source=path, field=f"{where}.reweight.spec"),
+                parameters={k: float(v) for k, v in rw.get("parameters", {}).items()},
+                compare_with=tuple(rw["compare_with"].split("/")) if "compare_with" in rw else None,  # type: ignore[arg-type]
+            )
+            if reweight.source == (name, p["name"]):
+                raise RecastError("a point cannot be reweighted from itself", path=str(path), field=f"{where}.reweight.from")
+            # `recastflow reweight` writes the point's yields here; `recastflow patch` reads them like a yields file
+            yields = Path("results") / "reweight" / name / p["name"] / "yields.json"
+        elif "manifest" in p or (events is not None and "patch" not in p and "yields" not in p):
             if events is None:
                 raise RecastError("a point with 'manifest' needs the grid's 'events' section (detector card, seed)",
                                   path=str(path), field=where)
@@ -373,6 +404,7 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
                 slha=slha,
                 manifest=manifest,
                 n_events=p.get("n_events", events.n_events if events else None),
+                reweight=reweight,
             )
         )
     plot = None
@@ -392,6 +424,7 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
         patchset=inside(base, doc["patchset"], source=path, field="patchset") if "patchset" in doc else None,
         description=doc.get("description", ""),
         events=events,
+        check_yields=doc.get("check_yields", True),
     )
 
 

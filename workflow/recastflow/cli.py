@@ -61,6 +61,11 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
         n_events = check_front_end(grid, analysis, with_pythia=True)
         extra = f" ({n_events} from events: cards, spectra and selection ok)" if n_events else ""
         _log(f"grid {name}: {len(grid.points)} points{extra}, {analysis.id} {grid.workspace} ok")
+    grids = {name: ctx.grid(name)[0] for name in ctx.config["grids"]}
+    if any(p.reweight is not None for g in grids.values() for p in g.points):
+        from recastflow.reweighting import check_reweighted
+
+        _log(f"{check_reweighted(grids)} reweighted points: sources, specs and parameters ok")
     for entry in ctx.config.get("upper_limits", []) + ctx.config.get("fit_plots", []):
         gname, pname = entry.split("/")
         if gname not in ctx.config["grids"]:
@@ -98,19 +103,18 @@ def cmd_extract_yields(args: argparse.Namespace, ctx: Context) -> None:
     _log(f"{point.name}: yields of {len(doc['regions'])} regions -> {args.output}")
 
 
-def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
-    """CLs (observed, expected band) and optional upper limits for one point."""
-    from recastflow.io import read_json, write_json_atomic
-    from recastflow.limits import PointResult, evaluate_point
-    from recastflow.patching import patch_for_point
+def _limits_settings(ctx: Context, method: str | None) -> tuple[str, dict[str, Any]]:
+    settings = ctx.config.get("limits", {})
+    return method or settings.get("method", "fast"), dict(ctx.config.get("fit") or {})
 
-    grid, analysis = ctx.grid(args.grid)
-    point = grid.point(args.point)
-    bkg = analysis.workspace(grid.workspace, source=grid.path).load(validate=False)  # patched spec is validated
-    patchset = read_json(Path(args.patchset))
-    ops = patch_for_point(patchset, bkg, point.name, args.patchset)
+
+def _point_record(ctx: Context, grid: Any, analysis: Any, point: Any) -> Any:
+    from recastflow.io import read_json
+    from recastflow.limits import PointResult
+
     xsec_pb, xsec_source = point.xsec_pb, point.xsec_source
-    if point.from_events and xsec_pb is None and point.yields is not None and point.yields.is_file():
+    made_here = point.from_events or point.reweight is not None
+    if made_here and xsec_pb is None and point.yields is not None and point.yields.is_file():
         # the front end records the cross-section x branching fraction its yields are normalised to
         norm = read_json(point.yields).get("normalisation", {})
         if norm.get("xsec_pb") is not None:
@@ -122,27 +126,83 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
         analysis=analysis.id, grid=grid.name, point=point.name, workspace=grid.workspace,
         values=point.values, xsec_pb=xsec_pb, xsec_source=xsec_source, cl=ctx.config["cl"],
     )
-    t0 = time.perf_counter()
-    evaluate_point(bkg, ops, record, upper_limit=args.upper_limit, fit_options=ctx.config.get("fit"),
-                   source=args.patchset)
-    write_json_atomic(Path(args.output), record.to_dict())
-    msg = f"{grid.name}/{point.name}: {record.status}"
-    if record.cls_obs is not None:
-        msg += f", CLs_obs={record.cls_obs:.4g}, CLs_exp={record.cls_exp[2]:.4g}"
-    if record.mu_ul_obs is not None:
-        msg += f", mu_UL={record.mu_ul_obs:.4g} (exp {record.mu_ul_exp[2]:.4g})"
-    _log(msg + f" [{time.perf_counter() - t0:.1f} s]")
-    for issue in record.issues:
-        _log(f"  flagged: {issue}")
+    if point.reweight is not None and point.yields is not None:
+        # written with the yields by `recastflow reweight`: a reweighting that cannot be trusted
+        # (too small an effective sample) flags the point's limits too
+        diag = point.yields.with_name("diagnostics.json")
+        if diag.is_file():
+            doc = read_json(diag)
+            if doc.get("verdict") not in (None, "ok"):
+                record.issues.append("reweighting flagged: " + "; ".join(doc.get("reasons") or [doc["verdict"]]))
+    return record
+
+
+def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
+    """CLs (observed, expected band) and optional upper limits for one point or a batch of points.
+
+    A batch shares one compiled likelihood per workspace structure (method ``fast``), so
+    the cost of compiling is paid once per job, not once per point.
+    """
+    from recastflow.io import read_json, write_json_atomic
+    from recastflow.limits import BATCH_FORMAT, evaluate_point
+    from recastflow.patching import patches_by_name
+
+    grid, analysis = ctx.grid(args.grid)
+    names = [args.point] if args.point else list(dict.fromkeys(args.points))
+    points = [grid.point(n) for n in names]
+    method, fit_options = _limits_settings(ctx, args.method)
+    wanted_ul = set()
+    if args.upper_limit_points is not None:
+        wanted_ul.update(args.upper_limit_points)
+    else:
+        for entry in ctx.config.get("upper_limits", []):
+            gname, pname = entry.split("/")
+            if gname == grid.name:
+                wanted_ul.update(names if pname == "*" else [pname])
+    bkg = analysis.workspace(grid.workspace, source=grid.path).load(validate=False)  # patched spec is validated
+    ops_of = patches_by_name(read_json(Path(args.patchset)), bkg, names, args.patchset)
+    compiler = None
+    if method == "fast":
+        from recastflow.compiled import LikelihoodCompiler
+
+        compiler = LikelihoodCompiler()
+    records = []
+    t_all = time.perf_counter()
+    for i, point in enumerate(points, 1):
+        ops = ops_of[point.name]
+        record = _point_record(ctx, grid, analysis, point)
+        t0 = time.perf_counter()
+        evaluate_point(bkg, ops, record, upper_limit=args.upper_limit or point.name in wanted_ul,
+                       fit_options=fit_options, source=args.patchset, method=method, compiler=compiler)
+        records.append(record.to_dict())
+        msg = f"[{i}/{len(points)}] {grid.name}/{point.name}: {record.status}"
+        if record.cls_obs is not None:
+            msg += f", CLs_obs={record.cls_obs:.4g}, CLs_exp={record.cls_exp[2]:.4g}"
+        if record.mu_ul_obs is not None:
+            msg += f", mu_UL={record.mu_ul_obs:.4g} (exp {record.mu_ul_exp[2]:.4g})"
+        _log(msg + f" [{time.perf_counter() - t0:.2f} s]")
+        for issue in record.issues:
+            _log(f"  flagged: {issue}")
+    if args.point:
+        write_json_atomic(Path(args.output), records[0])
+    else:
+        write_json_atomic(Path(args.output), {"format": BATCH_FORMAT, "grid": grid.name, "method": method,
+                                              "points": records})
+    extra = f", {compiler.compiled} likelihood compilation(s)" if compiler is not None else ""
+    _log(f"{len(points)} point(s) in {time.perf_counter() - t_all:.1f} s (method {method}{extra}) -> {args.output}")
 
 
 def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
     """Collect point results into CSV/JSON tables and the exclusion plot."""
     from recastflow.io import read_json, write_json_atomic, write_text_atomic
-    from recastflow.limits import rows_to_csv, summary, table_rows
+    from recastflow.limits import BATCH_FORMAT, rows_to_csv, summary, table_rows
 
     grid, analysis = ctx.grid(args.grid)
-    records = [read_json(Path(p)) for p in args.inputs]
+    records = []
+    for path in args.inputs:
+        doc = read_json(Path(path))
+        # batch files of `recastflow limits --points` or single-point records
+        records.extend(doc["points"] if isinstance(doc, dict) and doc.get("format") == BATCH_FORMAT else [doc])
     order = {p.name: i for i, p in enumerate(grid.points)}
     records.sort(key=lambda r: order.get(r["point"], len(order)))
     outdir = Path(args.outdir)
@@ -208,7 +268,8 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
 
     build_report(ctx, tables=[Path(p) for p in args.tables], checks=[Path(p) for p in args.checks],
                  fitplot_dirs=[Path(p) for p in args.fitplots], yield_checks=[Path(p) for p in args.yield_checks],
-                 cutflows=[Path(p) for p in args.cutflows], output=Path(args.output))
+                 cutflows=[Path(p) for p in args.cutflows], output=Path(args.output),
+                 reweight=[Path(p) for p in args.reweight], reweight_checks=[Path(p) for p in args.reweight_checks])
     _log(f"report -> {args.output}")
 
 
@@ -341,6 +402,151 @@ def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
     write_text_atomic(out, text + "\n")
 
 
+# -- machine-learned models: inspection and validation vectors ---------------------
+def _models_of(selection_path: str, names: list[str] | None):  # -> (Selection, list[ModelDef])
+    from recastflow.selection import load_selection
+
+    selection = load_selection(Path(selection_path))
+    models = list(selection.models)
+    if not models:
+        raise RecastError("the selection declares no 'models'", path=selection_path)
+    if names:
+        known = {m.name: m for m in models}
+        for name in names:
+            if name not in known:
+                raise RecastError(f"no model {name!r} (models: {', '.join(known)})", path=selection_path,
+                                  field="models")
+        models = [known[n] for n in names]
+    return selection, models
+
+
+def cmd_model_inspect(args: argparse.Namespace, ctx: Context | None) -> None:
+    """Print an ONNX file's inputs, outputs, opset and producer, and whether its contract agrees."""
+    from recastflow.mlmodels import inspect_lines
+
+    if args.onnx:
+        print("\n".join(inspect_lines(Path(args.onnx))))
+        return
+    if not args.selection:
+        raise RecastError("give --selection FILE (models with their contracts) or --onnx FILE")
+    _, models = _models_of(args.selection, args.model)
+    for model in models:
+        print("\n".join(inspect_lines(model.path, model)) + "\n")
+
+
+def cmd_model_vectors(args: argparse.Namespace, ctx: Context | None) -> None:
+    """Write each model's validation vectors from events of a trusted run (once)."""
+    import numpy as np
+
+    from recastflow.events import RECO, merge_events
+    from recastflow.io import write_json_atomic
+    from recastflow.mlmodels import vectors_doc
+    from recastflow.selection import model_inputs
+
+    selection, models = _models_of(args.selection, args.model)
+    reco, _ = merge_events([Path(p) for p in args.events], (RECO,))
+    for model in models:
+        if model.vectors is None:
+            raise RecastError("the contract names no 'vectors' file to write", path=args.selection,
+                              field=f"models.{model.name}")
+        if model.vectors.exists() and not args.overwrite:
+            raise RecastError(f"{model.vectors} exists: validation vectors are written once, from a trusted run "
+                              "(--overwrite replaces them)", path=args.selection, field=f"models.{model.name}.vectors")
+        rows = model_inputs(reco, selection, model)[:args.max_rows]
+        if not len(rows):
+            raise RecastError(f"no event of {', '.join(args.events)} passes the preselection with all inputs of "
+                              f"{model.name} present", path=args.selection, field=f"models.{model.name}")
+        doc = vectors_doc(model, np.asarray(rows), atol=args.atol, events=[str(p) for p in args.events])
+        write_json_atomic(model.vectors, doc)
+        _log(f"{model.name}: {len(rows)} validation vectors -> {model.vectors}")
+
+
+def cmd_model_check(args: argparse.Namespace, ctx: Context | None) -> None:
+    """Re-run every model on its validation vectors; fail if a score moved beyond tolerance."""
+    from recastflow.io import write_json_atomic, write_text_atomic
+    from recastflow.mlmodels import check_vectors, checks_json, format_checks
+
+    _, models = _models_of(args.selection, args.model)
+    checks = [check_vectors(m) for m in models if m.vectors is not None]
+    if not checks:
+        raise RecastError("no model names a 'vectors' file to check", path=args.selection, field="models")
+    text = f"Validation vectors of {args.selection} ({len(checks)} models)\n" + format_checks(checks)
+    print(text)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        worst = max(failed, key=lambda c: c.max_abs_dev)
+        raise CheckFailed(f"{len(failed)} of {len(checks)} models outside tolerance; largest deviation "
+                          f"{worst.max_abs_dev:.3g} ({worst.model}, atol {worst.atol:g}; vectors written with "
+                          f"onnxruntime {worst.written_with}, running {worst.running})")
+    if args.output:
+        write_text_atomic(Path(args.output), text + "\n")
+        write_json_atomic(Path(args.output).with_suffix(".json"), checks_json(checks))
+
+
+# -- reweighting: yields of new hypotheses from selected events ---------------------
+def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
+    """Reweight a source point's selected events to a target point: yields and diagnostics."""
+    from recastflow.io import write_json_atomic
+    from recastflow.bundle import load_grid
+    from recastflow.config import validate
+    from recastflow.reweighting import load_spec, reweight_selected, target_parameters
+
+    grid, _ = ctx.grid(args.grid)
+    point = grid.point(args.point)
+    ref = point.reweight
+    if ref is None:
+        raise RecastError(f"point {point.name} has no 'reweight' section", path=str(grid.path))
+    index = [p.name for p in grid.points].index(point.name)
+    load_grid(ref.source[0], ctx.signals_dir).point(ref.source[1])  # the source must exist
+    spec = load_spec(ref.spec)
+    params = target_parameters(spec, ref.parameters, point.values, source=str(grid.path),
+                               fld=f"points[{index}].reweight")
+    t0 = time.perf_counter()
+    yields, diag = reweight_selected(Path(args.input), spec, params, point=point.name)
+    if diag["source"]["point"] != ref.source[1]:
+        raise RecastError(f"holds the selected events of point {diag['source']['point']!r}, but {point.name} is "
+                          f"reweighted from {'/'.join(ref.source)}", path=args.input)
+    diag["source"]["grid_point"] = "/".join(ref.source)
+    outdir = Path(args.outdir)
+    validate(yields, "yields", outdir / "yields.json")
+    write_json_atomic(outdir / "diagnostics.json", diag)
+    write_json_atomic(outdir / "yields.json", yields)
+    _log(f"{grid.name}/{point.name}: reweighted {diag['n_selected']} selected events of {'/'.join(ref.source)} with "
+         f"{spec.name} {params} in {time.perf_counter() - t0:.2f} s: ESS fraction {diag['ess_fraction']:.3f}, "
+         f"largest weight share {diag['max_weight_share']:.3f} -> {diag['verdict']}")
+    for reason in diag["reasons"]:
+        _log(f"  flagged: {reason}")
+
+
+def cmd_check_reweight(args: argparse.Namespace, ctx: Context) -> None:
+    """Reweighting closure: reweighted yields against yields generated directly at the same hypothesis."""
+    from recastflow.io import read_json, write_json_atomic, write_text_atomic
+    from recastflow.reweighting import CLOSURE_FORMAT, closure_rows, format_closure
+
+    grid, _ = ctx.grid(args.grid)
+    rows = []
+    for point in grid.points:
+        ref = point.reweight
+        if ref is None or ref.compare_with is None:
+            continue
+        direct = ctx.grid(ref.compare_with[0])[0].point(ref.compare_with[1])
+        rows += closure_rows(point.name, "/".join(ref.compare_with), read_json(point.yields), read_json(direct.yields))
+    if not rows:
+        raise RecastError(f"no point of grid {grid.name} has reweight.compare_with", path=str(grid.path))
+    text = format_closure(rows)
+    print(text)
+    out = Path(args.output)
+    write_json_atomic(out.with_suffix(".json"), {"format": CLOSURE_FORMAT, "grid": grid.name, "rows": [
+        {"point": r.point, "direct": r.direct, "region": r.region, "reweighted": r.reweighted,
+         "reweighted_stat": r.reweighted_stat, "value": r.value, "value_stat": r.value_stat, "pull": r.pull,
+         "passed": r.passed} for r in rows]})
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(rows)} reweighted region totals of {grid.name} do not close on "
+                          "the directly generated yields (table above)")
+    write_text_atomic(out, text + "\n")
+
+
 # -- parser -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
@@ -387,12 +593,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", required=True)
     p.add_argument("--inputs", nargs="+", required=True, help="yields.json files of the grid's points")
     p.add_argument("--output", required=True, help="table (.txt); .json and .png/.pdf are written next to it")
-    p = add("limits", cmd_limits, "CLs with expected band (and optionally upper limits) for one point")
+    p = add("reweight", cmd_reweight, "reweight a source point's selected events to a target point's hypothesis")
     p.add_argument("--grid", required=True)
-    p.add_argument("--point", required=True)
+    p.add_argument("--point", required=True, help="the target point (it has a 'reweight' section)")
+    p.add_argument("--input", required=True, help="selected.parquet of the source point")
+    p.add_argument("--outdir", required=True, help="folder for yields.json and diagnostics.json")
+    p = add("check-reweight", cmd_check_reweight, "reweighting closure: reweighted against directly generated yields")
+    p.add_argument("--grid", required=True)
+    p.add_argument("--output", required=True, help="table (.txt); the .json is written next to it")
+    p = add("limits", cmd_limits, "CLs with expected band (and optionally upper limits) for one point or a batch")
+    p.add_argument("--grid", required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--point", help="one point: the output is its record")
+    which.add_argument("--points", nargs="+", help="a batch: the output lists their records")
     p.add_argument("--patchset", required=True)
     p.add_argument("--output", required=True)
-    p.add_argument("--upper-limit", action="store_true", help="also compute 95%% CL upper limits")
+    p.add_argument("--upper-limit", action="store_true",
+                   help="also compute 95%% CL upper limits (default: for the points the config's upper_limits names)")
+    p.add_argument("--upper-limit-points", nargs="*", metavar="POINT",
+                   help="compute upper limits for these points (default: those the config's upper_limits names)")
+    p.add_argument("--method", choices=["fast", "exact"],
+                   help="fast: one compiled likelihood for the batch; exact: pyhf's own fits (default: config limits.method)")
     p = add("table", cmd_table, "collect a grid's point results into tables and the exclusion plot")
     p.add_argument("--grid", required=True)
     p.add_argument("--inputs", nargs="+", required=True)
@@ -412,6 +633,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fitplots", nargs="*", default=[])
     p.add_argument("--yield-checks", nargs="*", default=[], help="check-yields tables (.txt; .json/.png beside)")
     p.add_argument("--cutflows", nargs="*", default=[], help="cutflow.json files of front-end points")
+    p.add_argument("--reweight", nargs="*", default=[], help="diagnostics.json files of reweighted points")
+    p.add_argument("--reweight-checks", nargs="*", default=[], help="reweighting closure tables (.txt; .json beside)")
     p.add_argument("--output", required=True)
     p = add("archive", cmd_archive, "pack the workflow, inputs, results and their manifest into one .tar.gz")
     p.add_argument("--output", required=True, help="the archive, e.g. archive/recastflow-run.tar.gz")
@@ -420,6 +643,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("archive")
     p.add_argument("--into", required=True, help="new or empty folder to extract into")
     p.set_defaults(needs_config=False)  # read by main() once it skips the config for such commands
+    p = add("model-inspect", cmd_model_inspect,
+            "show an ONNX model's inputs, outputs, opset and producer, and whether its contract agrees")
+    p.add_argument("--selection", help="selection file declaring the models (their contracts)")
+    p.add_argument("--model", nargs="*", help="only these models (default: all)")
+    p.add_argument("--onnx", help="inspect this ONNX file on its own, without a contract")
+    p.set_defaults(needs_config=False)
+    p = add("model-vectors", cmd_model_vectors, "write models' validation vectors from events of a trusted run")
+    p.add_argument("--selection", required=True)
+    p.add_argument("--model", nargs="*", help="only these models (default: all)")
+    p.add_argument("--events", nargs="+", required=True, help="reconstructed event files")
+    p.add_argument("--max-rows", type=int, default=200, help="input rows per model (default: %(default)s)")
+    p.add_argument("--atol", type=float, default=1e-6, help="tolerance on the score (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing vectors")
+    p.set_defaults(needs_config=False)
+    p = add("model-check", cmd_model_check, "check models against their validation vectors (largest deviation)")
+    p.add_argument("--selection", required=True)
+    p.add_argument("--model", nargs="*", help="only these models (default: all)")
+    p.add_argument("--output", help="table (.txt); a .json is written next to it")
+    p.set_defaults(needs_config=False)
     return parser
 
 

@@ -38,9 +38,13 @@ def read_document(path: Path) -> Any:
         raise RecastError("file not found", path=str(path))
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise RecastError(f"file is larger than {MAX_CONFIG_BYTES} bytes; is this the right file?", path=str(path))
-    text = path.read_text(encoding="utf-8", errors="strict")
+    gzipped = path.name.endswith(".json.gz")
+    if gzipped:
+        text = _read_gzip_text(path)
+    else:
+        text = path.read_text(encoding="utf-8", errors="strict")
     try:
-        if path.suffix == ".json":
+        if path.suffix == ".json" or gzipped:
             return json.loads(text)
         return yaml.safe_load(text)
     except json.JSONDecodeError as exc:
@@ -50,6 +54,24 @@ def read_document(path: Path) -> Any:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise RecastError(f"invalid YAML{where}: {problem}", path=str(path)) from None
+
+
+def _read_gzip_text(path: Path) -> str:
+    """Decompress a ``.json.gz`` file, refusing more than MAX_CONFIG_BYTES of content (a gzip bomb)."""
+    import gzip
+    import zlib
+
+    try:
+        with gzip.open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise RecastError(f"not a readable gzip file ({exc})", path=str(path)) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise RecastError(f"decompresses to more than {MAX_CONFIG_BYTES} bytes; is this the right file?", path=str(path))
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecastError(f"content is not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(path)) from None
 
 
 def validate(document: Any, schema_name: str, path: Path | str) -> None:

@@ -977,6 +977,50 @@ def sum_pt(particles: Sequence[Particle]) -> np.ndarray:
     return _where_present(particles, pt)
 
 
+def sum_eta(particles: Sequence[Particle]) -> np.ndarray:
+    """Pseudorapidity of the vector sum (massless where no mass is known)."""
+    def eta(kin: list[tuple[Any, ...]]) -> np.ndarray:
+        px, py, pz, _ = _four_momentum(kin)
+        return np.arcsinh(pz / np.hypot(px, py))
+    return _where_present(particles, eta)
+
+
+def momentum_tensor_eigenvalues(coll: Collection, r: int) -> np.ndarray:
+    """Sorted eigenvalues (ascending, events x 3) of each event's generalised momentum tensor.
+
+    S^ab = sum_i |p_i|^(r-2) p_i^a p_i^b / sum_i |p_i|^r; r = 2 is the sphericity tensor, r = 1
+    the linearised (infrared-safe) one. Events without objects give NaN.
+    """
+    lay = coll.layout
+    pt, eta, phi = coll.field("pt"), coll.field("eta"), coll.field("phi")
+    p = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)])
+    mag = np.sqrt((p * p).sum(axis=0))
+    w = np.where(mag > 0, mag ** (r - 2), 0.0)
+    ev = lay.event_index
+    norm = np.bincount(ev, mag ** r, minlength=lay.n_events)
+    tensor = np.empty((lay.n_events, 3, 3))
+    for a in range(3):
+        for b in range(a, 3):
+            tensor[:, a, b] = tensor[:, b, a] = np.bincount(ev, w * p[a] * p[b], minlength=lay.n_events)
+    good = norm > 0
+    out = np.full((lay.n_events, 3), np.nan)
+    if good.any():
+        out[good] = np.linalg.eigvalsh(tensor[good] / norm[good, None, None])
+    return out
+
+
+def event_shape(which: str, r: int) -> Callable[[Collection], np.ndarray]:
+    """sphericity 3/2 (l1 + l2), aplanarity 3/2 l1, or transverse sphericity 2 l2 / (l2 + l3) (l1 <= l2 <= l3)."""
+    def shape(coll: Collection) -> np.ndarray:
+        lam = momentum_tensor_eigenvalues(coll, r)
+        if which == "sphericity":
+            return 1.5 * (lam[:, 0] + lam[:, 1])
+        if which == "aplanarity":
+            return 1.5 * lam[:, 0]
+        return 2.0 * lam[:, 1] / (lam[:, 1] + lam[:, 2])
+    return shape
+
+
 def _angular(kind: str, a: Any, b: Any) -> Any:
     """dr or dphi between two objects, or between each object of a collection and one object."""
     if isinstance(b, Collection):
@@ -1115,6 +1159,18 @@ def _build_mindphi(c: _Compiler, node: ast.Call) -> tuple[Kind, Fn]:
     return Kind(NUM), mindphi
 
 
+def _build_shape(which: str) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]]:
+    def build(c: _Compiler, node: ast.Call) -> tuple[Kind, Fn]:
+        args = node.args
+        ((kind, fn),) = _args(c, ast.Call(func=node.func, args=args[:1], keywords=[]), (COLL,), which)
+        r = c._int_constant(args[1], f"r of {which}(collection, r)", 2) if len(args) == 2 else 2
+        if r not in (1, 2):
+            raise c.fail(f"r of {which}(collection, r) must be 1 (linearised) or 2", node)
+        shape = event_shape(which, r)
+        return Kind(NUM), lambda env: shape(fn(env))
+    return build
+
+
 def _table() -> dict[str, Function]:
     f = Function
     table = [
@@ -1139,6 +1195,13 @@ def _table() -> dict[str, Function]:
         f("all", "all(abs(jets.eta) < 2.5)", 1, 1, "every object passes (True if none)", _build_anyall("all")),
         f("m", "m(a, b, ...)", 1, None, "invariant mass of the sum of objects", _build_particles(invariant_mass, "m")),
         f("pt", "pt(a, b, ...)", 1, None, "transverse momentum of the sum of objects", _build_particles(sum_pt, "pt")),
+        f("eta", "eta(a, b, ...)", 1, None, "pseudorapidity of the sum of objects", _build_particles(sum_eta, "eta")),
+        f("sphericity", "sphericity(jets) or sphericity(jets, 1)", 1, 2,
+          "3/2 (l1 + l2) of the momentum tensor (r = 2, or 1: linearised)", _build_shape("sphericity")),
+        f("aplanarity", "aplanarity(jets) or aplanarity(jets, 1)", 1, 2,
+          "3/2 l1 of the momentum tensor (r = 2, or 1: linearised)", _build_shape("aplanarity")),
+        f("tsphericity", "tsphericity(jets) or tsphericity(jets, 1)", 1, 2,
+          "2 l2 / (l2 + l3) of the momentum tensor, the transverse sphericity", _build_shape("tsphericity")),
         f("mt", "mt(a, met)", 2, 2, "transverse mass sqrt(2 pT1 pT2 (1 - cos dphi))",
           _build_particles(lambda p: transverse_mass(*p), "mt")),
         f("mct", "mct(a, b)", 2, 2, "contransverse mass sqrt(2 pT1 pT2 (1 + cos dphi))",

@@ -10,10 +10,15 @@ from typing import Any
 
 import pyhf
 
-from recastflow.inference import EXPECTED_SIGMAS, FitFailed, Likelihood
+from recastflow.errors import RecastError
+from recastflow.inference import EXPECTED_SIGMAS, FAST_TOLERANCE, FastLikelihood, FitFailed, Likelihood
 from recastflow.patching import apply_patch, build_model_and_data
 
 STATUSES = ("trusted", "flagged", "failed")
+#: How limits are computed: "fast" (one compiled likelihood per grid structure, exact gradients,
+#: converged fits) or "exact" (pyhf's own fits, as pyhf.infer.hypotest runs them).
+METHODS = ("fast", "exact")
+BATCH_FORMAT = "recastflow-limits-batch/1"
 
 
 @dataclass
@@ -59,6 +64,8 @@ def evaluate_point(
     upper_limit: bool,
     fit_options: dict[str, Any] | None = None,
     source: Path | str = "",
+    method: str = "exact",
+    compiler: Any = None,
 ) -> PointResult:
     """Observed CLs and expected band at mu=1, and optionally upper limits, for one point.
 
@@ -67,34 +74,64 @@ def evaluate_point(
         ops: the point's signal patch.
         result: record with the point's identity filled in; completed and returned.
         upper_limit: also compute upper limits on mu (and on the cross-section if known).
-        fit_options: options for pyhf's optimiser.
+        fit_options: options for the optimiser (``maxiter``, ``tolerance``).
         source: where the patch came from (for messages).
+        method: ``"fast"`` or ``"exact"`` (see :data:`METHODS`).
+        compiler: a :class:`recastflow.compiled.LikelihoodCompiler` shared by the points of a
+            grid (``fast`` only; one is made if not given).
     """
     spec = apply_patch(bkg, ops, source, build_model=False)
     model, data = build_model_and_data(spec, source)
-    lik = Likelihood(model, data, fit_options=dict(fit_options or {}))
+    options = dict(fit_options or {})
+    lik: Likelihood
+    if method == "fast":
+        from recastflow.compiled import CompileMismatch, LikelihoodCompiler
+
+        compiler = compiler or LikelihoodCompiler()
+        try:
+            objective = compiler.objective(model, data, source=f"{result.grid}/{result.point}")
+        except CompileMismatch as exc:
+            objective = None
+            result.issues.append(f"computed with the exact method: {exc}")
+        if objective is not None:
+            tolerance = options.get("tolerance") or FAST_TOLERANCE
+            lik = FastLikelihood(model, data, objective, tolerance=tolerance, maxiter=options.get("maxiter", 100000))
+            result.software = {"pyhf": pyhf.__version__, "method": "fast", "backend": "jax (compiled, shared)",
+                               "optimizer": f"scipy SLSQP, exact gradients, tolerance {tolerance:g}"}
+        else:
+            method = "exact"
+    if method == "exact":
+        lik = Likelihood(model, data, fit_options=options)
+        result.software = {"pyhf": pyhf.__version__, "method": "exact", "backend": "numpy", "optimizer": "scipy"}
     level = 1.0 - result.cl
-    result.software = {"pyhf": pyhf.__version__, "backend": "numpy", "optimizer": "scipy"}
     try:
         cls = lik.cls(1.0)
         result.cls_obs = cls.obs
         result.cls_exp = list(cls.exp)
         result.excluded_obs = cls.obs < level
         result.excluded_exp = cls.exp[EXPECTED_SIGMAS.index(0)] < level
-        if upper_limit:
+    except FitFailed as exc:
+        result.status = "failed"
+        result.issues = result.issues + [str(exc)]
+        result.fits = [f.to_dict() for f in lik.fits]
+        return result
+    ul_issue = None
+    if upper_limit:
+        try:
             ul = lik.upper_limit(level=level)
+        except RecastError as exc:  # FitFailed is one: a search fit failed, or CLs never crossed the level
+            # the CLs at mu=1 stands; only the upper limit is missing, and the point says why
+            ul_issue = f"no upper limit: {exc}"
+        else:
             result.mu_ul_obs = ul.obs
             result.mu_ul_exp = list(ul.exp)
             if result.xsec_pb is not None:
                 result.xsec_ul_obs_pb = ul.obs * result.xsec_pb
                 result.xsec_ul_exp_pb = [v * result.xsec_pb for v in ul.exp]
-    except FitFailed as exc:
-        result.status = "failed"
-        result.issues = [str(exc)]
-        result.fits = [f.to_dict() for f in lik.fits]
-        return result
-    result.issues = lik.issues()
-    result.status = "flagged" if result.issues else "trusted"
+    doubts = lik.issues() + ([ul_issue] if ul_issue else [])
+    flags_before = [i for i in result.issues if i.startswith("reweighting flagged")]
+    result.issues = result.issues + doubts
+    result.status = "flagged" if doubts or flags_before else "trusted"
     result.fits = [f.to_dict() for f in lik.fits]
     return result
 

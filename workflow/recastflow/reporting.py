@@ -85,8 +85,35 @@ def _cutflow_section(paths: list[Path]) -> ReportSection:
                               "with raw counts: results/select/<grid>/<point>/cutflow.json.", table=table)
 
 
+def _reweight_section(diagnostics: list[Path], closures: list[Path]) -> ReportSection:
+    """One table: each reweighted point's source, effective sample size, largest weight share, verdict."""
+    table = []
+    for path in diagnostics:
+        d = read_json(path)
+        table.append({"point": f"{path.parent.parent.name}/{path.parent.name}",
+                      "from": d["source"].get("grid_point", d["source"].get("point")), "spec": d["spec"]["name"],
+                      "parameters": ", ".join(f"{k}={v:g}" for k, v in d["parameters"].items()) or "—",
+                      "selected events": d["n_selected"], "ESS fraction": d["ess_fraction"],
+                      "largest weight share": d["max_weight_share"],
+                      f"r > {d['r_threshold']:g}": d["fraction_above"],
+                      "status": "trusted" if d["verdict"] == "ok" else "flagged", "issues": d["reasons"]})
+    n_flagged = sum(r["status"] == "flagged" for r in table)
+    text = (f"{len(table)} points from reweighting selected events of another point (no new simulation): "
+            f"{n_flagged} flagged. A point is flagged when the effective sample size of its selected events falls "
+            "below the spec's min_ess_fraction of the unweighted one, or one event carries more than "
+            "max_weight_share of the reweighted sum; its yields then rest on too few events to be trusted.")
+    for path in closures:
+        rows = read_json(path.with_suffix(".json"))["rows"]
+        worst = max((abs(r["pull"]) for r in rows if r["pull"] is not None), default=0.0)
+        text += (f" Closure ({path.stem}): {sum(r['passed'] for r in rows)} of {len(rows)} region totals of reweighted "
+                 f"points agree with the directly generated ones within 3 combined standard deviations "
+                 f"(largest |pull| {worst:.2f}).")
+    return ReportSection(heading="Reweighted points", text=text, table=table)
+
+
 def build_report(ctx: Any, *, tables: list[Path], checks: list[Path], fitplot_dirs: list[Path],
-                 yield_checks: list[Path] | None = None, cutflows: list[Path] | None = None, output: Path) -> None:
+                 yield_checks: list[Path] | None = None, cutflows: list[Path] | None = None, output: Path,
+                 reweight: list[Path] | None = None, reweight_checks: list[Path] | None = None) -> None:
     """Write the HTML report.
 
     Args:
@@ -97,11 +124,15 @@ def build_report(ctx: Any, *, tables: list[Path], checks: list[Path], fitplot_di
         yield_checks: check-yields tables (``.txt``; the ``.json`` and ``.png`` beside each are read).
         cutflows: cutflow.json files of front-end points.
         output: the HTML file.
+        reweight: diagnostics.json files of reweighted points.
+        reweight_checks: reweighting closure tables (``.txt``; the ``.json`` beside each is read).
     """
     sections = [_grid_section(t) for t in tables]
     sections += [_check_section(c) for c in checks]
     sections += [_yield_check_section(c) for c in (yield_checks or [])]
     if cutflows:
         sections.append(_cutflow_section(cutflows))
+    if reweight:
+        sections.append(_reweight_section(reweight, reweight_checks or []))
     sections += [_fitplot_section(d) for d in fitplot_dirs]
     write_report(output, title="recastflow: reinterpretation report", sections=sections)

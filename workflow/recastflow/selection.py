@@ -20,15 +20,24 @@ declares, in order:
     a variable may also be one object per event (``lepton: "leptons[0]"``).
 ``preselection``
     ordered named cuts shared by all regions: ``- two_bjets: "n(bjets) == 2"``.
+``models``
+    ONNX models with their input contract (:mod:`recastflow.mlmodels`); each model's score is
+    a number per event named like the model, for cuts and bins.
+``efficiency_maps``
+    binned efficiency tables (:mod:`recastflow.effmaps`); each is a number per event.
 ``regions``
     ``{<workspace channel>: {cuts: [...], bins: {variable: mCT, edges: [180, 230, .inf]}}}``;
     bins are half-open [lo, hi); events outside the edges (or with a missing value) are not
     counted. Without ``bins`` the region is one bin.
+    A cutflow entry may be a *weight step* ``- tagged: {weight: eff_tag}``: it cuts nothing and
+    multiplies the event weights by a per-event number (an efficiency map, a surrogate's
+    probability) from there on.
 
 The expression language, including how missing objects behave, is documented in
 :mod:`recastflow.expressions`. Reco collections and their fields: ``jets`` {pt, eta, phi, m,
 btag, flavour}, ``electrons``/``muons`` {pt, eta, phi, charge, m}, ``photons`` {pt, eta, phi,
-m} (lepton and photon masses are the PDG values, added here), ``met`` {pt, phi}, ``weight``.
+m} (lepton and photon masses are the PDG values, added here), ``met`` {pt, phi}, ``weight``;
+and from the generator record, ``truth_bhadrons``, ``truth_chadrons``, ``truth_taus`` {pt, eta, phi}.
 
 Outputs (:func:`select_file`):
     - ``recastflow-yields/1`` JSON: per region the expected yield and absolute MC-stat
@@ -36,7 +45,9 @@ Outputs (:func:`select_file`):
       ``... * sqrt(sum(w^2)) / sum_weights``.
     - ``recastflow-cutflow/1`` JSON: per region its steps ("all events", the preselection,
       the region's cuts, "in <variable> bins"), each with ``raw`` (events) and ``weighted``
-      (expected events at the luminosity), plus ``raw``/``yields``/``stat`` per bin and the
+      (expected events at the luminosity); a step that uses an ML model or an efficiency map
+      also has ``models``, ``kind`` (cut/weight), ``before`` {raw, weighted} (the yield just
+      before it) and ``efficiency`` (weighted after / before), plus ``raw``/``yields``/``stat`` per bin and the
       bin ``edges`` (open ends as the strings "inf" and "-inf": JSON has no infinity).
     - ``recastflow-selected/1`` Parquet: the input rows of the events in at least one
       region, plus ``regions`` {region: int8 bin or -1} and ``variables`` {name: value} (the
@@ -75,10 +86,19 @@ RECO_COLLECTIONS: dict[str, dict[str, str]] = {
     "muons": {"pt": NUM, "eta": NUM, "phi": NUM, "charge": NUM, "m": NUM},
     "photons": {"pt": NUM, "eta": NUM, "phi": NUM, "m": NUM},
 }
+#: Truth-level collections of the generator record (``truth`` column of reco files), for
+#: efficiency maps and surrogate models binned in truth quantities.
+TRUTH_COLLECTIONS: dict[str, dict[str, str]] = {
+    "truth_bhadrons": {"pt": NUM, "eta": NUM, "phi": NUM},
+    "truth_chadrons": {"pt": NUM, "eta": NUM, "phi": NUM},
+    "truth_taus": {"pt": NUM, "eta": NUM, "phi": NUM},
+}
+#: Every collection a selection can read.
+INPUT_COLLECTIONS: dict[str, dict[str, str]] = {**RECO_COLLECTIONS, **TRUTH_COLLECTIONS}
 #: Masses (GeV) of collections whose files carry none, so that m(...) of leptons is exact.
 IMPLICIT_MASS = {"electrons": 0.000510999, "muons": 0.1056584, "photons": 0.0}
 MET_FIELDS = {"pt": NUM, "phi": NUM}
-RESERVED = set(RECO_COLLECTIONS) | {"met", "weight"} | set(CONSTANTS) | set(FUNCTIONS) | {"True", "False", "None"}
+RESERVED = set(INPUT_COLLECTIONS) | {"met", "weight"} | set(CONSTANTS) | set(FUNCTIONS) | {"True", "False", "None"}
 CUTFLOW_FORMAT = "recastflow-cutflow/1"
 YIELDS_FORMAT = "recastflow-yields/1"
 
@@ -112,6 +132,10 @@ class Cut:
 
     name: str
     expr: Expression
+    #: a weight step ({name: {weight: expr}}): multiplies the event weights instead of cutting
+    weight: bool = False
+    #: the models and efficiency maps the step uses (its cutflow entry records the yield before it)
+    models: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -141,11 +165,15 @@ class Selection:
     preselection: tuple[Cut, ...]
     regions: tuple[Region, ...]
     definitions: Mapping[str, Callable[[Env], Any]] = field(repr=False, default_factory=dict)
+    models: tuple[Any, ...] = ()           # recastflow.mlmodels.ModelDef
+    efficiency_maps: tuple[Any, ...] = ()  # recastflow.effmaps.EfficiencyMap
 
     @property
     def output_variables(self) -> tuple[str, ...]:
-        """Variables with one number or condition per event (written with the selected events)."""
-        return tuple(name for name, expr in self.variables if expr.kind.tag in (NUM, BOOL))
+        """Variables with one number or condition per event, model scores and efficiencies (written with the
+        selected events)."""
+        return tuple(name for name, expr in self.variables if expr.kind.tag in (NUM, BOOL)) + \
+            tuple(m.name for m in self.models + self.efficiency_maps)
 
 
 def load_selection(path: Path) -> Selection:
@@ -162,12 +190,16 @@ def load_selection(path: Path) -> Selection:
     builder = _Builder(str(path), doc)
     objects = builder.objects()
     variables = builder.variables()
+    models = builder.models()
+    maps = builder.efficiency_maps()
     preselection = builder.cuts(doc["preselection"], "preselection", ())
     regions = tuple(builder.region(name, spec, preselection) for name, spec in doc["regions"].items())
     definitions: dict[str, Callable[[Env], Any]] = {o.name: _object_builder(o) for o in objects}
     definitions.update({name: expr.fn for name, expr in variables})
+    definitions.update({m.name: m.env_function() for m in models})
+    definitions.update({m.name: m.env_function() for m in maps})
     return Selection(path, hashlib.sha256(path.read_bytes()).hexdigest(), doc.get("analysis"), objects, variables,
-                     preselection, regions, definitions)
+                     preselection, regions, definitions, models, maps)
 
 
 class _Builder:
@@ -176,10 +208,12 @@ class _Builder:
     def __init__(self, path: str, doc: dict[str, Any]) -> None:
         self.path = path
         self.doc = doc
-        self.names: dict[str, Kind] = {n: collection_kind(n, f) for n, f in RECO_COLLECTIONS.items()}
+        self.names: dict[str, Kind] = {n: collection_kind(n, f) for n, f in INPUT_COLLECTIONS.items()}
         self.names["met"] = object_kind("met", MET_FIELDS)
         self.names["weight"] = Kind(NUM)
-        self.pending = set(doc["objects"]) | set(doc["variables"])
+        self.pending = set(doc["objects"]) | set(doc["variables"]) | set(doc.get("models", {})) | \
+            set(doc.get("efficiency_maps", {}))
+        self.scored: set[str] = set()  # names of models and efficiency maps
 
     def fail(self, message: str, field: str) -> RecastError:
         """An error about ``field`` of the selection file."""
@@ -285,8 +319,41 @@ class _Builder:
             out.append((name, expr))
         return tuple(out)
 
-    def cuts(self, items: list[dict[str, str]], where: str, before: tuple[Cut, ...]) -> tuple[Cut, ...]:
-        """Ordered named cuts; step names must be unique along one cutflow."""
+    def models(self) -> tuple[Any, ...]:
+        """The ML models, each checked against its file; their scores become numeric names."""
+        from recastflow.mlmodels import build_model
+
+        def kind_of(expr: Expression) -> str:
+            tag = expr.kind.tag
+            return "number" if tag in (NUM, BOOL) else "per-object" if tag in (JNUM, JBOOL) else with_article(tag)
+        out = []
+        for name, spec in self.doc.get("models", {}).items():
+            model = build_model(name, spec, source=self.path, compile_input=self.compile, numeric=kind_of)
+            self.declare(name, Kind(NUM), f"models.{name}")
+            self.scored.add(name)
+            out.append(model)
+        return tuple(out)
+
+    def efficiency_maps(self) -> tuple[Any, ...]:
+        """The efficiency maps; each is a numeric name (the efficiency of the event)."""
+        from recastflow.effmaps import build_map
+
+        def axis(text: str, field: str) -> Expression:
+            expr = self.compile(text, field)
+            if expr.kind.tag not in (NUM, BOOL):
+                raise self.fail(f"an axis must be a number per event, e.g. 'truth_bhadrons[0].pt'; got "
+                                f"{with_article(expr.kind.tag)}", field)
+            return expr
+        out = []
+        for name, spec in self.doc.get("efficiency_maps", {}).items():
+            emap = build_map(name, spec, source=self.path, compile_axis=axis)
+            self.declare(name, Kind(NUM), f"efficiency_maps.{name}")
+            self.scored.add(name)
+            out.append(emap)
+        return tuple(out)
+
+    def cuts(self, items: list[dict[str, Any]], where: str, before: tuple[Cut, ...]) -> tuple[Cut, ...]:
+        """Ordered named cuts (or weight steps); step names must be unique along one cutflow."""
         seen = {c.name for c in before} | {"all events"}
         out = []
         for i, item in enumerate(items):
@@ -295,11 +362,18 @@ class _Builder:
             if name in seen:
                 raise self.fail(f"cut name {name!r} is used twice in one cutflow (or is reserved); rename it", field)
             seen.add(name)
+            if isinstance(text, dict):  # a weight step: {weight: expression}
+                expr = self.compile(text["weight"], f"{field}.weight")
+                if expr.kind.tag != NUM:
+                    raise self.fail(f"a weight must be a number per event, e.g. an efficiency map's name; got "
+                                    f"{with_article(expr.kind.tag)}", f"{field}.weight")
+                out.append(Cut(name, expr, True, tuple(sorted(expr.names & self.scored))))
+                continue
             expr = self.compile(text, field)
             if expr.kind.tag != BOOL:
                 raise self.fail(f"a cut must be a condition with one value per event, e.g. 'met.pt > 240'; got "
                                 f"{with_article(expr.kind.tag)}", field)
-            out.append(Cut(name, expr))
+            out.append(Cut(name, expr, False, tuple(sorted(expr.names & self.scored))))
         return tuple(out)
 
     def region(self, name: str, spec: dict[str, Any], preselection: tuple[Cut, ...]) -> Region:
@@ -544,7 +618,13 @@ class _Input:
         return self._cache[key]
 
     def column(self, name: str) -> ak.Array:
-        """A top-level column, or a clear error naming what is missing."""
+        """A top-level column (or a truth collection), or a clear error naming what is missing."""
+        if name in TRUTH_COLLECTIONS:
+            part = name.removeprefix("truth_")
+            if "truth" not in self.reco.fields or part not in self.reco["truth"].fields:
+                raise RecastError(f"the events have no truth.{part} record, which the selection's {name!r} needs "
+                                  "(generated and hand-off events carry it; Delphes files do not)", field=name)
+            return self.reco["truth"][part]
         if name not in self.reco.fields:
             raise RecastError(f"the events have no {name!r} column, which the selection needs "
                               f"(columns: {', '.join(self.reco.fields)}); is this a {RECO} file?", field=name)
@@ -615,7 +695,7 @@ class _Input:
                     values = stored[offsets[0]:offsets[-1]]  # what flattening gives
             if values is None:
                 values = _numpy(ak.flatten(column[key], axis=1))
-            if RECO_COLLECTIONS[name][key] == BOOL:
+            if INPUT_COLLECTIONS[name][key] == BOOL:
                 return values.astype(bool)
             values = values.astype(np.float64, copy=False)
             return _fold_phi(values) if key == "phi" else values
@@ -639,7 +719,7 @@ class _Input:
     def definitions(self, start: int, stop: int) -> dict[str, Callable[[Env], Any]]:
         """Loaders of the input names for events ``start:stop``; each runs only if used."""
         base: dict[str, Callable[[Env], Any]] = {
-            name: (lambda env, n=name: self._collection(n, start, stop)) for name in RECO_COLLECTIONS}
+            name: (lambda env, n=name: self._collection(n, start, stop)) for name in INPUT_COLLECTIONS}
         base["met"] = lambda env: Particle({k: (lambda k=k: self.scalar("met", k)[start:stop]) for k in MET_FIELDS})
         base["weight"] = lambda env: self.scalar("weight")[start:stop]
         return base
@@ -648,7 +728,7 @@ class _Input:
         offsets = self.offsets(name)
         lo, hi = int(offsets[start]), int(offsets[stop])
         layout = Layout.from_offsets(offsets[start:stop + 1] - lo)
-        columns = Columns({k: (lambda k=k: self.field(name, k)[lo:hi]) for k in RECO_COLLECTIONS[name]})
+        columns = Columns({k: (lambda k=k: self.field(name, k)[lo:hi]) for k in INPUT_COLLECTIONS[name]})
         return Collection(layout, columns, None, "pt")
 
 
@@ -662,6 +742,10 @@ class CutflowStep:
     name: str
     raw: int
     weighted: float
+    #: the ML models / efficiency maps this step uses (its entry then records the yield before it)
+    models: tuple[str, ...] = ()
+    #: a weight step (scales the weights, cuts nothing)
+    weight: bool = False
 
 
 @dataclass(frozen=True)
@@ -718,7 +802,18 @@ def _region_doc(region: RegionResult) -> dict[str, Any]:
                                                for e in region.edges]
     return {"bins": region.n_bins, "variable": region.variable, "edges": edges, "raw": list(region.raw),
             "yields": list(region.yields), "stat": list(region.stat),
-            "steps": [{"name": s.name, "raw": s.raw, "weighted": s.weighted} for s in region.cutflow]}
+            "steps": [_step_doc(s, region.cutflow[i - 1] if i else None) for i, s in enumerate(region.cutflow)]}
+
+
+def _step_doc(step: CutflowStep, previous: CutflowStep | None) -> dict[str, Any]:
+    """One cutflow entry; a step using an ML model or efficiency map also records the yield just before it."""
+    doc: dict[str, Any] = {"name": step.name, "raw": step.raw, "weighted": step.weighted}
+    if step.models and previous is not None:
+        doc["models"] = list(step.models)
+        doc["kind"] = "weight" if step.weight else "cut"
+        doc["before"] = {"raw": previous.raw, "weighted": previous.weighted}
+        doc["efficiency"] = step.weighted / previous.weighted if previous.weighted else None
+    return doc
 
 
 def normalisation(header: Mapping[str, Any], luminosity_ifb: float) -> float:
@@ -805,12 +900,17 @@ class _Tally:
     def regions(self, norm: float) -> dict[str, RegionResult]:
         """Per-region results, normalised to the luminosity."""
         head = [CutflowStep("all events", int(self.all[0]), float(self.all[1]) * norm)]
-        head += [CutflowStep(c.name, int(r), float(w) * norm)
+        head += [CutflowStep(c.name, int(r), float(w) * norm, c.models, c.weight)
                  for c, (r, w) in zip(self.selection.preselection, self.pre)]
         out = {}
         for region in self.selection.regions:
             names = [c.name for c in region.cuts] + ([f"in {region.variable} bins"] if region.edges else [])
-            steps = [CutflowStep(n, int(r), float(w) * norm) for n, (r, w) in zip(names, self.steps[region.name])]
+            scored = {m.name for m in self.selection.models + self.selection.efficiency_maps}
+            binned = (region.variable,) if region.variable in scored else ()
+            models = [c.models for c in region.cuts] + [binned] * (len(names) - len(region.cuts))
+            weights = [c.weight for c in region.cuts] + [False] * (len(names) - len(region.cuts))
+            steps = [CutflowStep(n, int(r), float(w) * norm, m, k)
+                     for n, (r, w), m, k in zip(names, self.steps[region.name], models, weights)]
             raw, sumw, sumw2 = self.hist[region.name]
             out[region.name] = RegionResult(region.name, region.variable, region.edges,
                                             tuple(float(x) for x in sumw * norm),
@@ -826,7 +926,7 @@ class _Tally:
         events = ak.with_field(events, ak.zip(bins, depth_limit=1), "regions")
         if self.variables:
             kinds = dict(self.selection.variables)
-            columns = {n: _concat(parts, bool if kinds[n].kind.tag == BOOL else np.float64)
+            columns = {n: _concat(parts, bool if n in kinds and kinds[n].kind.tag == BOOL else np.float64)
                        for n, parts in self.variables.items()}
             events = ak.with_field(events, ak.zip(columns, depth_limit=1), "variables")
         return events
@@ -882,7 +982,12 @@ def _apply_cuts(env: Env, cuts: tuple[Cut, ...], weight: np.ndarray) -> _Passed:
     dot = bool(np.isfinite(weight).all())
     steps = []
     for cut in cuts:
-        mask &= env.evaluate(cut.expr)
+        if cut.weight:
+            # a weight step (efficiency map, surrogate probability) cuts nothing but scales the weights
+            weight = weight * np.asarray(env.evaluate(cut.expr), dtype=np.float64)
+            dot = bool(np.isfinite(weight).all())
+        else:
+            mask &= env.evaluate(cut.expr)
         passed = int(np.count_nonzero(mask))
         steps.append((passed, float(np.dot(weight, mask) if dot else np.sum(weight, where=mask))))
         if passed < SHRINK_BELOW * len(mask) and len(mask) >= SHRINK_MIN_EVENTS:
@@ -918,6 +1023,24 @@ def _run_region(pre: _Passed, region: Region, tally: _Tally) -> np.ndarray:
     return bins
 
 
+def model_inputs(reco: ak.Array, selection: Selection, model: Any, *, after_preselection: bool = True) -> np.ndarray:
+    """The unscaled input rows of a model on reco events (rows with a missing input dropped).
+
+    Args:
+        reco: events in the ``recastflow-reco/1`` layout.
+        selection: the selection declaring the model.
+        model: one of ``selection.models``.
+        after_preselection: only events passing the preselection (as the selection sees them).
+    """
+    env = Env(len(reco), _Input(reco).definitions(0, len(reco)), selection.definitions)
+    with np.errstate(all="ignore"):
+        if after_preselection:
+            env = _apply_cuts(env, selection.preselection, np.ones(len(reco))).env
+        columns = model.input_columns(env)
+    rows = np.column_stack(columns) if columns and env.n_events else np.zeros((0, len(columns)))
+    return rows[np.isfinite(rows).all(axis=1)]
+
+
 def evaluate_expression(text: str, reco: ak.Array, selection: Selection | None = None) -> Any:
     """Evaluate one expression on reco events, for checks and debugging.
 
@@ -929,13 +1052,14 @@ def evaluate_expression(text: str, reco: ak.Array, selection: Selection | None =
     Returns:
         One value per event (numpy array), or a Particle / Collection / PerObject value.
     """
-    names: dict[str, Kind] = {n: collection_kind(n, f) for n, f in RECO_COLLECTIONS.items()}
+    names: dict[str, Kind] = {n: collection_kind(n, f) for n, f in INPUT_COLLECTIONS.items()}
     names["met"] = object_kind("met", MET_FIELDS)
     names["weight"] = Kind(NUM)
     definitions: Mapping[str, Callable[[Env], Any]] = {}
     if selection is not None:
         names.update({o.name: collection_kind(o.name, o.fields) for o in selection.objects})
         names.update({n: e.kind for n, e in selection.variables})
+        names.update({m.name: Kind(NUM) for m in selection.models + selection.efficiency_maps})
         definitions = selection.definitions
     expr = compile_expression(text, Scope(names), path=None, field="expression")
     env = Env(len(reco), _Input(reco).definitions(0, len(reco)), definitions)
@@ -993,6 +1117,16 @@ def _selected_header(header: Mapping[str, Any], selection: Selection, inputs: li
     out["selection"] = {"file": str(selection.path), "sha256": selection.sha256, "analysis": selection.analysis}
     out["regions"] = {r.name: {"variable": r.variable, "bins": r.n_bins} for r in result.regions.values()}
     out["sources"] = [{"path": str(p), "sha256": sha256_file(p)} for p in inputs]
+    if selection.models:
+        from recastflow.mlmodels import runtime_version
+
+        out["models"] = {m.name: {"file": str(m.path), "sha256": m.sha256, "opset": m.opset,
+                                  "onnxruntime_validated": m.onnxruntime, "onnxruntime": runtime_version(),
+                                  **({"surrogate": dict(m.surrogate)} if m.surrogate else {})}
+                         for m in selection.models}
+    if selection.efficiency_maps:
+        out["efficiency_maps"] = {e.name: {"out_of_range": e.out_of_range, "axes": [x.text for x in e.expressions]}
+                                  for e in selection.efficiency_maps}
     return out
 
 

@@ -64,3 +64,36 @@ rule check_yields:
     shell:
         "recastflow --config {params.config} check-yields --grid {wildcards.grid} --inputs {input.yields}"
         " --output {output.table} 2>&1 | tee {log}"
+
+
+# check_models: the technical validation vectors of the ML models of config/models/<bundle>/
+# (selection.yaml); a score that moved beyond its tolerance fails the run.
+
+
+rule check_models:
+    input:
+        files=model_check_inputs,
+    output:
+        table=report(
+            "results/check/models/{bundle}.txt",
+            caption="../report/check.rst",
+            category="Regression checks",
+            subcategory="ML models",
+            labels={"result": "validation vectors", "bundle": "{bundle}"},
+        ),
+        json="results/check/models/{bundle}.json",
+    params:
+        config=CONFIGFILE,
+        selection=lambda w: f"config/models/{w.bundle}/selection.yaml",
+    log:
+        "logs/check/models/{bundle}.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    container:
+        stage_container("check")
+    conda:
+        "../../envs/frontend.yaml"
+    shell:
+        "recastflow --config {params.config} model-check --selection {params.selection}"
+        " --output {output.table} 2>&1 | tee {log}"

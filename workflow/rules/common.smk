@@ -43,6 +43,11 @@ def _load_run_config():
             # cards, spectra, manifests and the selection: a mistake stops the run before any event is made
             for g in grids.values():
                 check_front_end(g, analyses[g.analysis])
+        if any(p.reweight is not None for g in grids.values() for p in g.points):
+            from recastflow.reweighting import check_reweighted
+
+            # sources, specs and parameters of reweighted points: a mistake stops the run up front
+            check_reweighted(grids)
     except RecastError as exc:
         raise WorkflowError(f"recastflow: configuration error: {exc}") from None
     return grids, analyses
@@ -76,7 +81,7 @@ CHECK_OUTPUTS = expand("results/check/{analysis}.txt", analysis=CHECKED_ANALYSES
 # grids whose front-end yields are compared with the bundle's published signal patches
 YIELD_CHECK_GRIDS = sorted(
     name for name, g in GRIDS.items()
-    if config.get("checks", True) and ANALYSES[g.analysis].yield_references is not None
+    if config.get("checks", True) and g.check_yields and ANALYSES[g.analysis].yield_references is not None
     and any(p.from_events and ANALYSES[g.analysis].yield_references.for_values(p.values) for p in g.points)
 )
 YIELD_CHECK_OUTPUTS = expand("results/check/yields/{grid}.txt", grid=YIELD_CHECK_GRIDS)
@@ -87,6 +92,7 @@ wildcard_constraints:
     grid=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     point=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     analysis=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    batch=r"b[0-9][0-9][0-9]+",
 
 
 def grid_inputs(wildcards):
@@ -185,21 +191,85 @@ def front_end_cutflows(wildcards):
     return FRONT_END_CUTFLOWS
 
 
+# -- reweighting: reweighted points' yields come from another point's selected events ---
+REWEIGHTED = sorted((g.name, p.name) for g in GRIDS.values() for p in g.points if p.reweight is not None)
+REWEIGHT_DIAGNOSTICS = [f"results/reweight/{g}/{p}/diagnostics.json" for g, p in REWEIGHTED]
+# grids with reweighted points that name a directly generated point: their closure is checked
+REWEIGHT_CHECK_GRIDS = sorted(
+    {g for g, p in REWEIGHTED if config.get("checks", True) and GRIDS[g].point(p).reweight.compare_with}
+)
+REWEIGHT_CHECK_OUTPUTS = expand("results/check/reweight/{grid}.txt", grid=REWEIGHT_CHECK_GRIDS)
+
+
+def _reweight_ref(wildcards):
+    ref = _point(wildcards)[1].reweight
+    if ref is None:
+        raise WorkflowError(f"recastflow: {wildcards.grid}/{wildcards.point} has no 'reweight' section")
+    return ref
+
+
+def reweight_source(wildcards):
+    """The selected events of the point a reweighted point is made from."""
+    grid, point = _reweight_ref(wildcards).source
+    return f"results/select/{grid}/{point}/selected.parquet"
+
+
+def reweight_spec(wildcards):
+    return str(_reweight_ref(wildcards).spec)
+
+
+def reweight_settings(wildcards):
+    """Source and parameter values: a change must reweight again."""
+    ref = _reweight_ref(wildcards)
+    values = GRIDS[wildcards.grid].point(wildcards.point).values
+    return f"from={'/'.join(ref.source)} parameters={sorted(ref.parameters.items())} values={sorted(values.items())}"
+
+
+def reweight_closure_inputs(wildcards):
+    """Yields of the grid's reweighted points that name a direct sample, and of those samples."""
+    files = []
+    for p in GRIDS[wildcards.grid].points:
+        if p.reweight is not None and p.reweight.compare_with is not None:
+            direct_grid, direct_point = p.reweight.compare_with
+            files += [str(p.yields), str(GRIDS[direct_grid].point(direct_point).yields)]
+    return files
+
+
+def reweight_diagnostics(wildcards):
+    return REWEIGHT_DIAGNOSTICS
+
+
 def workspace_of(wildcards):
     grid = GRIDS[wildcards.grid]
     return str(ANALYSES[grid.analysis].workspaces[grid.workspace].path)
 
 
-def point_results(wildcards):
-    return [f"results/limits/{wildcards.grid}/points/{p.name}.json" for p in GRIDS[wildcards.grid].points]
+# Limits run in batches of points: each job compiles the grid's likelihood once (method fast) and
+# a grid of a thousand points is a few dozen jobs, not a thousand.
+POINTS_PER_JOB = config.get("limits", {}).get("points_per_job", 25)
+LIMIT_BATCHES = {
+    name: {f"b{i // POINTS_PER_JOB:03d}": [p.name for p in g.points[i:i + POINTS_PER_JOB]]
+           for i in range(0, len(g.points), POINTS_PER_JOB)}
+    for name, g in GRIDS.items()
+}
+
+
+def batch_points(wildcards):
+    return " ".join(LIMIT_BATCHES[wildcards.grid][wildcards.batch])
+
+
+def batch_upper_limits(wildcards):
+    return " ".join(n for n in LIMIT_BATCHES[wildcards.grid][wildcards.batch] if (wildcards.grid, n) in UPPER_LIMITS)
+
+
+def batch_results(wildcards):
+    return [f"results/limits/{wildcards.grid}/batches/{b}.json" for b in LIMIT_BATCHES[wildcards.grid]]
 
 
 def analysis_tables(wildcards):
     return [f"results/limits/{g}/limits.json" for g, grid in GRIDS.items() if grid.analysis == wildcards.analysis]
 
 
-def upper_limit_flag(wildcards):
-    return "--upper-limit" if (wildcards.grid, wildcards.point) in UPPER_LIMITS else ""
 
 
 # Container image of each stage, pinned by digest in containers/lock.yaml (written by
@@ -246,3 +316,19 @@ def stage_container(stage):
             "run containers/build.sh to rewrite it"
         )
     return f"docker://{CONTAINER_STAGES[stage]}"
+
+
+# ML models, for the check_models job: the validation vectors of every model declared in a selection file
+# (config/models/<bundle>/selection.yaml), re-run with the installed onnxruntime; a score that
+# moved beyond its tolerance fails the run, naming the largest deviation. Milliseconds per model.
+
+MODEL_BUNDLES = sorted(p.parent.name for p in Path("config/models").glob("*/selection.yaml"))
+MODEL_CHECK_OUTPUTS = (
+    expand("results/check/models/{bundle}.txt", bundle=MODEL_BUNDLES) if config.get("checks", True) else []
+)
+
+
+def model_check_inputs(wildcards):
+    """The selection file, and every model, scaling and vectors file beside it."""
+    folder = Path("config/models") / wildcards.bundle
+    return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix in (".yaml", ".onnx", ".json"))

@@ -1,41 +1,42 @@
-# limits: CLs with expected band per point (upper limits for the configured subset),
-# grid tables and exclusion plots, cabinetry fit plots for selected points.
+# limits: CLs with expected band per point (upper limits for the configured subset), computed in
+# batches of points per job; grid tables and exclusion plots; cabinetry fit plots for selected points.
 
 
-rule limits_point:
+rule limits_batch:
     input:
         patchset="results/patch/{grid}/patchset.json",
         workspace=workspace_of,
     output:
         result=report(
-            "results/limits/{grid}/points/{point}.json",
+            "results/limits/{grid}/batches/{batch}.json",
             caption="../report/fit_record.rst",
             category="Fit diagnostics",
             subcategory="{grid}",
-            labels={"point": "{point}", "file": "fit record (JSON)"},
+            labels={"batch": "{batch}", "file": "fit records (JSON)"},
         ),
     params:
         config=CONFIGFILE,
-        upper_limit=upper_limit_flag,
+        points=batch_points,
+        upper_limits=batch_upper_limits,
     log:
-        "logs/limits/{grid}/{point}.log",
+        "logs/limits/{grid}/{batch}.log",
     benchmark:
-        "results/benchmarks/limits/{grid}/{point}.tsv"
+        "results/benchmarks/limits/{grid}/{batch}.tsv"
     resources:
-        mem_mb=1000,
-        runtime=30,
+        mem_mb=2000,
+        runtime=60,
     container:
         stage_container("limits")
     conda:
         "../../envs/stats.yaml"
     shell:
-        "OMP_NUM_THREADS=1 recastflow --config {params.config} limits --grid {wildcards.grid} --point {wildcards.point}"
-        " --patchset {input.patchset} --output {output.result} {params.upper_limit} > {log} 2>&1"
+        "OMP_NUM_THREADS=1 recastflow --config {params.config} limits --grid {wildcards.grid} --points {params.points}"
+        " --upper-limit-points {params.upper_limits} --patchset {input.patchset} --output {output.result} > {log} 2>&1"
 
 
 rule limits_table:
     input:
-        points=point_results,
+        batches=batch_results,
     output:
         table="results/limits/{grid}/limits.json",
         csv=report(
@@ -64,7 +65,7 @@ rule limits_table:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "recastflow --config {params.config} table --grid {wildcards.grid} --inputs {input.points}"
+        "recastflow --config {params.config} table --grid {wildcards.grid} --inputs {input.batches}"
         " --outdir results/limits/{wildcards.grid} > {log} 2>&1"
 
 

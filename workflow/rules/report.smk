@@ -8,6 +8,8 @@ rule report:
         checks=CHECK_OUTPUTS,
         yield_checks=YIELD_CHECK_OUTPUTS,
         cutflows=front_end_cutflows,
+        reweight=reweight_diagnostics,
+        reweight_checks=REWEIGHT_CHECK_OUTPUTS,
         fitplots=[f"results/limits/{g}/fitplots/{p}" for g, p in FIT_PLOTS],
     output:
         html=report(
@@ -29,4 +31,5 @@ rule report:
         "../../envs/stats.yaml"
     shell:
         "recastflow --config {params.config} report --tables {input.tables} --checks {input.checks}"
-        " --fitplots {input.fitplots} --yield-checks {input.yield_checks} --cutflows {input.cutflows} --output {output.html} > {log} 2>&1"
+        " --fitplots {input.fitplots} --yield-checks {input.yield_checks} --cutflows {input.cutflows}"
+        " --reweight {input.reweight} --reweight-checks {input.reweight_checks} --output {output.html} > {log} 2>&1"

@@ -1,0 +1,260 @@
+"""One compiled likelihood per workspace structure, shared by every point of a grid.
+
+The points of a grid share the published background-only workspace and differ only in
+the numbers of the signal sample. pyhf builds one model per point, and with its JAX
+backend every new model is a new trace and XLA compilation (seconds each), so JAX gains
+nothing on a grid. Here the pyhf model of the first point is traced once, with every
+floating-point array the model holds (nominal rates, interpolation coefficients,
+constraint widths, ...) turned into an *input* of the compiled function. Each later
+point is built by pyhf as usual (numpy backend, no compilation) and hands its own arrays
+to the same executable. The function that is compiled is pyhf's own ``logpdf``; nothing
+about the likelihood is re-implemented.
+
+Correctness does not rest on knowing pyhf's internals: before a point is used, the
+compiled value is compared with that point's own numpy ``logpdf`` at two parameter
+vectors (relative 1e-10). A point whose model holds something the trace baked in as a
+constant fails that check and gets a structure of its own (compiled from its model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pyhf
+
+from recastflow.errors import RecastError
+
+#: Agreement required between the compiled and pyhf's own -2 log L before a point is used.
+GUARD_RTOL = 1e-10
+
+
+class CompileMismatch(RecastError):
+    """The compiled likelihood does not reproduce a point's pyhf model."""
+
+
+def _jax():  # -> module
+    # imported on first use: the exact (numpy) mode and the rest of the package do not need JAX
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    return jax
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where a floating-point array sits inside a pyhf model: a path of items/attributes."""
+
+    path: tuple[Any, ...]
+    attr: str
+
+
+def _children(obj: Any) -> list[tuple[Any, Any]]:
+    if isinstance(obj, (list, tuple)):
+        return list(enumerate(obj))
+    if isinstance(obj, dict):
+        return list(obj.items())
+    if (type(obj).__module__ or "").startswith("pyhf") and hasattr(obj, "__dict__"):
+        return list(vars(obj).items())
+    return []
+
+
+def _find_slots(model: pyhf.pdf.Model) -> list[_Slot]:
+    """Every floating-point array held as an attribute of a pyhf object inside the model."""
+    slots: list[_Slot] = []
+    seen: set[int] = set()
+
+    def walk(obj: Any, path: tuple[Any, ...]) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        is_object = not isinstance(obj, (list, tuple, dict))
+        for key, value in _children(obj):
+            if isinstance(value, np.ndarray):
+                # arrays inside lists are pyhf's raw inputs, turned into attributes before use
+                if is_object and value.dtype.kind == "f":
+                    slots.append(_Slot(path, key))
+            else:
+                walk(value, (*path, key))
+
+    walk(model, ())
+    return slots
+
+
+def _resolve(model: Any, path: tuple[Any, ...]) -> Any:
+    obj = model
+    for key in path:
+        obj = obj[key] if isinstance(obj, (list, tuple, dict)) else getattr(obj, key)
+    return obj
+
+
+def structure_key(model: pyhf.pdf.Model) -> str:
+    """A digest of a model's layout (parameters, channels, modifiers, number of samples), not its numbers.
+
+    Sample names are left out: a grid names its signal sample after the point.
+    """
+    cfg = model.config
+    desc = {
+        "pars": [(name, cfg.param_set(name).n_parameters) for name in cfg.par_order],
+        "poi": cfg.poi_name,
+        "channels": [(c, cfg.channel_nbins[c]) for c in cfg.channels],
+        "samples": len(cfg.samples),
+        "modifiers": [list(m) for m in cfg.modifiers],
+        "aux": cfg.nauxdata,
+        "batch": model.batch_size,
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class _Executable:
+    slots: list[_Slot]
+    shapes: list[tuple[int, ...]]
+    value_and_grad: Callable[..., Any]
+    value: Callable[..., Any]
+
+
+def _compile(model: pyhf.pdf.Model, data: np.ndarray) -> _Executable:
+    """Trace pyhf's -2 log L of ``model`` with its arrays as inputs and compile value and gradient."""
+    jax = _jax()
+    jnp = jax.numpy
+    slots = _find_slots(model)
+    owners = [_resolve(model, s.path) for s in slots]
+    previous = pyhf.get_backend()
+    # pyhf's tensor code must run on JAX while tracing. Switching backends normally makes every live
+    # model convert all its arrays (eager JAX operations, each compiled: seconds, more the more models
+    # a grid job holds); the trace does not need that, since every array it reads is an input or a
+    # constant numpy array that JAX takes as it is.
+    pyhf.events.disable("tensorlib_changed")
+    pyhf.set_backend("jax", precision="64b")
+    try:
+        arrays = [np.asarray(getattr(o, s.attr), dtype=float) for o, s in zip(owners, slots)]
+        shapes = [a.shape for a in arrays]
+        bounds = np.cumsum([0] + [a.size for a in arrays])
+
+        def twice_nll(flat: Any, pars: Any, obs: Any) -> Any:
+            # one flat input instead of dozens keeps the per-call dispatch cost low
+            saved = [getattr(o, s.attr) for o, s in zip(owners, slots)]
+            try:
+                for o, s, shape, lo, hi in zip(owners, slots, shapes, bounds[:-1], bounds[1:]):
+                    setattr(o, s.attr, flat[lo:hi].reshape(shape))
+                return -2.0 * model.logpdf(pars, obs)[0]
+            finally:
+                for o, s, value in zip(owners, slots, saved):
+                    setattr(o, s.attr, value)
+
+        flat0 = jnp.asarray(np.concatenate([a.ravel() for a in arrays]))
+        x0 = jnp.asarray(model.config.suggested_init(), dtype=jnp.float64)
+        d0 = jnp.asarray(data, dtype=jnp.float64)
+        # jitted functions (not AOT-compiled executables) dispatch through JAX's C++ fast path, several
+        # times cheaper per call; each is traced here, under the JAX backend, by its first call. A later
+        # call with other shapes would retrace under numpy and fail loudly, and the guard rejects it first.
+        vg = jax.jit(jax.value_and_grad(twice_nll, argnums=1))
+        val = jax.jit(twice_nll)
+        jax.block_until_ready(vg(flat0, x0, d0))
+        jax.block_until_ready(val(flat0, x0, d0))
+    finally:
+        pyhf.set_backend(*previous)
+        pyhf.events.enable("tensorlib_changed")
+    return _Executable(slots, shapes, vg, val)
+
+
+class Objective:
+    """-2 log L of one point's model and its gradient, evaluated by a shared executable.
+
+    Args:
+        executable: the compiled structure.
+        state: this point's arrays, flattened in the executable's slot order.
+    """
+
+    def __init__(self, executable: _Executable, state: Any) -> None:
+        self._exe = executable
+        self._state = state
+        self.calls = 0
+
+    def as_data(self, data: Any) -> Any:
+        """Convert a dataset once, so repeated evaluations do not copy it."""
+        return _jax().numpy.asarray(np.asarray(data, dtype=float))
+
+    def value_and_grad(self, pars: np.ndarray, data: Any) -> tuple[float, np.ndarray]:
+        """-2 log L and its gradient with respect to every parameter."""
+        self.calls += 1
+        value, grad = self._exe.value_and_grad(self._state, pars, data)
+        return float(value), np.asarray(grad)
+
+    def value(self, pars: np.ndarray, data: Any) -> float:
+        """-2 log L."""
+        self.calls += 1
+        return float(self._exe.value(self._state, pars, data))
+
+
+class LikelihoodCompiler:
+    """Compiles one executable per model structure and binds points' models to it.
+
+    ``compiled`` counts compilations, ``bound`` the points served; a grid whose points
+    share one structure compiles once.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, list[_Executable]] = {}
+        self.compiled = 0
+        self.bound = 0
+
+    def objective(self, model: pyhf.pdf.Model, data: Any, source: str = "") -> Objective:
+        """The compiled -2 log L of ``model`` (compiling only if no executable reproduces it).
+
+        Args:
+            model: a pyhf model built with the numpy backend.
+            data: its observed data (observations then auxiliary data).
+            source: what the model is (for messages).
+        """
+        if pyhf.get_backend()[0].name != "numpy":
+            raise RecastError("the compiled likelihood needs pyhf's numpy backend for model building")
+        data = np.asarray(data, dtype=float)
+        key = structure_key(model)
+        candidates = self._cache.setdefault(key, [])
+        for exe in candidates:
+            objective = self._bind(exe, model)
+            if objective is not None and _agrees(objective, model, data):
+                self.bound += 1
+                return objective
+        exe = _compile(model, data)
+        self.compiled += 1
+        objective = self._bind(exe, model)
+        if objective is None or not _agrees(objective, model, data):
+            raise CompileMismatch(f"the compiled likelihood does not reproduce pyhf's for {source or 'this model'}; "
+                                  "use limits method 'exact'")
+        candidates.append(exe)
+        self.bound += 1
+        return objective
+
+    @staticmethod
+    def _bind(exe: _Executable, model: pyhf.pdf.Model) -> Objective | None:
+        parts = []
+        for slot, shape in zip(exe.slots, exe.shapes):
+            try:
+                value = getattr(_resolve(model, slot.path), slot.attr)
+            except (AttributeError, KeyError, IndexError, TypeError):
+                return None
+            if not isinstance(value, np.ndarray) or value.shape != shape:
+                return None
+            parts.append(value.astype(float, copy=False).ravel())
+        return Objective(exe, _jax().numpy.asarray(np.concatenate(parts)))
+
+
+def _agrees(objective: Objective, model: pyhf.pdf.Model, data: np.ndarray) -> bool:
+    """Compare the compiled -2 log L with the model's own at its start and a shifted point."""
+    init = np.asarray(model.config.suggested_init(), dtype=float)
+    lo, hi = np.asarray(model.config.suggested_bounds(), dtype=float).T
+    # a deterministic point away from the start that moves every parameter (inside its bounds)
+    shifted = init + 0.05 * np.where(np.arange(init.size) % 2 == 0, 1.0, -1.0) * np.minimum(hi - init, init - lo).clip(0, 1)
+    dj = objective.as_data(data)
+    for pars in (init, shifted):
+        ours = objective.value(pars, dj)
+        ref = float(-2.0 * model.logpdf(pars, data)[0])
+        if not (np.isfinite(ours) and abs(ours - ref) <= GUARD_RTOL * max(1.0, abs(ref))):
+            return False
+    return True
