@@ -111,7 +111,8 @@ def test_container_run_equals_native_run(project, built_lock, tmp_path_factory):
     # every job ran through the adapter, in the locked image
     execs = [json.loads(line) for line in adapter_log.read_text().splitlines()]
     n_jobs = sum(1 for _ in (project / "logs").rglob("*.log"))  # one log per job
-    assert len(execs) == n_jobs >= 7, (len(execs), n_jobs)
+    # patch, one limits batch (3 points), table, check, report
+    assert len(execs) == n_jobs >= 5, (len(execs), n_jobs)
     assert {e["reference"] for e in execs} == {stats_ref}
     assert all(e["cwd"] == str(project) for e in execs)
     assert sum("recastflow" in " ".join(e["command"]) for e in execs) == n_jobs
