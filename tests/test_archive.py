@@ -58,7 +58,7 @@ def fake_results(project: Path) -> None:
     """A small results folder, enough to pack without running the fits."""
     files = {
         "results/limits/TOYGRID/limits.json": '{"grid": "TOYGRID"}\n',
-        "results/limits/TOYGRID/points/P0.json": '{"point": "P0"}\n',
+        "results/limits/TOYGRID/batches/b000.json": '{"points": []}\n',
         "results/report/index.html": "<html></html>\n",
         "results/benchmarks/limits/TOYGRID/P0.tsv": "s\th:m:s\n1.0\t0:00:01\n",
     }
@@ -349,7 +349,7 @@ def test_run_archive_unarchive_rerun_reproduces_every_result(project: Path, scra
 
     rerun = snakemake(rerun_dir, "--forceall")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "limits_point" in rerun.stdout + rerun.stderr  # the fits really ran again
+    assert "limits_batch" in rerun.stdout + rerun.stderr  # the fits really ran again
     original, reproduced = tree(project / "results"), tree(rerun_dir / "results")
     assert sorted(reproduced) == sorted(original)
     assert [n for n in original if original[n] != reproduced[n]] == []

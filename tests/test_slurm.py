@@ -23,8 +23,8 @@ from conftest import REPO, copy_workflow
 BIN = Path(sys.executable).parent
 CLUSTER = REPO / "tests" / "cluster"
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-# the jobs behind the toy project's tables: patch, 3 x limits_point, limits_table
-EXPECTED_JOBS = {"patch": 1, "limits_point": 3, "limits_table": 1}
+# the jobs behind the toy project's tables: patch, one limits batch (the 3 points), limits_table
+EXPECTED_JOBS = {"patch": 1, "limits_batch": 1, "limits_table": 1}
 RESULTS = ["results/limits/TOYGRID/limits.json", "results/limits/TOYGRID/limits.csv"]
 
 
@@ -114,6 +114,6 @@ def test_slurm_profile_gives_the_local_results(slurm_cluster: Path, project: Pat
 
     # same numbers, byte for byte
     local_files, slurm_files = _result_files(runs["local"]), _result_files(runs["slurm"])
-    assert len(local_files) == 5 and local_files.keys() == slurm_files.keys()
+    assert len(local_files) == 3 and local_files.keys() == slurm_files.keys()  # one batch file + two tables
     for path, data in local_files.items():
         assert slurm_files[path] == data, f"{path} differs between the local and the Slurm run"

@@ -225,7 +225,7 @@ def test_snakemake_report_renders_in_a_browser(project: Path, tmp_path_factory: 
     tmp = tmp_path_factory.mktemp("chromium")
     targets = [
         ["Regression checks", "check table"],
-        ["Fit diagnostics", "P1", "fit record (JSON)"],
+        ["Fit diagnostics", "batch b000", "fit records (JSON)"],
         ["Fit diagnostics", "P2", "pulls"],
         ["recastflow report", "HTML page"],
         ["Exclusion", "limit table (CSV)"],
@@ -247,10 +247,10 @@ def test_snakemake_report_renders_in_a_browser(project: Path, tmp_path_factory: 
     check = got[("Regression checks", "check table")]
     assert "1 of 1 values within tolerance" in check["content"] and check["download"] == "TOY.txt"
     assert "rel.dev" in check["caption"] and "TOY" in check["caption"]
-    record = got[("Fit diagnostics", "P1", "fit record (JSON)")]
-    fits = json.loads(record["content"])["fits"]
+    record = got[("Fit diagnostics", "batch b000", "fit records (JSON)")]
+    fits = json.loads(record["content"])["points"][1]["fits"]
     assert fits and {"converged", "iterations", "at_bounds"} <= set(fits[0])
-    assert "at_bounds" in record["caption"] and "P1" in record["caption"]
+    assert "at_bounds" in record["caption"] and "b000" in record["caption"]
     csv = got[("Exclusion", "limit table (CSV)")]
     assert csv["content"].startswith("point,m1,m2,status,cls_obs") and "flagged" in csv["caption"]
     assert "recastflow" in got[("recastflow report", "HTML page")]["caption"]

@@ -12,7 +12,7 @@ rule limits_batch:
             caption="../report/fit_record.rst",
             category="Fit diagnostics",
             subcategory="{grid}",
-            labels={"batch": "{batch}", "file": "fit records (JSON)"},
+            labels={"point": "batch {batch}", "file": "fit records (JSON)"},
         ),
     params:
         config=CONFIGFILE,
