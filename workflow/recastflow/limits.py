@@ -84,6 +84,7 @@ def evaluate_point(
     model, data = build_model_and_data(spec, source)
     options = dict(fit_options or {})
     lik: Likelihood
+    fallback = None
     if method == "fast":
         from recastflow.compiled import CompileMismatch, LikelihoodCompiler
 
@@ -91,9 +92,8 @@ def evaluate_point(
         try:
             objective = compiler.objective(model, data, source=f"{result.grid}/{result.point}")
         except CompileMismatch as exc:
-            objective = None
-            result.issues.append(f"computed with the exact method: {exc}")
-        if objective is not None:
+            fallback = f"computed with the exact method: {exc}"
+        if fallback is None:
             tolerance = options.get("tolerance") or FAST_TOLERANCE
             lik = FastLikelihood(model, data, objective, tolerance=tolerance, maxiter=options.get("maxiter", 100000))
             result.software = {"pyhf": pyhf.__version__, "method": "fast", "backend": "jax (compiled, shared)",
@@ -103,6 +103,8 @@ def evaluate_point(
     if method == "exact":
         lik = Likelihood(model, data, fit_options=options)
         result.software = {"pyhf": pyhf.__version__, "method": "exact", "backend": "numpy", "optimizer": "scipy"}
+        if fallback:
+            result.software["note"] = fallback
     level = 1.0 - result.cl
     try:
         cls = lik.cls(1.0)
@@ -128,10 +130,10 @@ def evaluate_point(
             if result.xsec_pb is not None:
                 result.xsec_ul_obs_pb = ul.obs * result.xsec_pb
                 result.xsec_ul_exp_pb = [v * result.xsec_pb for v in ul.exp]
-    doubts = lik.issues() + ([ul_issue] if ul_issue else [])
-    flags_before = [i for i in result.issues if i.startswith("reweighting flagged")]
-    result.issues = result.issues + doubts
-    result.status = "flagged" if doubts or flags_before else "trusted"
+    # every entry of issues is a reason to doubt the point (the caller may have added some, e.g. a
+    # flagged reweighting)
+    result.issues = result.issues + lik.issues() + ([ul_issue] if ul_issue else [])
+    result.status = "flagged" if result.issues else "trusted"
     result.fits = [f.to_dict() for f in lik.fits]
     return result
 
