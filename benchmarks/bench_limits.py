@@ -6,14 +6,16 @@ Usage (from the repository root, after `make setup`):
 
 Workspaces: the published ATLAS-SUSY-2018-31 RegionA likelihood (points spread evenly over the 217
 published patches) and ATLAS-SUSY-2019-08 (1Lbb, the 7 published validation patches).
-Timed, one process, one BLAS thread, per analysis:
+Each method runs in a process of its own (one BLAS thread), timed from outside, so interpreter
+start and imports are included and no method inherits another's heap:
 
-  cli     `pyhf cls BkgOnly.json --patch patch.json` once per patch (what the pyhf docs show)
-  loop    pyhf.infer.hypotest in one process, model rebuilt (and validated) per point
-  scan    pyhf.infer.intervals.upper_limits.upper_limit (toms748, observed + expected band) per point,
-          on the first --ul-points points only (it is the slow baseline); POI range widened to (0, 1000)
-  fast    recastflow: one LikelihoodCompiler for the whole grid, CLs at mu=1 for every point, then
-          upper limits with expected band for every point (compilation time included)
+  cli      `pyhf cls BkgOnly.json --patch patch.json` once per patch (what the pyhf docs show)
+  loop     pyhf.infer.hypotest in one process, model rebuilt (and validated) per point
+  scan     pyhf.infer.intervals.upper_limits.upper_limit (toms748, observed + expected band) per point,
+           on the first --ul-points points only (it is the slow baseline); POI range widened to (0, 1000)
+  fast     recastflow's limits stage (recastflow.limits.evaluate_point, method "fast", one compiler for
+           the grid as one limits job has): CLs at mu=1 for every point, compilations included
+  fast_ul  the same with upper limits and their expected band for every point
 
 Accuracy: every fast CLs value against pyhf's hypotest with its optimiser converged (tolerance
 1e-12; pyhf's default SLSQP tolerance leaves CLs uncertain at the 1e-4 level, measured here as
@@ -33,14 +35,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import jsonpatch  # noqa: E402
 import numpy as np  # noqa: E402
 import pyhf  # noqa: E402
 
-from recastflow.compiled import LikelihoodCompiler  # noqa: E402
 from recastflow.config import read_document  # noqa: E402
-from recastflow.errors import RecastError  # noqa: E402
-from recastflow.inference import FastLikelihood  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,8 +66,68 @@ def deviation(ours: list[float], ref: list[float]) -> float:
     return max(abs(a - b) / max(1e-5 * abs(b), 1e-7) for a, b in zip(ours, ref))
 
 
-def bench(label: str, bkg_path: Path, points: list[tuple[str, list]], ul_points: int) -> dict:
+PHASES = ("loop", "scan", "fast", "fast_ul", "reference")
+
+
+def points_of(analysis: str, n: int) -> tuple[Path, list[tuple[str, list]]]:
+    return regiona(n) if analysis == "regiona" else onelbb(n)
+
+
+def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
+    """One method on one analysis, in this process; returns its values and counters."""
+    from recastflow.compiled import LikelihoodCompiler
+    from recastflow.limits import PointResult, evaluate_point
+
+    bkg_path, points = points_of(analysis, n)
     bkg = json.loads(bkg_path.read_text())
+    values: dict = {}
+    out: dict = {"values": values}
+    if phase in ("loop", "reference"):
+        if phase == "reference":
+            pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+        for name, ops in points:
+            ws = pyhf.Workspace(bkg)
+            model = ws.model(patches=[ops])
+            values[name] = cls_list(*pyhf.infer.hypotest(1.0, ws.data(model), model, test_stat="qtilde",
+                                                         return_expected_set=True))
+    elif phase == "scan":
+        for name, ops in points[:ul_points]:
+            ws = pyhf.Workspace(bkg)
+            model = ws.model(patches=[ops])
+            # the published POI range (0, 10) is too narrow for toms748's bracket (it doubles the upper end
+            # until CLs falls below the level): widen it, as a user of the scan has to
+            bounds = model.config.suggested_bounds()
+            bounds[model.config.poi_index] = (0.0, 1000.0)
+            obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(ws.data(model), model, scan=None, level=0.05,
+                                                                     par_bounds=bounds)
+            values[name] = [float(obs)] + [float(e) for e in exp]
+    else:
+        compiler = LikelihoodCompiler()
+        flagged = []
+        for name, ops in points:
+            record = PointResult(analysis, "bench", name, str(bkg_path), {}, None, None)
+            evaluate_point(bkg, ops, record, upper_limit=phase == "fast_ul", source=name, method="fast",
+                           compiler=compiler)
+            if record.status != "trusted":
+                flagged.append(f"{name}: {record.status}: {'; '.join(record.issues)}")
+            values[name] = ([record.mu_ul_obs, *record.mu_ul_exp] if record.mu_ul_obs is not None else None) \
+                if phase == "fast_ul" else [record.cls_obs, *record.cls_exp]
+        out.update(compilations=compiler.compiled, flagged=flagged)
+    return out
+
+
+def in_process(phase: str, analysis: str, n: int, ul_points: int) -> tuple[float, dict]:
+    """Run one phase in a fresh Python process; wall time measured from here."""
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / "values.json"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--phase", phase, "--analysis", analysis, "--n", str(n),
+                        "--ul-points", str(ul_points), "--output", str(dest)], check=True)
+        return time.perf_counter() - t0, json.loads(dest.read_text())
+
+
+def bench(label: str, analysis: str, n_wanted: int, ul_points: int) -> dict:
+    bkg_path, points = points_of(analysis, n_wanted)
     n = len(points)
     out: dict = {"analysis": label, "points": n}
     print(f"\n== {label}: {n} points ==", flush=True)
@@ -90,88 +148,35 @@ def bench(label: str, bkg_path: Path, points: list[tuple[str, list]], ul_points:
             res = json.loads(proc.stdout)
             cli_values[name] = [res["CLs_obs"]] + list(res["CLs_exp"])
         out["cli_s"] = time.perf_counter() - t0
-    print(f"cli   {out['cli_s']:8.1f} s  ({out['cli_s'] / n:.2f} s/point)", flush=True)
+    print(f"cli      {out['cli_s']:8.1f} s  ({out['cli_s'] / n:.2f} s/point)", flush=True)
 
-    # loop: hypotest in one process, model rebuilt per point
-    loop_values = {}
-    t0 = time.perf_counter()
-    for name, ops in points:
-        ws = pyhf.Workspace(bkg)
-        model = ws.model(patches=[ops])
-        loop_values[name] = cls_list(*pyhf.infer.hypotest(1.0, ws.data(model), model, test_stat="qtilde",
-                                                          return_expected_set=True))
-    out["loop_s"] = time.perf_counter() - t0
-    print(f"loop  {out['loop_s']:8.1f} s  ({out['loop_s'] / n:.2f} s/point)", flush=True)
-
-    # scan: pyhf's upper-limit search per point (first ul_points points)
-    scan_values = {}
-    t0 = time.perf_counter()
-    for name, ops in points[:ul_points]:
-        ws = pyhf.Workspace(bkg)
-        model = ws.model(patches=[ops])
-        # the published POI range (0, 10) is too narrow for toms748's bracket (it doubles the upper end
-        # until CLs falls below the level): widen it, as a user of the scan has to
-        bounds = model.config.suggested_bounds()
-        bounds[model.config.poi_index] = (0.0, 1000.0)
-        obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(ws.data(model), model, scan=None, level=0.05,
-                                                                 par_bounds=bounds)
-        scan_values[name] = [float(obs)] + [float(e) for e in exp]
-    out["scan_s_per_point"] = (time.perf_counter() - t0) / max(ul_points, 1)
-    print(f"scan  {out['scan_s_per_point']:8.1f} s/point ({ul_points} points)", flush=True)
-
-    # fast: recastflow's grid path, CLs for every point, then upper limits for every point
-    compiler = LikelihoodCompiler()
-    fast_values, fast_ul, liks = {}, {}, {}
-    t0 = time.perf_counter()
-    for name, ops in points:
-        ws = pyhf.Workspace(jsonpatch.apply_patch(bkg, ops), validate=False)
-        model = ws.model(validate=False)
-        data = ws.data(model)
-        lik = FastLikelihood(model, data, compiler.objective(model, data, name))
-        r = lik.cls(1.0)
-        fast_values[name] = [r.obs, *r.exp]
-        liks[name] = lik
-    out["fast_cls_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    no_limit = []
-    for name, lik in liks.items():
-        try:
-            ul = lik.upper_limit()
-        except RecastError as exc:  # e.g. a signal the analysis is not sensitive to: no upper limit
-            no_limit.append(f"{name}: {exc}")
-            continue
-        fast_ul[name] = [ul.obs, *ul.exp]
-    out["fast_ul_s"] = time.perf_counter() - t0
-    out["no_upper_limit"] = no_limit
-    out["compilations"] = compiler.compiled
-    for line in no_limit:
-        print(f"      no upper limit: {line}")
-    print(f"fast  {out['fast_cls_s']:8.1f} s CLs ({out['fast_cls_s'] / n:.3f} s/point, "
-          f"{compiler.compiled} compilation(s) included); upper limits {out['fast_ul_s'] / n:.3f} s/point more",
-          flush=True)
-
-    # accuracy against pyhf's converged hypotest
-    previous = pyhf.get_backend()
-    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
-    ref = {}
-    try:
-        for name, ops in points:
-            ws = pyhf.Workspace(bkg)
-            model = ws.model(patches=[ops])
-            ref[name] = cls_list(*pyhf.infer.hypotest(1.0, ws.data(model), model, test_stat="qtilde",
-                                                      return_expected_set=True))
-    finally:
-        pyhf.set_backend(*previous)
-    worst = max(points, key=lambda p: deviation(fast_values[p[0]], ref[p[0]]))[0]
-    out["fast_vs_converged"] = deviation(fast_values[worst], ref[worst])
-    out["loop_vs_converged"] = max(deviation(loop_values[p], ref[p]) for p, _ in points)
-    out["cli_vs_loop"] = max(deviation(cli_values[p], loop_values[p]) for p, _ in points)
-    out["ul_rel_dev"] = max((abs(a - b) / b for p in scan_values if p in fast_ul
-                             for a, b in zip(fast_ul[p], scan_values[p])), default=float("nan"))
-    n_ul = n
-    out["ratio_cls_vs_cli"] = out["cli_s"] / out["fast_cls_s"]
-    out["ratio_cls_vs_loop"] = out["loop_s"] / out["fast_cls_s"]
-    out["ratio_ul_vs_scan"] = out["scan_s_per_point"] / ((out["fast_cls_s"] + out["fast_ul_s"]) / n_ul)
+    phase = {}
+    for name in PHASES:
+        seconds, result = in_process(name, analysis, n, ul_points)
+        phase[name] = result
+        out[f"{name}_s"] = seconds
+        if name == "scan":
+            out["scan_s_per_point"] = seconds / max(ul_points, 1)
+            print(f"scan     {out['scan_s_per_point']:8.1f} s/point ({ul_points} point(s), process start included)",
+                  flush=True)
+        elif name != "reference":
+            extra = f", {result['compilations']} compilation(s)" if "compilations" in result else ""
+            print(f"{name:8s} {seconds:8.1f} s  ({seconds / n:.3f} s/point{extra})", flush=True)
+        for line in result.get("flagged", []):
+            print(f"         {line}")
+    ref, fast, fast_ul = phase["reference"]["values"], phase["fast"]["values"], phase["fast_ul"]["values"]
+    worst = max(ref, key=lambda p: deviation(fast[p], ref[p]))
+    out["fast_vs_converged"] = deviation(fast[worst], ref[worst])
+    out["loop_vs_converged"] = max(deviation(phase["loop"]["values"][p], ref[p]) for p in ref)
+    out["cli_vs_loop"] = max(deviation(cli_values[p], phase["loop"]["values"][p]) for p in ref)
+    scan = phase["scan"]["values"]
+    out["ul_rel_dev"] = max((abs(a - b) / b for p in scan if fast_ul.get(p)
+                             for a, b in zip(fast_ul[p], scan[p])), default=float("nan"))
+    out["no_upper_limit"] = [p for p, v in fast_ul.items() if v is None]
+    out["compilations"] = phase["fast"]["compilations"]
+    out["ratio_cls_vs_cli"] = out["cli_s"] / out["fast_s"]
+    out["ratio_cls_vs_loop"] = out["loop_s"] / out["fast_s"]
+    out["ratio_ul_vs_scan"] = out["scan_s_per_point"] / (out["fast_ul_s"] / n)
     print(f"ratios: CLs grid {out['ratio_cls_vs_cli']:.1f}x faster than the per-patch command line (target 10x), "
           f"{out['ratio_cls_vs_loop']:.1f}x than the in-process loop (target 4x); "
           f"CLs + upper limits with band {out['ratio_ul_vs_scan']:.1f}x faster per point than pyhf's scan (target 20x)")
@@ -187,10 +192,16 @@ def main() -> None:
     parser.add_argument("--onelbb", type=int, default=7, help="1Lbb points (of 7)")
     parser.add_argument("--ul-points", type=int, default=2, help="points per analysis for pyhf's upper-limit scan")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks/results/limits.json")
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)  # internal: one method, one process
+    parser.add_argument("--analysis", choices=("regiona", "onelbb"), help=argparse.SUPPRESS)
+    parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    print(f"pyhf {pyhf.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, one process")
-    results = [bench("ATLAS-SUSY-2018-31 RegionA", *regiona(args.regiona), args.ul_points),
-               bench("ATLAS-SUSY-2019-08 1Lbb", *onelbb(args.onelbb), args.ul_points)]
+    if args.phase:
+        args.output.write_text(json.dumps(run_phase(args.phase, args.analysis, args.n, args.ul_points)))
+        return
+    print(f"pyhf {pyhf.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, one process per method")
+    results = [bench("ATLAS-SUSY-2018-31 RegionA", "regiona", args.regiona, args.ul_points),
+               bench("ATLAS-SUSY-2019-08 1Lbb", "onelbb", args.onelbb, args.ul_points)]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nwritten: {args.output}")

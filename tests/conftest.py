@@ -100,3 +100,16 @@ def copy_workflow(dest: Path) -> None:
     shutil.copytree(REPO / "workflow" / "profiles", dest / "workflow" / "profiles")
     shutil.copytree(REPO / "envs", dest / "envs")
     shutil.copytree(REPO / "workflow" / "report", dest / "workflow" / "report")
+
+
+@pytest.fixture(scope="session")
+def default_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """One uninterrupted run (as `make run CORES=2`) of the tiny default-workflow project of
+    workflow_project.py: the project folder and the sha256 of each final output. Shared by the
+    fault-injection and determinism tests (about a minute of work); they copy it, never change it."""
+    from workflow_project import RUN, default_project, final_outputs, snakemake
+
+    project = default_project(tmp_path_factory.mktemp("reference") / "project")
+    proc = snakemake(project, *RUN)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return project, final_outputs(project)

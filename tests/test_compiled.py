@@ -10,7 +10,7 @@ import numpy as np
 import pyhf
 import pytest
 
-from recastflow.compiled import LikelihoodCompiler, Objective, _agrees
+from recastflow.compiled import LikelihoodCompiler, Objective, _agrees, pad_null_modifiers, structure_key
 from recastflow.config import read_document
 from recastflow.inference import FastLikelihood, Likelihood
 
@@ -132,14 +132,89 @@ def test_fast_upper_limit_equals_pyhf_scan(sbottom, compiler):
     assert list(ul.exp) == pytest.approx([float(e) for e in exp], rel=5e-3)
 
 
+def build_padded(bkg, ops):
+    ws = pyhf.Workspace(pad_null_modifiers(jsonpatch.apply_patch(bkg, ops)), validate=False)
+    model = ws.model(validate=False)
+    return model, np.asarray(ws.data(model))
+
+
 @pytest.mark.slow
 def test_fast_equals_converged_pyhf_on_1lbb():
     bkg = read_document(ONELBB)
     ops = read_document(next(ONELBB_PATCHES.glob("*700_0*")))
-    model, data = build(bkg, ops)
-    lik = FastLikelihood(model, data, LikelihoodCompiler().objective(model, data))
+    # as the limits stage runs it: the padded model, compared with pyhf on the published one
+    padded, padded_data = build_padded(bkg, ops)
+    lik = FastLikelihood(padded, padded_data, LikelihoodCompiler().objective(padded, padded_data))
     r = lik.cls(1.0)
-    assert_cls_equal([r.obs, *r.exp], converged_pyhf_hypotest(model, data))
+    assert_cls_equal([r.obs, *r.exp], converged_pyhf_hypotest(*build(bkg, ops)))
+
+
+def test_padding_keeps_every_published_1lbb_likelihood():
+    # each published 1Lbb signal carries its own subset of the systematics; padded, the likelihood is the same
+    bkg = read_document(ONELBB)
+    rng = np.random.default_rng(11)
+    keys = set()
+    for path in sorted(ONELBB_PATCHES.glob("patch_*.json")):
+        ops = read_document(path)
+        spec = jsonpatch.apply_patch(bkg, ops)
+        before = repr(spec)
+        model, data = build(bkg, ops)
+        padded, padded_data = build_padded(bkg, ops)
+        assert repr(spec) == before  # the input is not modified
+        assert sorted(padded.config.par_names) == sorted(model.config.par_names)  # no parameter added
+        # pyhf orders parameters by first appearance: compare by name
+        order = [model.config.par_names.index(n) for n in padded.config.par_names]
+        assert sorted(order) == list(range(len(order)))
+        assert np.array_equal(padded_data[:padded.config.nmaindata], data[:model.config.nmaindata])
+        lo, hi = np.asarray(model.config.suggested_bounds()).T
+        init = np.asarray(model.config.suggested_init())
+        for _ in range(3):
+            pars = init + rng.uniform(-0.5, 0.5, init.size) * np.minimum(hi - init, init - lo).clip(0, 1)
+            assert float(padded.logpdf(pars[order], padded_data)[0]) == pytest.approx(
+                float(model.logpdf(pars, data)[0]), rel=1e-13)
+        keys.add(structure_key(padded))
+    # six of the seven share one layout; (300, 150) has a systematic of its own (EG_SCALE_AF2)
+    assert len(keys) == 2
+
+
+def test_padding_adds_only_null_normsys_and_histosys_to_the_signal():
+    spec = {
+        "channels": [{"name": "SR", "samples": [
+            {"name": "bkg", "data": [10.0, 5.0], "modifiers": [
+                {"name": "jes", "type": "histosys", "data": {"hi_data": [11.0, 6.0], "lo_data": [9.0, 4.0]}},
+                {"name": "xs", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+                {"name": "staterror_SR", "type": "staterror", "data": [1.0, 1.0]}]},
+            {"name": "sig", "data": [2.0, 1.0], "modifiers": [
+                {"name": "mu", "type": "normfactor", "data": None},
+                {"name": "xs", "type": "normsys", "data": {"hi": 1.2, "lo": 0.8}}]}]}],
+        "observations": [{"name": "SR", "data": [12.0, 6.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+    padded = pad_null_modifiers(spec)
+    bkg, sig = padded["channels"][0]["samples"]
+    assert bkg is spec["channels"][0]["samples"][0]  # not the signal: untouched
+    assert sig["modifiers"][:2] == spec["channels"][0]["samples"][1]["modifiers"]
+    assert sig["modifiers"][2:] == [{"name": "jes", "type": "histosys", "data": {"hi_data": [2.0, 1.0],
+                                                                                "lo_data": [2.0, 1.0]}}]
+    model, original = pyhf.Workspace(padded).model(), pyhf.Workspace(spec).model()
+    data, original_data = pyhf.Workspace(padded).data(model), pyhf.Workspace(spec).data(original)
+    assert sorted(model.config.par_names) == sorted(original.config.par_names)
+    for values in ({"mu": 1.0, "jes": 0.3, "xs": -0.7, "staterror_SR[0]": 1.0, "staterror_SR[1]": 1.1},
+                   {"mu": 0.2, "jes": -1.5, "xs": 2.0, "staterror_SR[0]": 0.9, "staterror_SR[1]": 1.0}):
+        pars = [values[n] for n in original.config.par_names]
+        by_name = dict(zip(original.config.par_names, pars))
+        ours = float(model.logpdf([by_name[n] for n in model.config.par_names], data)[0])
+        assert ours == pytest.approx(float(original.logpdf(pars, original_data)[0]), rel=1e-14)
+
+
+@pytest.mark.slow
+def test_padded_1lbb_points_share_one_compilation():
+    bkg = read_document(ONELBB)
+    compiler = LikelihoodCompiler()
+    for pattern in ("*500_0*", "*700_400*", "*900_0*"):
+        compiler.objective(*build_padded(bkg, read_document(next(ONELBB_PATCHES.glob(pattern)))))
+    assert (compiler.compiled, compiler.bound) == (1, 3)
 
 
 def test_exact_mode_is_pyhf_hypotest_bit_for_bit(sbottom):

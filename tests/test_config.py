@@ -73,3 +73,30 @@ def test_analysis_schema_error(project):
 def test_unknown_bundle_lists_available(project):
     with pytest.raises(RecastError, match=r"no analysis bundle 'NOPE' \(bundles here: TOY\)"):
         load_analysis("NOPE", project / "config" / "analyses")
+
+
+def test_merge_keys_and_aliases_that_stay_small_still_load(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("base: &b {cl: 0.9, checks: true}\nrun:\n  <<: *b\n  cl: 0.8\nagain: *b\n")
+    assert read_document(p) == {"base": {"cl": 0.9, "checks": True}, "run": {"cl": 0.8, "checks": True},
+                                "again": {"cl": 0.9, "checks": True}}
+
+
+def test_duplicate_keys_are_refused_with_their_line(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("grids: [A]\nsub:\n  x: 1\n  x: 2\n")
+    with pytest.raises(RecastError, match=r"c\.yaml: invalid YAML at line 4 column 3: duplicate key 'x'"):
+        read_document(p)
+
+
+def test_alias_expansion_is_bounded(tmp_path):
+    # nine levels of nine aliases would be 9**9 values; refused after walking only the few distinct nodes
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    p = tmp_path / "bomb.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RecastError, match=r"bomb\.yaml: invalid YAML: its aliases expand to more than 100000"):
+        read_document(p)
+    p.write_text("a: &a [1, *a]\n")
+    with pytest.raises(RecastError, match=r"line 1 contains an alias of itself \(a recursive alias\)"):
+        read_document(p)

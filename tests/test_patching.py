@@ -85,6 +85,23 @@ def test_patch_with_inconsistent_modifier_is_clear(toy):
         apply_patch(bkg, ops, "patch.json")
 
 
+@pytest.mark.parametrize("mutate, where", [
+    # a new signal sample that breaks the schema: only the new samples of a channel are re-validated
+    (lambda ops, bkg: ops[0]["value"]["modifiers"].append({"name": "x", "type": "histosys", "data": {"hi_data": [1.0]}}),
+     "new sample"),
+    (lambda ops, bkg: ops[0]["value"].update(data="many"), "new sample"),
+    # a patch that also edits a background sample of the same channel: that channel is validated whole
+    (lambda ops, bkg: ops.append({"op": "replace", "path": "/channels/0/samples/0/data", "value": "x"}), "edited sample"),
+    (lambda ops, bkg: ops.append({"op": "add", "path": "/channels/0/extra", "value": 1}), "channel key"),
+])
+def test_patch_breaking_the_workspace_schema_is_caught(toy, mutate, where):
+    analysis, _, wsref, bkg = toy
+    ops = patch_from_yields(yields_doc(), bkg, wsref, analysis, "sig")
+    mutate(ops, bkg)
+    with pytest.raises(RecastError, match="patch.json: patched workspace is invalid"):
+        apply_patch(bkg, ops, "patch.json")
+
+
 def test_patchset_is_valid_and_labelled(toy):
     analysis, grid, _, bkg = toy
     ps = build_patchset(grid, analysis, bkg)

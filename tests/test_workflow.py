@@ -104,7 +104,9 @@ def test_interrupted_run_resumes_with_the_same_command(project):
 
     copy_workflow(project)
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    # a shell starts background commands with SIGINT ignored: restore the default, or the SIGINT below is lost
     proc = subprocess.Popen([str(BIN / "snakemake"), "--cores", "1", *PROFILE], cwd=project, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started = project / "logs" / "limits" / "TOYGRID"
     deadline = time.monotonic() + 120
@@ -112,6 +114,7 @@ def test_interrupted_run_resumes_with_the_same_command(project):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=60)
+    assert proc.returncode != 0  # it was interrupted, not finished
     again = snakemake(project, *PROFILE)
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert "IncompleteFilesException" not in again.stdout + again.stderr

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyhf
-
 from recastflow.config import inside, load_validated
 from recastflow.errors import RecastError
 
@@ -50,6 +48,8 @@ class WorkspaceRef:
                 "the file was changed or replaced: restore the published file or update analysis.yaml",
                 path=str(self.path),
             )
+        import pyhf  # not at the top: a second to import, and most commands reading a bundle never need it
+
         try:
             spec = json.loads(raw)
             if validate:

@@ -14,6 +14,13 @@ Correctness does not rest on knowing pyhf's internals: before a point is used, t
 compiled value is compared with that point's own numpy ``logpdf`` at two parameter
 vectors (relative 1e-10). A point whose model holds something the trace baked in as a
 constant fails that check and gets a structure of its own (compiled from its model).
+
+Published grids often give each point's signal its own subset of the analysis's
+systematics (ATLAS-SUSY-2019-08 drops the normalisation uncertainties that are negligible
+for that point), which would make every point its own structure. :func:`pad_null_modifiers`
+gives the signal sample every ``normsys`` and ``histosys`` the model already has, with no
+effect (``hi = lo = 1``; ``hi_data = lo_data = nominal``): the parameters, constraints and
+likelihood are unchanged, and such points share one structure.
 """
 
 from __future__ import annotations
@@ -34,6 +41,49 @@ GUARD_RTOL = 1e-10
 
 class CompileMismatch(RecastError):
     """The compiled likelihood does not reproduce a point's pyhf model."""
+
+
+def pad_null_modifiers(spec: dict[str, Any]) -> dict[str, Any]:
+    """Give every signal sample each ``normsys``/``histosys`` of the workspace it lacks, with no effect.
+
+    A signal sample is one that carries the normfactor of the first measurement's parameter of
+    interest. A ``normsys`` with ``hi = lo = 1`` multiplies by exactly 1 and a ``histosys`` whose
+    templates equal the nominal adds exactly 0 under every interpolation code, for every value of
+    its parameter; the names added already exist (as the same modifier type, so with the same
+    constraint), so the model's parameters and its likelihood are the same. Padding can only add
+    modifiers, never a sample or a parameter. The input is not modified.
+
+    Args:
+        spec: a pyhf workspace specification.
+
+    Returns:
+        The padded specification (channels rebuilt, everything else shared with ``spec``).
+    """
+    measurements = spec.get("measurements") or []
+    poi = measurements[0]["config"]["poi"] if measurements else None
+    names: dict[str, set[str]] = {"normsys": set(), "histosys": set()}
+    for channel in spec["channels"]:
+        for sample in channel["samples"]:
+            for mod in sample["modifiers"]:
+                if mod["type"] in names:
+                    names[mod["type"]].add(mod["name"])
+    channels = []
+    for channel in spec["channels"]:
+        samples = []
+        for sample in channel["samples"]:
+            mods = sample["modifiers"]
+            if poi is None or not any(m["type"] == "normfactor" and m["name"] == poi for m in mods):
+                samples.append(sample)
+                continue
+            have = {(m["type"], m["name"]) for m in mods}
+            nominal = list(sample["data"])
+            extra = [{"name": n, "type": "normsys", "data": {"hi": 1.0, "lo": 1.0}}
+                     for n in sorted(names["normsys"]) if ("normsys", n) not in have]
+            extra += [{"name": n, "type": "histosys", "data": {"hi_data": nominal, "lo_data": nominal}}
+                      for n in sorted(names["histosys"]) if ("histosys", n) not in have]
+            samples.append(dict(sample, modifiers=[*mods, *extra]) if extra else sample)
+        channels.append(dict(channel, samples=samples))
+    return dict(spec, channels=channels)
 
 
 def _jax():  # -> module
@@ -114,7 +164,6 @@ class _Executable:
     slots: list[_Slot]
     shapes: list[tuple[int, ...]]
     value_and_grad: Callable[..., Any]
-    value: Callable[..., Any]
 
 
 def _compile(model: pyhf.pdf.Model, data: np.ndarray) -> _Executable:
@@ -149,17 +198,17 @@ def _compile(model: pyhf.pdf.Model, data: np.ndarray) -> _Executable:
         flat0 = jnp.asarray(np.concatenate([a.ravel() for a in arrays]))
         x0 = jnp.asarray(model.config.suggested_init(), dtype=jnp.float64)
         d0 = jnp.asarray(data, dtype=jnp.float64)
-        # jitted functions (not AOT-compiled executables) dispatch through JAX's C++ fast path, several
-        # times cheaper per call; each is traced here, under the JAX backend, by its first call. A later
+        # a jitted function (not an AOT-compiled executable) dispatches through JAX's C++ fast path, several
+        # times cheaper per call; it is traced here, under the JAX backend, by its first call. A later
         # call with other shapes would retrace under numpy and fail loudly, and the guard rejects it first.
         vg = jax.jit(jax.value_and_grad(twice_nll, argnums=1))
-        val = jax.jit(twice_nll)
+        # the few value-only calls (the guard, the Asimov free fit) use this executable too: a second,
+        # value-only compilation would cost more than all of them
         jax.block_until_ready(vg(flat0, x0, d0))
-        jax.block_until_ready(val(flat0, x0, d0))
     finally:
         pyhf.set_backend(*previous)
         pyhf.events.enable("tensorlib_changed")
-    return _Executable(slots, shapes, vg, val)
+    return _Executable(slots, shapes, vg)
 
 
 class Objective:
@@ -188,7 +237,8 @@ class Objective:
     def value(self, pars: np.ndarray, data: Any) -> float:
         """-2 log L."""
         self.calls += 1
-        return float(self._exe.value(self._state, pars, data))
+        value, _ = self._exe.value_and_grad(self._state, pars, data)
+        return float(value)
 
 
 class LikelihoodCompiler:

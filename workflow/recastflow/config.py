@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import reprlib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,62 @@ from recastflow.errors import RecastError
 
 #: Input files larger than this are refused before parsing (a typo'd path to a data file, or a YAML bomb).
 MAX_CONFIG_BYTES = 20_000_000
+#: Nodes that YAML aliases may add to a document when expanded. A few bytes of nested aliases
+#: ("billion laughs") otherwise expand to 10^9 nodes, which schema validation then walks for hours.
+MAX_ALIAS_NODES = 100_000
+
+
+class _AliasBomb(yaml.YAMLError):
+    """Aliases that expand too far, or that refer to themselves."""
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also refuses duplicate keys and runaway or recursive aliases."""
+
+    def get_single_node(self) -> yaml.Node | None:
+        node = super().get_single_node()
+        if node is not None:
+            _check_aliases(node)
+        return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of two equal keys; a silently ignored setting is worse than an error
+        seen = set()
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse a node graph whose aliases expand beyond MAX_ALIAS_NODES extra nodes, or loop."""
+    sizes: dict[int, int] = {}  # expanded size of each distinct node
+    ancestors: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else [])
+        if finished:
+            ancestors.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[id(node)] - len(sizes) > MAX_ALIAS_NODES:
+                raise _AliasBomb(f"its aliases expand to more than {MAX_ALIAS_NODES} extra values (a YAML alias "
+                                 "bomb?); write the repeated parts out")
+            continue
+        if id(node) in sizes:
+            continue
+        ancestors.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in ancestors:
+                raise _AliasBomb(f"the value at line {child.start_mark.line + 1} contains an alias of itself "
+                                 "(a recursive alias); write the value out")
+            if id(child) not in sizes:
+                stack.append((child, False))
 
 
 @lru_cache(maxsize=None)
@@ -46,9 +103,11 @@ def read_document(path: Path) -> Any:
     try:
         if path.suffix == ".json" or gzipped:
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a yaml.SafeLoader subclass)
     except json.JSONDecodeError as exc:
         raise RecastError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path=str(path)) from None
+    except _AliasBomb as exc:
+        raise RecastError(f"invalid YAML: {exc}", path=str(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -106,7 +165,8 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if v == "required":
         return f"missing required key: {err.message.split(' is a required')[0]}"
     if v == "type":
-        return f"expected {s.get('type')}, got {type(err.instance).__name__} {err.instance!r:.60}"
+        # reprlib: the full repr of a large value would be built only to be cut to 60 characters
+        return f"expected {s.get('type')}, got {type(err.instance).__name__} {reprlib.repr(err.instance):.60}"
     if v == "enum":
         return f"{err.instance!r} is not allowed; choose one of {', '.join(map(repr, s['enum']))}"
     if v == "const":

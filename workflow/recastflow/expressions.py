@@ -37,6 +37,7 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -552,11 +553,17 @@ def _widened(fn: Fn) -> Fn:
 
 def _parse(text: str, path: str | None, field: str) -> ast.Expression:
     try:
-        return ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():
+            # Python only warns about "1and x" or "'\d'" (a stray warning line on the terminal,
+            # and a syntax error in later Pythons): refuse them now, with the usual one-line error
+            warnings.simplefilter("error", SyntaxWarning)
+            warnings.simplefilter("error", DeprecationWarning)
+            return ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         # Python reports offset 0 for an expression that ends too early
         col = exc.offset if exc.offset else len(text.strip()) + 1
-        raise RecastError(f"syntax error at column {col} in {text.strip()!r}: {exc.msg}", path=path,
+        line = f"line {exc.lineno}, " if exc.lineno and exc.lineno > 1 else ""  # YAML block scalars keep newlines
+        raise RecastError(f"syntax error at {line}column {col} in {text.strip()!r}: {exc.msg}", path=path,
                           field=field) from None
     except (ValueError, MemoryError, RecursionError) as exc:  # null bytes, parser stack overflow
         raise RecastError(f"cannot parse the expression: {exc}", path=path, field=field) from None
@@ -719,6 +726,9 @@ class _Compiler:
             if exponent is None or isinstance(exponent, bool) or abs(exponent) > MAX_EXPONENT:
                 raise self.fail(f"the exponent of '**' must be a number between -{MAX_EXPONENT} and "
                                 f"{MAX_EXPONENT}; use exp/log/sqrt otherwise", node)
+        if symbol == "/" and _constant_number(node.right) == 0:
+            # a literal zero divisor is a typo, not physics: it would turn every event into inf or nan
+            raise self.fail("division by the constant 0", node)
         left, right = self.visit(node.left), self.visit(node.right)
         kind = self._numeric_result(symbol, left[0], right[0], node)
         lf, rf = _as_numbers(left), _as_numbers(right)
@@ -989,7 +999,8 @@ def momentum_tensor_eigenvalues(coll: Collection, r: int) -> np.ndarray:
     """Sorted eigenvalues (ascending, events x 3) of each event's generalised momentum tensor.
 
     S^ab = sum_i |p_i|^(r-2) p_i^a p_i^b / sum_i |p_i|^r; r = 2 is the sphericity tensor, r = 1
-    the linearised (infrared-safe) one. Events without objects give NaN.
+    the linearised (infrared-safe) one. Events without objects, or with momenta so large that
+    the tensor overflows double precision (|p| above ~1e154), give NaN.
     """
     lay = coll.layout
     pt, eta, phi = coll.field("pt"), coll.field("eta"), coll.field("phi")
@@ -1002,10 +1013,17 @@ def momentum_tensor_eigenvalues(coll: Collection, r: int) -> np.ndarray:
     for a in range(3):
         for b in range(a, 3):
             tensor[:, a, b] = tensor[:, b, a] = np.bincount(ev, w * p[a] * p[b], minlength=lay.n_events)
-    good = norm > 0
+    # momenta whose squares overflow (|p| above ~1e154) make inf / inf = NaN entries, on which
+    # LAPACK fails ("Eigenvalues did not converge"): such events get NaN, like empty ones
+    good = (norm > 0) & np.isfinite(norm)
     out = np.full((lay.n_events, 3), np.nan)
     if good.any():
-        out[good] = np.linalg.eigvalsh(tensor[good] / norm[good, None, None])
+        scaled = tensor[good] / norm[good, None, None]
+        finite = np.isfinite(scaled).all(axis=(1, 2))
+        if not finite.all():
+            good[good] = finite
+            scaled = scaled[finite]
+        out[good] = np.linalg.eigvalsh(scaled)
     return out
 
 

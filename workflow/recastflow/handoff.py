@@ -157,6 +157,9 @@ def load_manifest(path: Path) -> Manifest:
     if not file.is_file():
         raise RecastError(f"event file {str(file)!r} not found; 'file' is relative to the manifest's folder",
                           path=str(path), field="file")
+    if file.stat().st_size == 0:
+        raise RecastError("the event file is empty (0 bytes); an interrupted copy or download? Copy it again",
+                          path=str(file), field="file")
     xsec = doc["cross_section"]
     unit = UNIT_TO_PB[xsec["unit"]]
     settings = tuple(s.strip() for s in doc["pythia_settings"])
@@ -378,6 +381,9 @@ def _convention(m: Manifest, nominal: np.ndarray, xsec_file_pb: float | None) ->
 
 def _check_count(m: Manifest, n: int, what: str = "events") -> None:
     """The file must hold exactly the manifest's n_events."""
+    if n == 0:  # the file is what is wrong, not the manifest
+        raise RecastError(f"holds no {what} (the manifest says n_events: {m.n_events}); copy the file again",
+                          path=str(m.file), field="file")
     if n != m.n_events:
         raise RecastError(f"the file holds {n} {what}, the manifest says n_events: {m.n_events}; a truncated copy? "
                           "Copy the file again, or correct 'n_events'", path=str(m.path), field="n_events")

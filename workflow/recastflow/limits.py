@@ -81,13 +81,14 @@ def evaluate_point(
             grid (``fast`` only; one is made if not given).
     """
     spec = apply_patch(bkg, ops, source, build_model=False)
-    model, data = build_model_and_data(spec, source)
     options = dict(fit_options or {})
     lik: Likelihood
     fallback = None
     if method == "fast":
-        from recastflow.compiled import CompileMismatch, LikelihoodCompiler
+        from recastflow.compiled import CompileMismatch, LikelihoodCompiler, pad_null_modifiers
 
+        # points whose signals carry different subsets of the systematics share one compiled structure
+        model, data = build_model_and_data(pad_null_modifiers(spec), source)
         compiler = compiler or LikelihoodCompiler()
         try:
             objective = compiler.objective(model, data, source=f"{result.grid}/{result.point}")
@@ -101,6 +102,7 @@ def evaluate_point(
         else:
             method = "exact"
     if method == "exact":
+        model, data = build_model_and_data(spec, source)
         lik = Likelihood(model, data, fit_options=options)
         result.software = {"pyhf": pyhf.__version__, "method": "exact", "backend": "numpy", "optimizer": "scipy"}
         if fallback:

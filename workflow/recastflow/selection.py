@@ -872,7 +872,25 @@ def run_selection(reco: ak.Array, header: Mapping[str, Any], selection: Selectio
         for start in range(0, len(reco), chunk_events):
             _run_chunk(source, start, min(len(reco), start + chunk_events), selection, tally)
         selected = tally.selected_events(reco)
-    return SelectionResult(tally.regions(norm), selected, norm, _sample(header, luminosity_ifb, len(reco)))
+    regions = tally.regions(norm)
+    for region in regions.values():
+        _check_finite(region, selection)
+    return SelectionResult(regions, selected, norm, _sample(header, luminosity_ifb, len(reco)))
+
+
+def _check_finite(region: RegionResult, selection: Selection) -> None:
+    """Refuse NaN or infinite yields, naming the first cutflow step whose weighted sum is not finite."""
+    if all(math.isfinite(x) for x in region.yields + region.stat):
+        return
+    step = next((s for s in region.cutflow if not math.isfinite(s.weighted)), None)
+    if step is None or step.name == "all events":
+        raise RecastError(f"event weights are NaN or infinite, so region {region.name}'s yields are not finite "
+                          "(an input that was never normalised?)", field="weight")
+    pre = {c.name for c in selection.preselection}
+    raise RecastError(f"step {step.name!r} makes event weights NaN or infinite, so the yields {list(region.yields)} "
+                      "are not finite (a division by zero in a weight?); make its expression finite for every event, "
+                      "e.g. guard the denominator", path=str(selection.path),
+                      field="preselection" if step.name in pre else f"regions.{region.name}.cuts")
 
 
 def _sample(header: Mapping[str, Any], luminosity_ifb: float, n_rows: int) -> dict[str, Any]:

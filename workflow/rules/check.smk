@@ -50,6 +50,8 @@ rule check_yields:
             subcategory="{grid}",
             labels={"result": "signal-yield plot"},
         ),
+        # written with the PNG; declared so that Snakemake removes it with the rest if the job fails
+        pdf="results/check/yields/{grid}.pdf",
     params:
         config=CONFIGFILE,
     log:

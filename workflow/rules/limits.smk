@@ -53,6 +53,8 @@ rule limits_table:
             subcategory="{grid}",
             labels={"result": "exclusion plot"},
         ),
+        # written with the PNG; declared so that Snakemake removes it with the rest if the job fails
+        pdf="results/limits/{grid}/exclusion.pdf",
     params:
         config=CONFIGFILE,
     log:

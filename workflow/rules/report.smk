@@ -11,6 +11,10 @@ rule report:
         reweight=reweight_diagnostics,
         reweight_checks=REWEIGHT_CHECK_OUTPUTS,
         fitplots=[f"results/limits/{g}/fitplots/{p}" for g, p in FIT_PLOTS],
+        # files the report reads beside the .txt tables it is given: without them as inputs, a
+        # missing yield plot would be left out of the page silently instead of being made again
+        beside=[f.removesuffix(".txt") + ".json" for f in CHECK_OUTPUTS + YIELD_CHECK_OUTPUTS + REWEIGHT_CHECK_OUTPUTS]
+        + [f.removesuffix(".txt") + ".png" for f in YIELD_CHECK_OUTPUTS],
     output:
         html=report(
             "results/report/index.html",
