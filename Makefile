@@ -23,7 +23,7 @@ run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --cores $(CORES) $(if $(strip $(CONFIG)),--configfile $(CONFIG))
 
 test: setup
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra --durations=20  # the slowest tests, to keep the suite in budget
 
 lint: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --lint
