@@ -270,3 +270,21 @@ def test_fit_plots_writes_reproducible_pngs(tmp_path: Path) -> None:
         assert path.read_bytes().startswith(PNG_SIGNATURE)
         assert path.read_bytes() == again.read_bytes()
     assert set(plt.get_fignums()) == before
+
+
+def test_flagged_and_failed_points_never_enter_the_contour(
+    tmp_path: Path, grid: list[dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a flagged point with a wildly different CLs must not bend the contour: only trusted points are interpolated
+    grid[7]["cls_obs"] = 1e-9
+    used: list[list[str]] = []
+    original = plotting._draw_contours
+
+    def spy(ax: Any, trusted: Any, level: float) -> Any:
+        used.append([r["point"] for r in trusted.records])
+        return original(ax, trusted, level)
+
+    monkeypatch.setattr(plotting, "_draw_contours", spy)
+    _plot(grid, tmp_path / "exclusion.png")
+    trusted = [r["point"] for r in grid if r["status"] == "trusted"]
+    assert used == [trusted] and grid[7]["point"] not in used[0] and grid[-1]["point"] not in used[0]
