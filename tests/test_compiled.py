@@ -123,13 +123,23 @@ def test_fast_free_asimov_fit_is_exact(sbottom, compiler):
 
 
 @pytest.mark.slow
-def test_fast_upper_limit_equals_pyhf_scan(sbottom, compiler):
+def test_fast_upper_limit_is_pyhfs_root_within_half_a_percent(sbottom, compiler):
+    # the criterion (0.5%) checked against pyhf's own CLs, not against a scan (its toms748 costs 4 min here;
+    # benchmarks/bench_limits.py compares with the scan): pyhf's CLs crosses the level between 0.995 and
+    # 1.005 times each of our limits, observed and every expected quantile
     bkg, patches = sbottom
     model, data = build(bkg, patches["sbottom_1400_950_60"])
     ul = FastLikelihood(model, data, compiler.objective(model, data)).upper_limit()
-    obs, exp = pyhf.infer.intervals.upper_limits.upper_limit(data, model, scan=None, level=0.05, rtol=1e-6)
-    assert ul.obs == pytest.approx(float(obs), rel=5e-3)
-    assert list(ul.exp) == pytest.approx([float(e) for e in exp], rel=5e-3)
+    previous = pyhf.get_backend()
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    try:
+        for k, limit in enumerate([ul.obs, *ul.exp]):
+            below, above = (pyhf.infer.hypotest(limit * f, data, model, test_stat="qtilde", return_expected_set=True)
+                            for f in (0.995, 1.005))
+            pick = (lambda r: float(r[0])) if k == 0 else (lambda r, k=k: float(r[1][k - 1]))
+            assert pick(below) > 0.05 > pick(above), (k, limit, pick(below), pick(above))
+    finally:
+        pyhf.set_backend(*previous)
 
 
 def build_padded(bkg, ops):
