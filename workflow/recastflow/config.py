@@ -46,6 +46,15 @@ class _SafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _safe_load(text: str) -> Any:
+    """``yaml.safe_load`` with the checks of :class:`_SafeLoader` (only SafeLoader's constructors)."""
+    loader = _SafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _check_aliases(root: yaml.Node) -> None:
     """Refuse a node graph whose aliases expand beyond MAX_ALIAS_NODES extra nodes, or loop."""
     sizes: dict[int, int] = {}  # expanded size of each distinct node
@@ -103,7 +112,7 @@ def read_document(path: Path) -> Any:
     try:
         if path.suffix == ".json" or gzipped:
             return json.loads(text)
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 (a yaml.SafeLoader subclass)
+        return _safe_load(text)
     except json.JSONDecodeError as exc:
         raise RecastError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path=str(path)) from None
     except _AliasBomb as exc:
