@@ -22,8 +22,10 @@ setup: $(BIN)/recastflow
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --cores $(CORES) $(if $(strip $(CONFIG)),--configfile $(CONFIG))
 
+# one pytest worker per core (at most 4), whole test files per worker so module fixtures are built
+# once; --durations prints the slowest tests, to keep the suite in budget
 test: setup
-	$(BIN)/python -m pytest -ra --durations=20  # the slowest tests, to keep the suite in budget
+	$(BIN)/python -m pytest -ra --durations=20 -n auto --maxprocesses 4 --dist loadfile
 
 lint: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --lint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -106,10 +107,22 @@ def copy_workflow(dest: Path) -> None:
 def default_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """One uninterrupted run (as `make run CORES=2`) of the tiny default-workflow project of
     workflow_project.py: the project folder and the sha256 of each final output. Shared by the
-    fault-injection and determinism tests (about a minute of work); they copy it, never change it."""
+    fault-injection, determinism and front-end workflow tests (about a minute of work); they copy
+    it, never change it. Under pytest-xdist the workers share one run: the first to need it makes
+    it, holding a file lock, and the others wait for it."""
     from workflow_project import RUN, default_project, final_outputs, snakemake
 
-    project = default_project(tmp_path_factory.mktemp("reference") / "project")
-    proc = snakemake(project, *RUN)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    return project, final_outputs(project)
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder the workers' own temporary folders sit in
+    shared = base / "default-reference"
+    with open(base / "default-reference.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        hashes = shared / "final-outputs.json"
+        if not hashes.exists():
+            shutil.rmtree(shared, ignore_errors=True)  # a failed attempt of another worker
+            project = default_project(shared / "project")
+            proc = snakemake(project, *RUN)
+            assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+            hashes.write_text(json.dumps(final_outputs(project)))
+    return shared / "project", json.loads(hashes.read_text())
