@@ -41,11 +41,14 @@ def build(bkg, ops):
 
 
 def converged_pyhf_hypotest(model, data):
-    """pyhf's own hypotest with its optimiser converged (tolerance 1e-12 instead of SLSQP's default 1e-6)."""
+    """pyhf's own hypotest with its optimiser converged: tolerance 1e-12 instead of SLSQP's default 1e-6,
+    on pyhf's JAX backend for exact gradients (with the numpy backend's finite differences SLSQP stops
+    short of the minimum: on 1Lbb (750, 100) its expected CLs is 2e-5 away, relative, from this)."""
     previous = pyhf.get_backend()
-    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
     try:
-        obs, exp = pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde", return_expected_set=True)
+        obs, exp = pyhf.infer.hypotest(1.0, pyhf.tensorlib.astensor(data), model, test_stat="qtilde",
+                                       return_expected_set=True)
     finally:
         pyhf.set_backend(*previous)
     return [float(obs)] + [float(e) for e in exp]
@@ -149,14 +152,39 @@ def build_padded(bkg, ops):
 
 
 @pytest.mark.slow
-def test_fast_equals_converged_pyhf_on_1lbb():
+@pytest.mark.parametrize("point", ["700_0", "750_100"])  # 750_100: where pyhf's numpy backend is 2e-5 off
+def test_fast_equals_converged_pyhf_on_1lbb(point):
     bkg = read_document(ONELBB)
-    ops = read_document(next(ONELBB_PATCHES.glob("*700_0*")))
+    ops = read_document(ONELBB_PATCHES / f"patch_C1N2_Wh_hbb_{point}.json")
     # as the limits stage runs it: the padded model, compared with pyhf on the published one
     padded, padded_data = build_padded(bkg, ops)
     lik = FastLikelihood(padded, padded_data, LikelihoodCompiler().objective(padded, padded_data))
     r = lik.cls(1.0)
     assert_cls_equal([r.obs, *r.exp], converged_pyhf_hypotest(*build(bkg, ops)))
+
+
+@pytest.mark.slow
+def test_fast_fits_reach_pyhfs_minimum_or_below_on_1lbb_500_0():
+    # the one published 1Lbb point where fast and converged pyhf differ beyond the criterion (observed CLs
+    # 1.7e-7 apart): pyhf's fits to data, converged on either backend, never end below ours (at mu=1 its
+    # fit stops 2.7e-3 above), so the difference is pyhf's optimiser stopping short, not ours
+    bkg = read_document(ONELBB)
+    ops = read_document(ONELBB_PATCHES / "patch_C1N2_Wh_hbb_500_0.json")
+    padded, padded_data = build_padded(bkg, ops)
+    lik = FastLikelihood(padded, padded_data, LikelihoodCompiler().objective(padded, padded_data))
+    lik.cls(1.0)
+    ours = {f.label: f.twice_nll for f in lik.fits}
+    model, data = build(bkg, ops)
+    previous = pyhf.get_backend()
+    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    try:
+        data = pyhf.tensorlib.astensor(data)
+        _, free = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
+        _, fixed = pyhf.infer.mle.fixed_poi_fit(1.0, data, model, return_fitted_val=True)
+    finally:
+        pyhf.set_backend(*previous)
+    assert ours["free fit to data"] <= float(free) + 1e-9
+    assert ours["fixed-mu fit to data at mu=1"] <= float(fixed) + 1e-9
 
 
 def test_padding_keeps_every_published_1lbb_likelihood():
