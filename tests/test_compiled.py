@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -40,17 +41,24 @@ def build(bkg, ops):
     return model, np.asarray(ws.data(model))
 
 
-def converged_pyhf_hypotest(model, data):
-    """pyhf's own hypotest with its optimiser converged: tolerance 1e-12 instead of SLSQP's default 1e-6,
-    on pyhf's JAX backend for exact gradients (with the numpy backend's finite differences SLSQP stops
-    short of the minimum: on 1Lbb (750, 100) its expected CLs is 2e-5 away, relative, from this)."""
+@contextlib.contextmanager
+def converged_pyhf(backend: str = "jax"):
+    """pyhf with its optimiser converged (tolerance 1e-12 instead of SLSQP's default 1e-6), by default on
+    its JAX backend for exact gradients (with the numpy backend's finite differences SLSQP stops short of
+    the minimum: on 1Lbb (750, 100) its expected CLs is 2e-5 away, relative, from the JAX backend's)."""
     previous = pyhf.get_backend()
-    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    pyhf.set_backend(backend, pyhf.optimize.scipy_optimizer(tolerance=1e-12))
     try:
-        obs, exp = pyhf.infer.hypotest(1.0, pyhf.tensorlib.astensor(data), model, test_stat="qtilde",
-                                       return_expected_set=True)
+        yield
     finally:
         pyhf.set_backend(*previous)
+
+
+def converged_pyhf_hypotest(model, data):
+    """pyhf's own hypotest at mu=1, converged (see converged_pyhf)."""
+    with converged_pyhf():
+        obs, exp = pyhf.infer.hypotest(1.0, pyhf.tensorlib.astensor(data), model, test_stat="qtilde",
+                                       return_expected_set=True)
     return [float(obs)] + [float(e) for e in exp]
 
 
@@ -133,16 +141,12 @@ def test_fast_upper_limit_is_pyhfs_root_within_half_a_percent(sbottom, compiler)
     bkg, patches = sbottom
     model, data = build(bkg, patches["sbottom_1400_950_60"])
     ul = FastLikelihood(model, data, compiler.objective(model, data)).upper_limit()
-    previous = pyhf.get_backend()
-    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
-    try:
+    with converged_pyhf("numpy"):
         for k, limit in enumerate([ul.obs, *ul.exp]):
             below, above = (pyhf.infer.hypotest(limit * f, data, model, test_stat="qtilde", return_expected_set=True)
                             for f in (0.995, 1.005))
             pick = (lambda r: float(r[0])) if k == 0 else (lambda r, k=k: float(r[1][k - 1]))
             assert pick(below) > 0.05 > pick(above), (k, limit, pick(below), pick(above))
-    finally:
-        pyhf.set_backend(*previous)
 
 
 def build_padded(bkg, ops):
@@ -175,14 +179,10 @@ def test_fast_fits_reach_pyhfs_minimum_or_below_on_1lbb_500_0():
     lik.cls(1.0)
     ours = {f.label: f.twice_nll for f in lik.fits}
     model, data = build(bkg, ops)
-    previous = pyhf.get_backend()
-    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
-    try:
+    with converged_pyhf():
         data = pyhf.tensorlib.astensor(data)
         _, free = pyhf.infer.mle.fit(data, model, return_fitted_val=True)
         _, fixed = pyhf.infer.mle.fixed_poi_fit(1.0, data, model, return_fitted_val=True)
-    finally:
-        pyhf.set_backend(*previous)
     assert ours["free fit to data"] <= float(free) + 1e-9
     assert ours["fixed-mu fit to data at mu=1"] <= float(fixed) + 1e-9
 
