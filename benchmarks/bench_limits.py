@@ -112,6 +112,9 @@ def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
                                                                      par_bounds=bounds)
             values[name] = [float(obs)] + [float(e) for e in exp]
     else:
+        from recastflow.patching import shared_copy
+
+        bkg = shared_copy(bkg)  # as `recastflow limits` does once per job
         compiler = LikelihoodCompiler()
         flagged = []
         for name, ops in points:

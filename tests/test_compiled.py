@@ -87,6 +87,28 @@ def test_compiled_value_and_gradient_equal_pyhf(sbottom, compiler):
             assert grad[i] == pytest.approx(fd, rel=1e-4, abs=1e-5)
 
 
+def test_arrays_left_out_of_the_inputs_are_never_read(sbottom, compiler):
+    # the executable's inputs are the arrays pyhf's logpdf reads; changing any other array the model
+    # holds leaves pyhf's own likelihood as it was
+    from recastflow.compiled import _find_slots, _resolve
+
+    bkg, patches = sbottom
+    model, data = build(bkg, patches["sbottom_900_250_60"])
+    inputs = {(s.path, s.attr) for s in compiler.objective(model, data)._exe.slots}
+    left_out = [s for s in _find_slots(model) if (s.path, s.attr) not in inputs]
+    assert inputs and left_out
+    pars = np.asarray(model.config.suggested_init()) + 0.1
+    before = float(model.logpdf(pars, data)[0])
+    for slot in left_out:
+        owner = _resolve(model, slot.path)
+        saved = getattr(owner, slot.attr)
+        setattr(owner, slot.attr, saved * 1.5 + 0.1)
+        try:
+            assert float(model.logpdf(pars, data)[0]) == before, slot
+        finally:
+            setattr(owner, slot.attr, saved)
+
+
 def test_one_compilation_per_structure(sbottom):
     bkg, patches = sbottom
     compiler = LikelihoodCompiler()
@@ -149,8 +171,8 @@ def test_fast_upper_limit_is_pyhfs_root_within_half_a_percent(sbottom, compiler)
             assert pick(below) > 0.05 > pick(above), (k, limit, pick(below), pick(above))
 
 
-def build_padded(bkg, ops):
-    ws = pyhf.Workspace(pad_null_modifiers(jsonpatch.apply_patch(bkg, ops)), validate=False)
+def build_padded(bkg, ops, pad=pad_null_modifiers):
+    ws = pyhf.Workspace(pad(jsonpatch.apply_patch(bkg, ops)), validate=False)
     model = ws.model(validate=False)
     return model, np.asarray(ws.data(model))
 
@@ -187,17 +209,20 @@ def test_fast_fits_reach_pyhfs_minimum_or_below_on_1lbb_500_0():
     assert ours["fixed-mu fit to data at mu=1"] <= float(fixed) + 1e-9
 
 
-def test_padding_keeps_every_published_1lbb_likelihood():
+@pytest.mark.parametrize("grid", [False, True], ids=["own-names", "names-of-the-grid"])
+def test_padding_keeps_every_published_1lbb_likelihood(grid):
     # each published 1Lbb signal carries its own subset of the systematics; padded, the likelihood is the same
     bkg = read_document(ONELBB)
     rng = np.random.default_rng(11)
     keys = set()
+    # as a limits job pads: also with the names the points before had (the compiler remembers them)
+    pad = LikelihoodCompiler().pad if grid else pad_null_modifiers
     for path in sorted(ONELBB_PATCHES.glob("patch_*.json")):
         ops = read_document(path)
         spec = jsonpatch.apply_patch(bkg, ops)
         before = repr(spec)
         model, data = build(bkg, ops)
-        padded, padded_data = build_padded(bkg, ops)
+        padded, padded_data = build_padded(bkg, ops, pad)
         assert repr(spec) == before  # the input is not modified
         assert sorted(padded.config.par_names) == sorted(model.config.par_names)  # no parameter added
         # pyhf orders parameters by first appearance: compare by name
@@ -211,8 +236,10 @@ def test_padding_keeps_every_published_1lbb_likelihood():
             assert float(padded.logpdf(pars[order], padded_data)[0]) == pytest.approx(
                 float(model.logpdf(pars, data)[0]), rel=1e-13)
         keys.add(structure_key(padded))
-    # six of the seven share one layout; (300, 150) has a systematic of its own (EG_SCALE_AF2)
-    assert len(keys) == 2
+    # on their own names six of the seven share one layout: (300, 150) has a systematic of its own
+    # (EG_SCALE_AF2, a histosys of the others); padded with the names of the points before it (it comes
+    # first), the others get it too and all seven share one
+    assert len(keys) == (1 if grid else 2)
 
 
 def test_padding_adds_only_null_normsys_and_histosys_to_the_signal():
@@ -250,9 +277,9 @@ def test_padding_adds_only_null_normsys_and_histosys_to_the_signal():
 def test_padded_1lbb_points_share_one_compilation():
     bkg = read_document(ONELBB)
     compiler = LikelihoodCompiler()
-    for pattern in ("*500_0*", "*700_400*", "*900_0*"):
-        compiler.objective(*build_padded(bkg, read_document(next(ONELBB_PATCHES.glob(pattern)))))
-    assert (compiler.compiled, compiler.bound) == (1, 3)
+    for pattern in ("*300_150*", "*500_0*", "*700_400*", "*900_0*"):
+        compiler.objective(*build_padded(bkg, read_document(next(ONELBB_PATCHES.glob(pattern))), compiler.pad))
+    assert (compiler.compiled, compiler.bound) == (1, 4)
 
 
 def test_exact_mode_is_pyhf_hypotest_bit_for_bit(sbottom):

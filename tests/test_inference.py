@@ -98,3 +98,70 @@ def test_no_upper_limit_beyond_mu_max_is_a_clear_error():
 
     with pytest.raises(RecastError, match="CLs stays above the requested level up to mu = 1000"):
         _secant_root(lambda mu: 1.0, 1.0, 1.02, 1e-6, mu_max=1000.0)
+
+
+def _normsys_histosys_model():
+    spec = {
+        "channels": [{"name": "SR", "samples": [
+            {"name": "sig", "data": [1.0, 2.0], "modifiers": [
+                {"name": "mu", "type": "normfactor", "data": None},
+                {"name": "jes", "type": "normsys", "data": {"hi": 1.05, "lo": 0.95}}]},
+            {"name": "bkg", "data": [10.0, 20.0], "modifiers": [
+                {"name": "jes", "type": "histosys", "data": {"hi_data": [11.0, 21.0], "lo_data": [9.0, 19.0]}},
+                {"name": "xs", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}},
+                {"name": "stat", "type": "staterror", "data": [1.0, 1.5]},
+                {"name": "lumi", "type": "lumi", "data": None}]},
+        ]}],
+        "parameters": [{"name": "lumi", "auxdata": [1.0], "sigmas": [0.02], "bounds": [[0.9, 1.1]], "inits": [1.0]}],
+    }
+    return pyhf.Model(spec, poi_name="mu")
+
+
+def test_only_normsys_and_histosys_parameters_have_relaxable_bounds():
+    from recastflow.inference import relaxable_bounds
+
+    model = _normsys_histosys_model()
+    flags = dict(zip(model.config.par_names, relaxable_bounds(model)))
+    assert flags == {"jes": True, "xs": True, "mu": False, "lumi": False, "stat[0]": False, "stat[1]": False}
+
+
+@pytest.mark.parametrize("observed, at_bound", [(33.0, False), (300.0, True)])
+def test_fast_fits_without_relaxed_bounds_agree_with_pyhf(observed, at_bound):
+    # (33): every minimum inside the bounds, found with the nuisance bounds left out; (300): the
+    # background-only fit wants xs and jes beyond +5, so it is redone with every bound and ends on them
+    from recastflow.compiled import LikelihoodCompiler
+    from recastflow.inference import FastLikelihood
+
+    model = _normsys_histosys_model()
+    data = [observed / 3, 2 * observed / 3] + model.config.auxdata
+    fast = FastLikelihood(model, data, LikelihoodCompiler().objective(model, data))
+    exact = Likelihood(model, data, fit_options={"tolerance": 1e-12})
+    fast.cls(1.0)
+    exact.cls(1.0)
+    ours = {f.label: f for f in fast.fits}
+    for ref in exact.fits:
+        if ref.label in ours and ref.label.startswith(("free fit to data", "background-only")):
+            assert ours[ref.label].twice_nll <= ref.twice_nll + 1e-9
+            assert ours[ref.label].twice_nll == pytest.approx(ref.twice_nll, abs=1e-6)
+            assert bool(ours[ref.label].at_bounds) == bool(ref.at_bounds)
+    bkg_only = ours["background-only fit to data (Asimov)"]
+    assert bool(bkg_only.at_bounds) is at_bound
+    if at_bound:
+        assert set(bkg_only.at_bounds) == {"jes", "xs"}
+
+
+def test_signal_the_data_cannot_see_gives_cls_1_as_pyhf():
+    # zero signal yields: qtilde_A = 0; pyhf's hypotest returns CLs = 1, and so must we (it used to raise)
+    spec = {"channels": [{"name": "SR", "samples": [
+        {"name": "sig", "data": [0.0, 0.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+        {"name": "bkg", "data": [10.0, 20.0], "modifiers": [
+            {"name": "xs", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]}]}]}
+    model = pyhf.Model(spec, poi_name="mu")
+    data = [11.0, 19.0] + model.config.auxdata
+    obs, exp = pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde", return_expected_set=True)
+    from recastflow.compiled import LikelihoodCompiler
+    from recastflow.inference import FastLikelihood
+
+    for lik in (Likelihood(model, data), FastLikelihood(model, data, LikelihoodCompiler().objective(model, data))):
+        r = lik.cls(1.0)
+        assert (r.obs, list(r.exp)) == (float(obs), [float(e) for e in exp]) == (1.0, [1.0] * 5)

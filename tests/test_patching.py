@@ -131,3 +131,103 @@ def test_patchset_as_grid_source(project, toy):
     grid2 = load_grid("FROMSET", sig)
     ps2 = build_patchset(grid2, analysis, bkg)
     assert [p["patch"] for p in ps2["patches"]] == [p["patch"] for p in build_patchset(grid, analysis, bkg)["patches"]]
+
+
+# -- patches applied without deep copies, on a shared read-only workspace ---------------------------------
+
+def _toy_workspace():
+    return {
+        "channels": [
+            {"name": "CR", "samples": [{"name": "bkg", "data": [5.0, 6.0], "modifiers": [
+                {"name": "xs", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]}]},
+            {"name": "SR", "samples": [{"name": "bkg", "data": [1.0, 2.0], "modifiers": [
+                {"name": "jes", "type": "histosys", "data": {"hi_data": [1.1, 2.2], "lo_data": [0.9, 1.8]}}]}]},
+        ],
+        "observations": [{"name": "CR", "data": [5.0, 6.0]}, {"name": "SR", "data": [1.0, 2.0]}],
+        "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}],
+        "version": "1.0.0",
+    }
+
+
+SIGNAL = {"name": "sig", "data": [0.5, 0.5], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]}
+
+EVERY_KIND_OF_OPERATION = [
+    [{"op": "add", "path": "/channels/1/samples/1", "value": SIGNAL}],
+    [{"op": "add", "path": "/channels/1/samples/-", "value": SIGNAL}, {"op": "remove", "path": "/channels/0"},
+     {"op": "remove", "path": "/observations/0"}],
+    # inside a list of numbers, and after a removal shifted the indices
+    [{"op": "remove", "path": "/channels/0"}, {"op": "replace", "path": "/channels/0/samples/0/data/1", "value": 9.0}],
+    [{"op": "add", "path": "/channels/0/samples/0/modifiers/0/data/hi", "value": 1.3}],
+    [{"op": "copy", "from": "/channels/1/samples/0", "path": "/channels/1/samples/-"},
+     {"op": "replace", "path": "/channels/1/samples/1/name", "value": "copy"},
+     {"op": "replace", "path": "/channels/1/samples/1/modifiers/0/data/hi_data/0", "value": 7.0}],
+    [{"op": "move", "from": "/channels/0/samples/0/data", "path": "/channels/1/samples/0/moved"}],
+    [{"op": "test", "path": "/version", "value": "1.0.0"}, {"op": "replace", "path": "", "value": {"channels": []}}],
+]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared"])
+@pytest.mark.parametrize("ops", EVERY_KIND_OF_OPERATION)
+def test_patches_apply_as_jsonpatch_does_and_never_change_the_workspace(ops, shared):
+    import jsonpatch
+
+    from recastflow.patching import _apply_sharing, shared_copy
+
+    bkg = shared_copy(_toy_workspace()) if shared else _toy_workspace()
+    snapshot = copy.deepcopy(_toy_workspace())
+    assert _apply_sharing(bkg, copy.deepcopy(ops)) == jsonpatch.apply_patch(_toy_workspace(), copy.deepcopy(ops))
+    assert bkg == snapshot
+
+
+def test_failing_patch_leaves_the_shared_workspace_as_it_was():
+    import jsonpatch
+
+    from recastflow.patching import _apply_sharing, shared_copy
+
+    bkg = shared_copy(_toy_workspace())
+    ops = [{"op": "replace", "path": "/channels/1/samples/0/data/0", "value": 3.0},
+           {"op": "remove", "path": "/channels/5"}]
+    with pytest.raises(jsonpatch.JsonPatchException):
+        _apply_sharing(bkg, ops)
+    assert bkg == _toy_workspace()
+
+
+def test_shared_copy_is_read_only_and_deep_copies_share_it():
+    from recastflow.patching import shared_copy
+
+    doc = shared_copy(_toy_workspace())
+    assert doc == _toy_workspace()
+    data = doc["channels"][0]["samples"][0]["data"]
+    for mutate in (lambda: data.append(1.0), lambda: data.__setitem__(0, 1.0), lambda: data.sort(),
+                   lambda: doc.update(x=1), lambda: doc.__setitem__("x", 1), lambda: doc.pop("version"),
+                   lambda: doc["channels"][0].setdefault("x", 1), lambda: doc["channels"].clear()):
+        with pytest.raises(TypeError, match="read-only"):
+            mutate()
+    assert copy.deepcopy(doc) is doc and copy.deepcopy(data) is data
+    assert doc == _toy_workspace()
+
+
+def test_published_patches_on_the_shared_workspace_give_pyhfs_models(tmp_path):
+    # every published 1Lbb point: the same specification as jsonpatch gives, the workspace untouched
+    import json
+    from pathlib import Path
+
+    import jsonpatch
+
+    from recastflow.config import read_document
+    from recastflow.patching import apply_patch, build_model_and_data, shared_copy
+
+    root = Path(__file__).resolve().parents[1]
+    raw = read_document(root / "config/analyses/ATLAS-SUSY-2019-08/workspaces/Wh/BkgOnly.json")
+    before = json.dumps(raw, sort_keys=True)
+    bkg = shared_copy(raw)
+    for path in sorted((root / "config/analyses/ATLAS-SUSY-2019-08/validation").glob("patch_*.json"))[:3]:
+        ops = read_document(path)
+        spec = apply_patch(bkg, ops, path)
+        assert spec == jsonpatch.apply_patch(raw, ops)
+        model, data = build_model_and_data(spec, path)
+        ws = pyhf.Workspace(jsonpatch.apply_patch(raw, ops))
+        reference = ws.model()
+        assert model.config.par_names == reference.config.par_names
+        assert data == ws.data(reference)
+    assert json.dumps(bkg, sort_keys=True) == before

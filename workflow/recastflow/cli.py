@@ -145,7 +145,7 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
     """
     from recastflow.io import read_json, write_json_atomic
     from recastflow.limits import BATCH_FORMAT, evaluate_point
-    from recastflow.patching import patches_by_name
+    from recastflow.patching import patches_by_name, shared_copy
 
     grid, analysis = ctx.grid(args.grid)
     names = [args.point] if args.point else list(dict.fromkeys(args.points))
@@ -161,6 +161,7 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
                 wanted_ul.update(names if pname == "*" else [pname])
     bkg = analysis.workspace(grid.workspace, source=grid.path).load(validate=False)  # patched spec is validated
     ops_of = patches_by_name(read_json(Path(args.patchset)), bkg, names, args.patchset)
+    bkg = shared_copy(bkg)  # the points' models share the workspace instead of copying it each
     compiler = None
     if method == "fast":
         from recastflow.compiled import LikelihoodCompiler

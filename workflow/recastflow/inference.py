@@ -276,6 +276,11 @@ class Likelihood:
         sqrtqmu = math.sqrt(self.q_data(mu, record))
         sqrtqmu_a = math.sqrt(self.q_asimov(mu, record))
         # pyhf's qtilde branch of AsymptoticCalculator.teststatistic
+        if sqrtqmu_a == 0.0:
+            # a signal the data cannot see (e.g. zero yields): the fits do not depend on mu, so both test
+            # statistics are 0 and the formula below is 0/0. Signal and background-only hypotheses are the
+            # same: CLs = 1, which is also pyhf's hypotest result for such a model.
+            return CLsResult(mu, 1.0, (1.0,) * len(EXPECTED_SIGMAS))
         if sqrtqmu < sqrtqmu_a:
             teststat = sqrtqmu - sqrtqmu_a
         else:
@@ -365,6 +370,31 @@ class Likelihood:
 FAST_TOLERANCE = 1e-12
 
 
+def relaxable_bounds(model: pyhf.pdf.Model) -> np.ndarray:
+    """Which parameters' bounds a first fit attempt may leave out.
+
+    These are the parameters that only ``normsys`` and ``histosys`` modifiers use: Gaussian-constrained
+    nuisance parameters whose bounds (by default +-5) are a convention of the fit rather than
+    the edge of where the likelihood is defined. Normalisation factors, the POI and the gamma
+    factors of ``staterror``/``shapesys`` keep theirs (rates turn negative below 0).
+
+    Args:
+        model: a pyhf model.
+
+    Returns:
+        One flag per parameter, in pyhf's parameter order.
+    """
+    cfg = model.config
+    types: dict[str, set[str]] = {}
+    for name, kind in cfg.modifiers:
+        types.setdefault(name, set()).add(kind)
+    flags = np.zeros(cfg.npars, dtype=bool)
+    for name in cfg.par_order:
+        if types.get(name) and types[name] <= {"normsys", "histosys"}:
+            flags[cfg.par_slice(name)] = True
+    return flags
+
+
 class FastLikelihood(Likelihood):
     """The same statistics as :class:`Likelihood`, fitted through a compiled objective.
 
@@ -375,7 +405,10 @@ class FastLikelihood(Likelihood):
     fit); and the free fit to the background-only Asimov dataset is not run at all,
     because that dataset is by construction maximised by the parameters it was made from
     (mu = 0 and the background-only fit's nuisance parameters), so its -2 log L is one
-    evaluation.
+    evaluation. Each fit is first tried without the bounds of the normsys/histosys nuisance
+    parameters (cheaper for SLSQP); its minimum is kept only if it lies inside every bound,
+    where it is also the bounded problem's minimum, and the fit is redone with all bounds
+    otherwise.
 
     Args:
         model: the pyhf model (numpy backend).
@@ -394,6 +427,7 @@ class FastLikelihood(Likelihood):
         self.tolerance = tolerance
         self.maxiter = maxiter
         self._lo, self._hi = (np.asarray(b, dtype=float) for b in zip(*self._bounds))
+        self._relaxable = relaxable_bounds(model)
 
     def _warm_start(self, start: str, poi_value: float | None) -> list[float] | None:
         def nearest(kind: str) -> _Fit | None:
@@ -411,18 +445,48 @@ class FastLikelihood(Likelihood):
         return list(fit.pars) if fit is not None else None
 
     def _minimize(self, data: Any, init: list[float], fixed: list[bool], label: str) -> tuple[Any, float, Any]:
-        x = np.asarray(init, dtype=float)
         free = ~np.asarray(fixed, dtype=bool)
         obs = self.objective.as_data(data)
+        if self._relaxable[free].any():
+            # SLSQP turns every bound into two inequality constraints of its quadratic subproblem, which then
+            # costs more than the likelihood (1Lbb: 125 free parameters, 250 constraints). The bounds of the
+            # nuisance parameters of normsys/histosys are first left out; a minimum found inside all of them is
+            # a minimum of the bounded problem (no bound is active there) and is kept. Otherwise the fit is
+            # redone with every bound, from the same start.
+            # The relaxed first steps may leave the region where every rate is positive (non-finite values,
+            # which SLSQP steps back from); an attempt counts only if it converged to a finite minimum.
+            res = self._slsqp(obs, np.asarray(init, dtype=float), free, relaxed=True)
+            if res.success and np.isfinite(res.fun) and self._inside(res.x, free):
+                return self._accept(res, init, free)
+        res = self._slsqp(obs, np.asarray(init, dtype=float), free, relaxed=False)
+        if not res.success or not np.all(np.isfinite(res.x)):
+            self.fits.append(FitQuality(label, False, int(res.nit), math.nan, (), True, str(res.message)))
+            raise FitFailed(f"{label} did not converge: {res.message}")
+        return self._accept(res, init, free)
+
+    def _slsqp(self, obs: Any, x0: np.ndarray, free: np.ndarray, relaxed: bool) -> Any:
+        """SLSQP on the free parameters, from ``x0``, with exact gradients.
+
+        Args:
+            obs: the dataset (as :meth:`Objective.as_data` returns it).
+            x0: all parameters (fixed ones at their values).
+            free: which parameters are fitted.
+            relaxed: leave out the bounds :func:`relaxable_bounds` allows (one attempt, no cold retry).
+        """
+        x = x0.copy()
 
         def fun(y: np.ndarray) -> tuple[float, np.ndarray]:
             x[free] = y
             value, grad = self.objective.value_and_grad(x, obs)
             return value, grad[free]
 
-        bounds = list(zip(self._lo[free], self._hi[free]))
+        lo, hi = self._lo[free], self._hi[free]
+        if relaxed:
+            off = self._relaxable[free]
+            lo, hi = np.where(off, -np.inf, lo), np.where(off, np.inf, hi)
+        bounds = list(zip(lo, hi))
         res = scipy.optimize.minimize(
-            fun, x[free].copy(), method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
+            fun, x0[free].copy(), method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
             options={"maxiter": self.maxiter},
         )
         if res.status == 8 and np.all(np.isfinite(res.x)):
@@ -433,7 +497,7 @@ class FastLikelihood(Likelihood):
                 fun, res.x.copy(), method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
                 options={"maxiter": self.maxiter},
             )
-        if not res.success:
+        if not res.success and not relaxed:
             # a warm start can sit in a corner the cold start avoids: last try from the model's suggestion
             cold = np.asarray(self._init, dtype=float)[free]
             retry = scipy.optimize.minimize(
@@ -442,11 +506,16 @@ class FastLikelihood(Likelihood):
             )
             if retry.success:
                 res = retry
-        if not res.success or not np.all(np.isfinite(res.x)):
-            self.fits.append(FitQuality(label, False, int(res.nit), math.nan, (), True, str(res.message)))
-            raise FitFailed(f"{label} did not converge: {res.message}")
+        return res
+
+    def _inside(self, y: np.ndarray, free: np.ndarray) -> bool:
+        return bool(np.all(np.isfinite(y)) and np.all(y >= self._lo[free]) and np.all(y <= self._hi[free]))
+
+    @staticmethod
+    def _accept(res: Any, init: list[float], free: np.ndarray) -> tuple[Any, float, Any]:
+        x = np.asarray(init, dtype=float)
         x[free] = res.x
-        return x.copy(), float(res.fun), res
+        return x, float(res.fun), res
 
     @property
     def free_asimov(self) -> _Fit:

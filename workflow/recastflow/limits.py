@@ -70,7 +70,8 @@ def evaluate_point(
     """Observed CLs and expected band at mu=1, and optionally upper limits, for one point.
 
     Args:
-        bkg: background-only workspace.
+        bkg: background-only workspace (a grid passes it through
+            :func:`recastflow.patching.shared_copy` once, to spare every point copying it).
         ops: the point's signal patch.
         result: record with the point's identity filled in; completed and returned.
         upper_limit: also compute upper limits on mu (and on the cross-section if known).
@@ -85,11 +86,11 @@ def evaluate_point(
     lik: Likelihood
     fallback = None
     if method == "fast":
-        from recastflow.compiled import CompileMismatch, LikelihoodCompiler, pad_null_modifiers
+        from recastflow.compiled import CompileMismatch, LikelihoodCompiler
 
         # points whose signals carry different subsets of the systematics share one compiled structure
-        model, data = build_model_and_data(pad_null_modifiers(spec), source)
         compiler = compiler or LikelihoodCompiler()
+        model, data = build_model_and_data(compiler.pad(spec), source)
         try:
             objective = compiler.objective(model, data, source=f"{result.grid}/{result.point}")
         except CompileMismatch as exc:
