@@ -165,3 +165,30 @@ def test_signal_the_data_cannot_see_gives_cls_1_as_pyhf():
     for lik in (Likelihood(model, data), FastLikelihood(model, data, LikelihoodCompiler().objective(model, data))):
         r = lik.cls(1.0)
         assert (r.obs, list(r.exp)) == (float(obs), [float(e) for e in exp]) == (1.0, [1.0] * 5)
+
+
+def test_signal_the_data_cannot_see_has_no_upper_limit_and_a_clear_reason():
+    # the upper-limit search goes far beyond the POI's range (0, 10); exact fits there used to stop on
+    # pyhf's "initialization parameter lies outside of its bounds" (a ValueError, not a user message)
+    from recastflow.compiled import LikelihoodCompiler
+    from recastflow.errors import RecastError
+    from recastflow.inference import FastLikelihood
+
+    spec = {"channels": [{"name": "SR", "samples": [
+        {"name": "sig", "data": [0.0, 0.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+        {"name": "bkg", "data": [10.0, 20.0], "modifiers": [
+            {"name": "xs", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]}]}]}
+    model = pyhf.Model(spec, poi_name="mu")
+    data = [11.0, 19.0] + model.config.auxdata
+    for lik in (Likelihood(model, data), FastLikelihood(model, data, LikelihoodCompiler().objective(model, data))):
+        with pytest.raises(RecastError, match="up to mu = 1000"):
+            lik.upper_limit()
+
+
+def test_exact_upper_limit_beyond_the_poi_range_is_found():
+    # a weak signal: its limit lies above the POI's upper bound (10); pyhf's own fits still run there
+    model, data = simple(sig=(0.5, 0.4))
+    lik = Likelihood(model, data)
+    ul = lik.upper_limit()
+    assert ul.obs > 10
+    assert lik.cls(ul.obs, record=False).obs == pytest.approx(0.05, abs=1e-4)

@@ -180,6 +180,20 @@ class _Executable:
     value_and_grad: Callable[..., Any]
 
 
+def _twice_nll_with(
+    model: pyhf.pdf.Model, owners: list[Any], slots: list[_Slot], values: list[Any], pars: Any, obs: Any
+) -> Any:
+    """pyhf's -2 log L of ``model`` with the arrays at ``slots`` replaced by ``values`` (restored after)."""
+    saved = [getattr(o, s.attr) for o, s in zip(owners, slots)]
+    try:
+        for o, s, value in zip(owners, slots, values):
+            setattr(o, s.attr, value)
+        return -2.0 * model.logpdf(pars, obs)[0]
+    finally:
+        for o, s, value in zip(owners, slots, saved):
+            setattr(o, s.attr, value)
+
+
 def _read_by_logpdf(
     model: pyhf.pdf.Model, data: np.ndarray, owners: list[Any], slots: list[_Slot], arrays: list[np.ndarray]
 ) -> list[bool]:
@@ -188,14 +202,7 @@ def _read_by_logpdf(
     jnp = jax.numpy
 
     def twice_nll(values: list[Any], pars: Any, obs: Any) -> Any:
-        saved = [getattr(o, s.attr) for o, s in zip(owners, slots)]
-        try:
-            for o, s, value in zip(owners, slots, values):
-                setattr(o, s.attr, value)
-            return -2.0 * model.logpdf(pars, obs)[0]
-        finally:
-            for o, s, value in zip(owners, slots, saved):
-                setattr(o, s.attr, value)
+        return _twice_nll_with(model, owners, slots, values, pars, obs)
 
     pars = jnp.asarray(model.config.suggested_init(), dtype=jnp.float64)
     obs = jnp.asarray(data, dtype=jnp.float64)
@@ -233,14 +240,8 @@ def _compile(model: pyhf.pdf.Model, data: np.ndarray) -> _Executable:
 
         def twice_nll(flat: Any, pars: Any, obs: Any) -> Any:
             # one flat input instead of dozens keeps the per-call dispatch cost low
-            saved = [getattr(o, s.attr) for o, s in zip(owners, slots)]
-            try:
-                for o, s, shape, lo, hi in zip(owners, slots, shapes, bounds[:-1], bounds[1:]):
-                    setattr(o, s.attr, flat[lo:hi].reshape(shape))
-                return -2.0 * model.logpdf(pars, obs)[0]
-            finally:
-                for o, s, value in zip(owners, slots, saved):
-                    setattr(o, s.attr, value)
+            values = [flat[lo:hi].reshape(shape) for shape, lo, hi in zip(shapes, bounds[:-1], bounds[1:])]
+            return _twice_nll_with(model, owners, slots, values, pars, obs)
 
         flat0 = jnp.asarray(np.concatenate([a.ravel() for a in arrays]))
         x0 = jnp.asarray(model.config.suggested_init(), dtype=jnp.float64)

@@ -170,12 +170,18 @@ class Likelihood:
 
     def _minimize(self, data: Any, init: list[float], fixed: list[bool], label: str) -> tuple[Any, float, Any]:
         """Run pyhf's own fit (its optimiser, its numerical gradients)."""
+        bounds = list(self._bounds)
+        if fixed[self._poi]:
+            # an upper-limit search may test mu beyond the POI's range (pyhf refuses a start outside the
+            # bounds); a fixed parameter's bounds play no part in the fit, so they are widened to include it
+            lo, hi = bounds[self._poi]
+            bounds[self._poi] = (min(lo, init[self._poi]), max(hi, init[self._poi]))
         try:
             return pyhf.infer.mle.fit(
                 data,
                 self.model,
                 init,
-                self._bounds,
+                bounds,
                 fixed,
                 return_fitted_val=True,
                 return_result_obj=True,
