@@ -150,14 +150,19 @@ def test_fast_fits_without_relaxed_bounds_agree_with_pyhf(observed, at_bound):
         assert set(bkg_only.at_bounds) == {"jes", "xs"}
 
 
-def test_signal_the_data_cannot_see_gives_cls_1_as_pyhf():
-    # zero signal yields: qtilde_A = 0; pyhf's hypotest returns CLs = 1, and so must we (it used to raise)
+def zero_signal():
+    """A signal with zero yields: the data cannot tell it from the background."""
     spec = {"channels": [{"name": "SR", "samples": [
         {"name": "sig", "data": [0.0, 0.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
         {"name": "bkg", "data": [10.0, 20.0], "modifiers": [
             {"name": "xs", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]}]}]}
     model = pyhf.Model(spec, poi_name="mu")
-    data = [11.0, 19.0] + model.config.auxdata
+    return model, [11.0, 19.0] + model.config.auxdata
+
+
+def test_signal_the_data_cannot_see_gives_cls_1_as_pyhf():
+    # zero signal yields: qtilde_A = 0; pyhf's hypotest returns CLs = 1, and so must we (it used to raise)
+    model, data = zero_signal()
     obs, exp = pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde", return_expected_set=True)
     from recastflow.compiled import LikelihoodCompiler
     from recastflow.inference import FastLikelihood
@@ -174,12 +179,7 @@ def test_signal_the_data_cannot_see_has_no_upper_limit_and_a_clear_reason():
     from recastflow.errors import RecastError
     from recastflow.inference import FastLikelihood
 
-    spec = {"channels": [{"name": "SR", "samples": [
-        {"name": "sig", "data": [0.0, 0.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-        {"name": "bkg", "data": [10.0, 20.0], "modifiers": [
-            {"name": "xs", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]}]}]}
-    model = pyhf.Model(spec, poi_name="mu")
-    data = [11.0, 19.0] + model.config.auxdata
+    model, data = zero_signal()
     for lik in (Likelihood(model, data), FastLikelihood(model, data, LikelihoodCompiler().objective(model, data))):
         with pytest.raises(RecastError, match="up to mu = 1000"):
             lik.upper_limit()
