@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pyhf
 import pytest
 
@@ -192,3 +193,79 @@ def test_exact_upper_limit_beyond_the_poi_range_is_found():
     ul = lik.upper_limit()
     assert ul.obs > 10
     assert lik.cls(ul.obs, record=False).obs == pytest.approx(0.05, abs=1e-4)
+
+
+def _fast_and_unscaled(observed: float):
+    """The toy model fitted fast twice: with the scale learnt from its first free fit, and without any."""
+    from recastflow.compiled import LikelihoodCompiler
+    from recastflow.inference import FastLikelihood
+
+    model = _normsys_histosys_model()
+    data = [observed / 3, 2 * observed / 3] + model.config.auxdata
+    compiler = LikelihoodCompiler()
+    scaled = FastLikelihood(model, data, compiler.objective(model, data))
+    scaled.cls(1.0)
+    plain_objective = LikelihoodCompiler().objective(model, data)
+    plain = FastLikelihood(model, data, plain_objective)
+    plain.objective.scale = np.ones(model.config.npars)  # "learnt": every fit runs unscaled
+    plain.cls(1.0)
+    return model, data, scaled, plain
+
+
+def test_scale_is_the_curvature_at_the_first_free_minimum():
+    import jax
+
+    model, data, scaled, _ = _fast_and_unscaled(33.0)
+    scale = scaled.objective.scale
+    free = scaled.fits[0]  # the free fit to data, the first of cls()
+    assert free.label == "free fit to data" and scale is not None
+    x = scaled.free_data.pars
+    pyhf.set_backend("jax", precision="64b")  # pyhf's own model, differentiated twice by JAX
+    try:
+        jmodel = pyhf.Model(model.spec, poi_name=model.config.poi_name)
+        hessian = np.asarray(jax.hessian(lambda p: -2.0 * jmodel.logpdf(p, jax.numpy.asarray(data))[0])(x))
+    finally:
+        pyhf.set_backend("numpy")
+    expected = np.clip(np.sqrt(np.diag(hessian)), 1e-2, 1e3)
+    assert scale == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("observed", [33.0, 300.0])
+def test_scaled_fits_reach_the_unscaled_minima(observed):
+    _, _, scaled, plain = _fast_and_unscaled(observed)
+    assert [f.label for f in scaled.fits] == [f.label for f in plain.fits]
+    for ours, ref in zip(scaled.fits, plain.fits):
+        # fits to the data; the Asimov dataset is made from the background-only fit's parameters, which
+        # both fits determine only to their tolerance (same -2 log L, 1e-8 apart in a flat direction)
+        if "Asimov)" in ours.label or "data" in ours.label:
+            assert ours.twice_nll == pytest.approx(ref.twice_nll, abs=1e-9)
+        assert ours.at_bounds == ref.at_bounds
+    ours, ref = scaled.cls(1.0), plain.cls(1.0)
+    assert [ours.obs, *ours.exp] == pytest.approx([ref.obs, *ref.exp], rel=1e-7)
+
+
+def test_a_scaled_fit_that_fails_is_redone_unscaled(monkeypatch):
+    from recastflow.compiled import LikelihoodCompiler
+    from recastflow.inference import FastLikelihood
+
+    _, _, _, plain = _fast_and_unscaled(33.0)
+    model = _normsys_histosys_model()
+    data = [11.0, 22.0] + model.config.auxdata
+    slsqp = FastLikelihood._slsqp
+    scaled_calls = []
+
+    def failing_when_scaled(self, obs, x0, free, relaxed, scale):
+        res = slsqp(self, obs, x0, free, relaxed, scale)
+        if np.any(scale != 1.0):
+            scaled_calls.append(relaxed)
+            res.success, res.message = False, "Iteration limit reached"
+        return res
+
+    monkeypatch.setattr(FastLikelihood, "_slsqp", failing_when_scaled)
+    broken = FastLikelihood(model, data, LikelihoodCompiler().objective(model, data))
+    broken.objective.scale = np.full(model.config.npars, 2.0)
+    result = broken.cls(1.0)
+    assert scaled_calls  # the scaled fits were tried, and failed
+    assert all(f.converged for f in broken.fits)
+    ref = plain.cls(1.0)
+    assert [result.obs, *result.exp] == pytest.approx([ref.obs, *ref.exp], rel=1e-7)

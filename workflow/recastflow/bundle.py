@@ -50,10 +50,12 @@ class WorkspaceRef:
             )
         import pyhf  # not at the top: a second to import, and most commands reading a bundle never need it
 
+        from recastflow import pyhfschema
+
         try:
             spec = json.loads(raw)
             if validate:
-                pyhf.schema.validate(spec, "workspace.json")
+                pyhfschema.validate(spec, "workspace.json")
         except json.JSONDecodeError as exc:
             raise RecastError(f"invalid JSON: {exc.msg} (line {exc.lineno})", path=str(self.path)) from None
         except pyhf.exceptions.InvalidSpecification as exc:

@@ -178,6 +178,8 @@ class _Executable:
     slots: list[_Slot]
     shapes: list[tuple[int, ...]]
     value_and_grad: Callable[..., Any]
+    #: per-parameter scale for the fits (see :attr:`Objective.scale`), learnt by the first point's fits
+    scale: np.ndarray | None = None
 
 
 def _twice_nll_with(
@@ -271,6 +273,19 @@ class Objective:
         self._exe = executable
         self._state = state
         self.calls = 0
+
+    @property
+    def scale(self) -> np.ndarray | None:
+        """Typical curvature scale of each parameter, shared by every point of the structure (None until set).
+
+        The points of a structure differ only in their signal, so the shape of the likelihood near its
+        minimum (what a fit needs to know to take well-sized steps) is much the same for all of them.
+        """
+        return self._exe.scale
+
+    @scale.setter
+    def scale(self, value: np.ndarray) -> None:
+        self._exe.scale = np.asarray(value, dtype=float).copy()
 
     def as_data(self, data: Any) -> Any:
         """Convert a dataset once, so repeated evaluations do not copy it."""

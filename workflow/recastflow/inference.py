@@ -414,7 +414,9 @@ class FastLikelihood(Likelihood):
     evaluation. Each fit is first tried without the bounds of the normsys/histosys nuisance
     parameters (cheaper for SLSQP); its minimum is kept only if it lies inside every bound,
     where it is also the bounded problem's minimum, and the fit is redone with all bounds
-    otherwise.
+    otherwise. Fits run in variables scaled by the curvature at the first free fit's minimum of
+    the grid structure (:attr:`recastflow.compiled.Objective.scale`), which SLSQP needs about
+    three times fewer evaluations to converge in; a fit that fails scaled is redone unscaled.
 
     Args:
         model: the pyhf model (numpy backend).
@@ -453,6 +455,36 @@ class FastLikelihood(Likelihood):
     def _minimize(self, data: Any, init: list[float], fixed: list[bool], label: str) -> tuple[Any, float, Any]:
         free = ~np.asarray(fixed, dtype=bool)
         obs = self.objective.as_data(data)
+        x0 = np.asarray(init, dtype=float)
+        learnt = self.objective.scale
+        # SLSQP starts every fit knowing nothing of the curvature (its quasi-Newton matrix is the identity) and
+        # spends most of its iterations learning it: 1Lbb, 126 parameters, about 100 evaluations per fit.
+        # In variables scaled by the curvature at a previous point's minimum the identity is a good guess
+        # (about 30). The scale changes the path, not the problem; a fit that fails scaled is redone unscaled.
+        res = None
+        for scale in ([learnt] if learnt is not None else []) + [np.ones(x0.size)]:
+            res = self._fit_chain(obs, x0, free, scale)
+            if res is not None:
+                break
+        if res is None or not res.success or not np.all(np.isfinite(res.x)):
+            message = "no result" if res is None else str(res.message)
+            self.fits.append(FitQuality(label, False, int(getattr(res, "nit", 0) or 0), math.nan, (), True, message))
+            raise FitFailed(f"{label} did not converge: {message}")
+        if learnt is None and free[self._poi] and np.all(free | np.asarray(self._fixed, dtype=bool)):
+            # the first free fit of a structure: its minimum is where the scale is learnt
+            x = x0.copy()
+            x[free] = res.x
+            self.objective.scale = self._curvature_scale(x, obs, free)
+        return self._accept(res, init, free)
+
+    def _fit_chain(self, obs: Any, x0: np.ndarray, free: np.ndarray, scale: np.ndarray) -> Any:
+        """One fit in variables multiplied by ``scale``: the relaxed attempt, then with every bound.
+
+        Returns:
+            scipy's result, in the original variables: the relaxed one if it is accepted, else the
+            fully bounded one if it succeeded. If neither did: None when ``scale`` is not all ones (the
+            caller retries unscaled), else the failed bounded result.
+        """
         if self._relaxable[free].any():
             # SLSQP turns every bound into two inequality constraints of its quadratic subproblem, which then
             # costs more than the likelihood (1Lbb: 125 free parameters, 250 constraints). The bounds of the
@@ -461,16 +493,35 @@ class FastLikelihood(Likelihood):
             # redone with every bound, from the same start.
             # The relaxed first steps may leave the region where every rate is positive (non-finite values,
             # which SLSQP steps back from); an attempt counts only if it converged to a finite minimum.
-            res = self._slsqp(obs, np.asarray(init, dtype=float), free, relaxed=True)
+            res = self._slsqp(obs, x0, free, relaxed=True, scale=scale)
             if res.success and np.isfinite(res.fun) and self._inside(res.x, free):
-                return self._accept(res, init, free)
-        res = self._slsqp(obs, np.asarray(init, dtype=float), free, relaxed=False)
-        if not res.success or not np.all(np.isfinite(res.x)):
-            self.fits.append(FitQuality(label, False, int(res.nit), math.nan, (), True, str(res.message)))
-            raise FitFailed(f"{label} did not converge: {res.message}")
-        return self._accept(res, init, free)
+                return res
+        res = self._slsqp(obs, x0, free, relaxed=False, scale=scale)
+        if res.success and np.all(np.isfinite(res.x)):
+            return res
+        return None if np.any(scale != 1.0) else res
 
-    def _slsqp(self, obs: Any, x0: np.ndarray, free: np.ndarray, relaxed: bool) -> Any:
+    def _curvature_scale(self, x: np.ndarray, obs: Any, free: np.ndarray) -> np.ndarray:
+        """Square roots of the diagonal of the Hessian of -2 log L at ``x`` (forward differences of the gradient).
+
+        Free parameters only (the others get 1); clipped to [1e-2, 1e3], and 1 where the curvature is
+        not positive, so that no parameter's steps become huge or vanish.
+        """
+        _, g0 = self.objective.value_and_grad(x, obs)
+        scale = np.ones(x.size)
+        for i in np.flatnonzero(free):
+            h = 1e-5 * max(1.0, abs(x[i]))
+            if x[i] + h > self._hi[i]:
+                h = -h
+            step = x.copy()
+            step[i] += h
+            _, g = self.objective.value_and_grad(step, obs)
+            curvature = (g[i] - g0[i]) / h
+            if np.isfinite(curvature) and curvature > 0:
+                scale[i] = float(np.clip(np.sqrt(curvature), 1e-2, 1e3))
+        return scale
+
+    def _slsqp(self, obs: Any, x0: np.ndarray, free: np.ndarray, relaxed: bool, scale: np.ndarray) -> Any:
         """SLSQP on the free parameters, from ``x0``, with exact gradients.
 
         Args:
@@ -478,21 +529,23 @@ class FastLikelihood(Likelihood):
             x0: all parameters (fixed ones at their values).
             free: which parameters are fitted.
             relaxed: leave out the bounds :func:`relaxable_bounds` allows (one attempt, no cold retry).
+            scale: SLSQP works on ``x * scale``; the result is returned in ``x``.
         """
         x = x0.copy()
+        s = scale[free]
 
         def fun(y: np.ndarray) -> tuple[float, np.ndarray]:
-            x[free] = y
+            x[free] = y / s
             value, grad = self.objective.value_and_grad(x, obs)
-            return value, grad[free]
+            return value, grad[free] / s
 
         lo, hi = self._lo[free], self._hi[free]
         if relaxed:
             off = self._relaxable[free]
             lo, hi = np.where(off, -np.inf, lo), np.where(off, np.inf, hi)
-        bounds = list(zip(lo, hi))
+        bounds = list(zip(lo * s, hi * s))
         res = scipy.optimize.minimize(
-            fun, x0[free].copy(), method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
+            fun, x0[free] * s, method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
             options={"maxiter": self.maxiter},
         )
         if res.status == 8 and np.all(np.isfinite(res.x)):
@@ -505,13 +558,14 @@ class FastLikelihood(Likelihood):
             )
         if not res.success and not relaxed:
             # a warm start can sit in a corner the cold start avoids: last try from the model's suggestion
-            cold = np.asarray(self._init, dtype=float)[free]
+            cold = np.asarray(self._init, dtype=float)[free] * s
             retry = scipy.optimize.minimize(
                 fun, cold, method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
                 options={"maxiter": self.maxiter},
             )
             if retry.success:
                 res = retry
+        res.x = res.x / s
         return res
 
     def _inside(self, y: np.ndarray, free: np.ndarray) -> bool:
