@@ -12,6 +12,7 @@ searches several times cheaper without changing a single number.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -544,8 +545,19 @@ class FastLikelihood(Likelihood):
             off = self._relaxable[free]
             lo, hi = np.where(off, -np.inf, lo), np.where(off, np.inf, hi)
         bounds = list(zip(lo * s, hi * s))
+        with warnings.catch_warnings():
+            # SLSQP's line search can step past a bound by rounding (more often in scaled variables); scipy
+            # then evaluates at the bound and says so on every fit of a grid. The clipping is what we want.
+            warnings.filterwarnings("ignore", "Values in x were outside bounds", RuntimeWarning)
+            res = self._slsqp_runs(fun, x0[free] * s, bounds, relaxed, np.asarray(self._init, dtype=float)[free] * s)
+        res.x = res.x / s
+        return res
+
+    def _slsqp_runs(self, fun: Callable[..., Any], y0: np.ndarray, bounds: list[Any], relaxed: bool,
+                    cold: np.ndarray) -> Any:
+        """The SLSQP runs of one fit (see :meth:`_slsqp`), in its variables."""
         res = scipy.optimize.minimize(
-            fun, x0[free] * s, method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
+            fun, y0, method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
             options={"maxiter": self.maxiter},
         )
         if res.status == 8 and np.all(np.isfinite(res.x)):
@@ -558,14 +570,12 @@ class FastLikelihood(Likelihood):
             )
         if not res.success and not relaxed:
             # a warm start can sit in a corner the cold start avoids: last try from the model's suggestion
-            cold = np.asarray(self._init, dtype=float)[free] * s
             retry = scipy.optimize.minimize(
                 fun, cold, method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
                 options={"maxiter": self.maxiter},
             )
             if retry.success:
                 res = retry
-        res.x = res.x / s
         return res
 
     def _inside(self, y: np.ndarray, free: np.ndarray) -> bool:
