@@ -462,15 +462,13 @@ class FastLikelihood(Likelihood):
         # spends most of its iterations learning it: 1Lbb, 126 parameters, about 100 evaluations per fit.
         # In variables scaled by the curvature at a previous point's minimum the identity is a good guess
         # (about 30). The scale changes the path, not the problem; a fit that fails scaled is redone unscaled.
-        res = None
         for scale in ([learnt] if learnt is not None else []) + [np.ones(x0.size)]:
             res = self._fit_chain(obs, x0, free, scale)
-            if res is not None:
+            if res.success and np.all(np.isfinite(res.x)):
                 break
-        if res is None or not res.success or not np.all(np.isfinite(res.x)):
-            message = "no result" if res is None else str(res.message)
-            self.fits.append(FitQuality(label, False, int(getattr(res, "nit", 0) or 0), math.nan, (), True, message))
-            raise FitFailed(f"{label} did not converge: {message}")
+        else:
+            self.fits.append(FitQuality(label, False, int(res.nit), math.nan, (), True, str(res.message)))
+            raise FitFailed(f"{label} did not converge: {res.message}")
         if learnt is None and free[self._poi] and np.all(free | np.asarray(self._fixed, dtype=bool)):
             # the first free fit of a structure: its minimum is where the scale is learnt
             x = x0.copy()
@@ -483,8 +481,7 @@ class FastLikelihood(Likelihood):
 
         Returns:
             scipy's result, in the original variables: the relaxed one if it is accepted, else the
-            fully bounded one if it succeeded. If neither did: None when ``scale`` is not all ones (the
-            caller retries unscaled), else the failed bounded result.
+            fully bounded one (successful or not).
         """
         if self._relaxable[free].any():
             # SLSQP turns every bound into two inequality constraints of its quadratic subproblem, which then
@@ -497,10 +494,7 @@ class FastLikelihood(Likelihood):
             res = self._slsqp(obs, x0, free, relaxed=True, scale=scale)
             if res.success and np.isfinite(res.fun) and self._inside(res.x, free):
                 return res
-        res = self._slsqp(obs, x0, free, relaxed=False, scale=scale)
-        if res.success and np.all(np.isfinite(res.x)):
-            return res
-        return None if np.any(scale != 1.0) else res
+        return self._slsqp(obs, x0, free, relaxed=False, scale=scale)
 
     def _curvature_scale(self, x: np.ndarray, obs: Any, free: np.ndarray) -> np.ndarray:
         """Square roots of the diagonal of the Hessian of -2 log L at ``x`` (forward differences of the gradient).
@@ -549,33 +543,28 @@ class FastLikelihood(Likelihood):
             # SLSQP's line search can step past a bound by rounding (more often in scaled variables); scipy
             # then evaluates at the bound and says so on every fit of a grid. The clipping is what we want.
             warnings.filterwarnings("ignore", "Values in x were outside bounds", RuntimeWarning)
-            res = self._slsqp_runs(fun, x0[free] * s, bounds, relaxed, np.asarray(self._init, dtype=float)[free] * s)
-        res.x = res.x / s
-        return res
-
-    def _slsqp_runs(self, fun: Callable[..., Any], y0: np.ndarray, bounds: list[Any], relaxed: bool,
-                    cold: np.ndarray) -> Any:
-        """The SLSQP runs of one fit (see :meth:`_slsqp`), in its variables."""
-        res = scipy.optimize.minimize(
-            fun, y0, method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
-            options={"maxiter": self.maxiter},
-        )
-        if res.status == 8 and np.all(np.isfinite(res.x)):
-            # "positive directional derivative in linesearch": SLSQP's way of saying it cannot improve at
-            # this tolerance. Restart from where it stopped with a looser tolerance (still far tighter than
-            # pyhf's default 1e-6): success there means the minimum is as good as the reference's.
             res = scipy.optimize.minimize(
-                fun, res.x.copy(), method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
+                fun, x0[free] * s, method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
                 options={"maxiter": self.maxiter},
             )
-        if not res.success and not relaxed:
-            # a warm start can sit in a corner the cold start avoids: last try from the model's suggestion
-            retry = scipy.optimize.minimize(
-                fun, cold, method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
-                options={"maxiter": self.maxiter},
-            )
-            if retry.success:
-                res = retry
+            if res.status == 8 and np.all(np.isfinite(res.x)):
+                # "positive directional derivative in linesearch": SLSQP's way of saying it cannot improve at
+                # this tolerance. Restart from where it stopped with a looser tolerance (still far tighter than
+                # pyhf's default 1e-6): success there means the minimum is as good as the reference's.
+                res = scipy.optimize.minimize(
+                    fun, res.x.copy(), method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
+                    options={"maxiter": self.maxiter},
+                )
+            if not res.success and not relaxed:
+                # a warm start can sit in a corner the cold start avoids: last try from the model's suggestion
+                cold = np.asarray(self._init, dtype=float)[free] * s
+                retry = scipy.optimize.minimize(
+                    fun, cold, method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
+                    options={"maxiter": self.maxiter},
+                )
+                if retry.success:
+                    res = retry
+        res.x = res.x / s
         return res
 
     def _inside(self, y: np.ndarray, free: np.ndarray) -> bool:
