@@ -72,7 +72,10 @@ def deviation(ours: list[float], ref: list[float]) -> float:
     return max(abs(a - b) / max(1e-5 * abs(b), 1e-7) for a, b in zip(ours, ref))
 
 
-PHASES = ("loop", "scan", "fast", "fast_ul", "reference", "reference_jax")
+# the three CLs methods (cli, loop, fast) run back to back, so that their ratio compares them under the same
+# machine conditions: in earlier runs the fast phase, run right after the 25-minute 1Lbb scan, took twice its
+# time alone
+PHASES = ("loop", "fast", "fast_ul", "scan", "reference", "reference_jax")
 
 
 def points_of(analysis: str, n: int) -> tuple[Path, list[tuple[str, list]]]:
@@ -118,7 +121,10 @@ def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
         bkg = shared_copy(bkg)  # as `recastflow limits` does once per job
         compiler = LikelihoodCompiler()
         flagged = []
-        for name, ops in points:
+        t0 = time.perf_counter()
+        for i, (name, ops) in enumerate(points):
+            if i == 1:  # the first point carries the compilation
+                out["first_point_s"] = time.perf_counter() - t0
             record = PointResult(analysis, "bench", name, str(bkg_path), {}, None, None)
             evaluate_point(bkg, ops, record, upper_limit=phase == "fast_ul", source=name, method="fast",
                            compiler=compiler)
@@ -126,7 +132,7 @@ def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
                 flagged.append(f"{name}: {record.status}: {'; '.join(record.issues)}")
             values[name] = ([record.mu_ul_obs, *record.mu_ul_exp] if record.mu_ul_obs is not None else None) \
                 if phase == "fast_ul" else [record.cls_obs, *record.cls_exp]
-        out.update(compilations=compiler.compiled, flagged=flagged)
+        out.update(compilations=compiler.compiled, flagged=flagged, points_s=time.perf_counter() - t0)
     return out
 
 
@@ -134,6 +140,38 @@ def children_cpu() -> float:
     """CPU seconds (user + system) of this process's finished children so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def children_major_faults() -> int:
+    """Page faults of finished children that had to read from disk (a cold page cache shows here)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_majflt
+
+
+def steal_s() -> float | None:
+    """CPU seconds the hypervisor gave to other guests so far, all cores (Linux /proc/stat; None elsewhere)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Usage:
+    """CPU, steal and major page faults of the children started inside a `with` block."""
+
+    def __enter__(self) -> "Usage":
+        self.cpu0, self.faults0, self.steal0 = children_cpu(), children_major_faults(), steal_s()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu_s = children_cpu() - self.cpu0
+        self.major_faults = children_major_faults() - self.faults0
+        steal = steal_s()
+        self.steal_s = None if steal is None or self.steal0 is None else steal - self.steal0
+
+    def describe(self) -> str:
+        steal = "" if self.steal_s is None else f", {self.steal_s:.1f} s stolen"
+        return f"{self.cpu_s:.1f} s CPU{steal}, {self.major_faults} major faults"
 
 
 def in_process(phase: str, analysis: str, n: int, ul_points: int) -> tuple[float, dict]:
@@ -144,13 +182,14 @@ def in_process(phase: str, analysis: str, n: int, ul_points: int) -> tuple[float
     """
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / "values.json"
-        cpu0 = children_cpu()
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--phase", phase, "--analysis", analysis, "--n", str(n),
-                        "--ul-points", str(ul_points), "--output", str(dest)], check=True)
+        with Usage() as usage:
+            subprocess.run([sys.executable, __file__, "--phase", phase, "--analysis", analysis, "--n", str(n),
+                            "--ul-points", str(ul_points), "--output", str(dest)], check=True)
         seconds = time.perf_counter() - t0
         result = json.loads(dest.read_text())
-        result["cpu_s"] = children_cpu() - cpu0
+        result.update(cpu_s=usage.cpu_s, steal_s=usage.steal_s, major_faults=usage.major_faults,
+                      usage=usage.describe())
         return seconds, result
 
 
@@ -169,31 +208,32 @@ def bench(label: str, analysis: str, n_wanted: int, ul_points: int) -> dict:
             f = Path(tmp) / f"{name}.json"
             f.write_text(json.dumps(ops))
             files.append(f)
-        cpu0 = children_cpu()
         t0 = time.perf_counter()
-        for (name, _), f in zip(points, files):
-            proc = subprocess.run([pyhf_exe, "cls", str(bkg_path), "--patch", str(f)],
-                                  capture_output=True, text=True, check=True)
-            res = json.loads(proc.stdout)
-            cli_values[name] = [res["CLs_obs"]] + list(res["CLs_exp"])
+        with Usage() as usage:
+            for (name, _), f in zip(points, files):
+                proc = subprocess.run([pyhf_exe, "cls", str(bkg_path), "--patch", str(f)],
+                                      capture_output=True, text=True, check=True)
+                res = json.loads(proc.stdout)
+                cli_values[name] = [res["CLs_obs"]] + list(res["CLs_exp"])
         out["cli_s"] = time.perf_counter() - t0
-        out["cli_cpu_s"] = children_cpu() - cpu0
-    print(f"cli      {out['cli_s']:8.1f} s  ({out['cli_s'] / n:.2f} s/point; {out['cli_cpu_s']:.1f} s CPU)", flush=True)
+        out.update(cli_cpu_s=usage.cpu_s, cli_steal_s=usage.steal_s, cli_major_faults=usage.major_faults)
+    print(f"cli      {out['cli_s']:8.1f} s  ({out['cli_s'] / n:.2f} s/point; {usage.describe()})", flush=True)
 
     phase = {}
     for name in PHASES:
         seconds, result = in_process(name, analysis, n, ul_points)
         phase[name] = result
         out[f"{name}_s"] = seconds
-        out[f"{name}_cpu_s"] = result["cpu_s"]
+        for key in ("cpu_s", "steal_s", "major_faults"):
+            out[f"{name}_{key}"] = result[key]
         if name == "scan":
             out["scan_s_per_point"] = seconds / max(ul_points, 1)
-            print(f"scan     {out['scan_s_per_point']:8.1f} s/point ({ul_points} point(s), process start included)",
-                  flush=True)
+            print(f"scan     {out['scan_s_per_point']:8.1f} s/point ({ul_points} point(s), process start included; "
+                  f"{result['usage']})", flush=True)
         elif not name.startswith("reference"):
-            extra = f", {result['compilations']} compilation(s)" if "compilations" in result else ""
-            print(f"{name:8s} {seconds:8.1f} s  ({seconds / n:.3f} s/point{extra}; {result['cpu_s']:.1f} s CPU)",
-                  flush=True)
+            extra = (f", {result['compilations']} compilation(s); points {result['points_s']:.1f} s, "
+                     f"of which the first {result.get('first_point_s', 0.0):.1f} s") if "compilations" in result else ""
+            print(f"{name:8s} {seconds:8.1f} s  ({seconds / n:.3f} s/point{extra}; {result['usage']})", flush=True)
         for line in result.get("flagged", []):
             print(f"         {line}")
     ref, fast, fast_ul = phase["reference"]["values"], phase["fast"]["values"], phase["fast_ul"]["values"]
