@@ -122,12 +122,11 @@ def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
         compiler = LikelihoodCompiler()
         flagged = []
         t0 = time.perf_counter()
-        for i, (name, ops) in enumerate(points):
-            if i == 1:  # the first point carries the compilation
-                out["first_point_s"] = time.perf_counter() - t0
+        for name, ops in points:
             record = PointResult(analysis, "bench", name, str(bkg_path), {}, None, None)
             evaluate_point(bkg, ops, record, upper_limit=phase == "fast_ul", source=name, method="fast",
                            compiler=compiler)
+            out.setdefault("first_point_s", time.perf_counter() - t0)  # the first point carries the compilation
             if record.status != "trusted":
                 flagged.append(f"{name}: {record.status}: {'; '.join(record.issues)}")
             values[name] = ([record.mu_ul_obs, *record.mu_ul_exp] if record.mu_ul_obs is not None else None) \
@@ -136,38 +135,30 @@ def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
     return out
 
 
-def children_cpu() -> float:
-    """CPU seconds (user + system) of this process's finished children so far."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def children_major_faults() -> int:
-    """Page faults of finished children that had to read from disk (a cold page cache shows here)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_majflt
-
-
-def steal_s() -> float | None:
-    """CPU seconds the hypervisor gave to other guests so far, all cores (Linux /proc/stat; None elsewhere)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 class Usage:
-    """CPU, steal and major page faults of the children started inside a `with` block."""
+    """CPU seconds, seconds stolen by the hypervisor and major page faults of the children run inside a `with`.
+
+    Wall time hides what these show on a shared virtual machine: a phase whose wall time is far above
+    its CPU time waited for the machine; major faults (reads from disk) show a cold page cache.
+    """
+
+    @staticmethod
+    def _now() -> tuple[float, int, float | None]:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # finished children only
+        try:  # Linux: the eighth number of /proc/stat's first line, all cores
+            steal = int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            steal = None
+        return usage.ru_utime + usage.ru_stime, usage.ru_majflt, steal
 
     def __enter__(self) -> "Usage":
-        self.cpu0, self.faults0, self.steal0 = children_cpu(), children_major_faults(), steal_s()
+        self._start = self._now()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cpu_s = children_cpu() - self.cpu0
-        self.major_faults = children_major_faults() - self.faults0
-        steal = steal_s()
-        self.steal_s = None if steal is None or self.steal0 is None else steal - self.steal0
+        (cpu0, faults0, steal0), (cpu, faults, steal) = self._start, self._now()
+        self.cpu_s, self.major_faults = cpu - cpu0, faults - faults0
+        self.steal_s = None if steal is None or steal0 is None else steal - steal0
 
     def describe(self) -> str:
         steal = "" if self.steal_s is None else f", {self.steal_s:.1f} s stolen"
@@ -175,11 +166,7 @@ class Usage:
 
 
 def in_process(phase: str, analysis: str, n: int, ul_points: int) -> tuple[float, dict]:
-    """Run one phase in a fresh Python process; wall time measured from here (CPU time added to the result).
-
-    The CPU time shows what wall time hides on a shared virtual machine: a phase whose wall time is far
-    above its CPU time waited for the machine, not for its own work.
-    """
+    """Run one phase in a fresh Python process; wall time measured from here, its `Usage` added to the result."""
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / "values.json"
         t0 = time.perf_counter()
@@ -232,7 +219,7 @@ def bench(label: str, analysis: str, n_wanted: int, ul_points: int) -> dict:
                   f"{result['usage']})", flush=True)
         elif not name.startswith("reference"):
             extra = (f", {result['compilations']} compilation(s); points {result['points_s']:.1f} s, "
-                     f"of which the first {result.get('first_point_s', 0.0):.1f} s") if "compilations" in result else ""
+                     f"of which the first {result['first_point_s']:.1f} s") if "compilations" in result else ""
             print(f"{name:8s} {seconds:8.1f} s  ({seconds / n:.3f} s/point{extra}; {result['usage']})", flush=True)
         for line in result.get("flagged", []):
             print(f"         {line}")
