@@ -77,3 +77,72 @@ def test_events_grid_errors_name_the_field(project, events, message):
     _events_grid(project, **events)
     with pytest.raises(RecastError, match=message):
         load_grid("EV", project / "config" / "signals")
+
+
+# -- the bundle and its workspace agree, and the workspace's numbers are physical (issue 26) -------------
+
+def _rewrite_workspace(project, edit):
+    """Change the background-only workspace and update the bundle's sha256, as a careless user would."""
+    import hashlib
+
+    ws = project / "config" / "analyses" / "TOY" / "workspaces" / "BkgOnly.json"
+    a_yaml = project / "config" / "analyses" / "TOY" / "analysis.yaml"
+    old = hashlib.sha256(ws.read_bytes()).hexdigest()
+    spec = json.loads(ws.read_text())
+    edit(spec)
+    ws.write_text(json.dumps(spec))
+    a_yaml.write_text(a_yaml.read_text().replace(old, hashlib.sha256(ws.read_bytes()).hexdigest()))
+    return load_analysis("TOY", project / "config" / "analyses")
+
+
+@pytest.mark.parametrize("value, shown", [(float("nan"), "nan"), (float("inf"), "inf"), (-3.0, "-3.0")])
+def test_background_workspace_with_unphysical_observations_is_refused(project, value, shown):
+    a = _rewrite_workspace(project, lambda s: s["observations"][1]["data"].__setitem__(0, value))
+    with pytest.raises(RecastError, match=rf"BkgOnly\.json: background-only workspace: observations of channel 'CR', "
+                                          rf"bin 0: {shown} is not a count"):
+        a.workspace("main").load()
+
+
+def test_background_workspace_with_negative_yield_is_refused(project):
+    a = _rewrite_workspace(project, lambda s: s["channels"][0]["samples"][0]["data"].__setitem__(1, -5.0))
+    with pytest.raises(RecastError, match=r"channel 'SR', sample 'background', bin 1: yield is -5\.0"):
+        a.workspace("main").load()
+
+
+def test_non_integer_observations_are_accepted(project):
+    # the bundle does not say whether a workspace's data are event counts (Asimov-like data are not)
+    a = _rewrite_workspace(project, lambda s: s["observations"][1]["data"].__setitem__(0, 103.5))
+    assert a.workspace("main").load()["observations"][1]["data"] == [103.5]
+
+
+def test_bundle_poi_must_be_the_workspace_poi(project):
+    a_yaml = project / "config" / "analyses" / "TOY" / "analysis.yaml"
+    a_yaml.write_text(a_yaml.read_text().replace("poi: mu_SIG", "poi: mu_X"))
+    a = load_analysis("TOY", project / "config" / "analyses")
+    with pytest.raises(RecastError, match=r"analysis\.yaml: signal\.poi: 'mu_X' is not the workspace's POI: measurement "
+                                          r"'meas' of .*BkgOnly\.json has POI 'mu_SIG'"):
+        a.workspace("main").load()
+
+
+def test_excluding_a_mapped_region_is_refused_at_load(project):
+    import yaml
+
+    a_yaml = project / "config" / "analyses" / "TOY" / "analysis.yaml"
+    doc = yaml.safe_load(a_yaml.read_text())
+    doc["workspaces"]["main"]["exclude_channels"] = ["VR", "CR"]
+    a_yaml.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RecastError, match=r"analysis\.yaml: workspaces\.main\.exclude_channels: 'CR' is the channel of "
+                                          r"region 'CR'; a mapped region cannot be excluded"):
+        load_analysis("TOY", project / "config" / "analyses")
+
+
+def test_json_workspace_with_duplicate_keys_is_refused(project):
+    import hashlib
+
+    ws = project / "config" / "analyses" / "TOY" / "workspaces" / "BkgOnly.json"
+    a_yaml = project / "config" / "analyses" / "TOY" / "analysis.yaml"
+    old = hashlib.sha256(ws.read_bytes()).hexdigest()
+    ws.write_text(ws.read_text().replace('"version": "1.0.0"', '"version": "1.0.0", "version": "1.0.0"'))
+    a_yaml.write_text(a_yaml.read_text().replace(old, hashlib.sha256(ws.read_bytes()).hexdigest()))
+    with pytest.raises(RecastError, match=r"BkgOnly\.json: invalid JSON: duplicate key 'version'"):
+        load_analysis("TOY", project / "config" / "analyses").workspace("main").load()

@@ -1,3 +1,5 @@
+import math
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,138 @@ def test_alias_expansion_is_bounded(tmp_path):
     p.write_text("a: &a [1, *a]\n")
     with pytest.raises(RecastError, match=r"line 1 contains an alias of itself \(a recursive alias\)"):
         read_document(p)
+
+
+# -- numbers as physicists write them, and numbers that are not numbers -------------------------------
+
+@pytest.mark.parametrize("text, value", [
+    ("1e-3", 1e-3), ("1E+2", 100.0), ("2e10", 2e10), ("-2E-2", -0.02), ("1.5e3", 1500.0), (".5e2", 50.0),
+    ("1.e3", 1000.0), ("1.0e+1", 10.0), ("3", 3), ("0.25", 0.25),
+])
+def test_yaml_reads_exponent_numbers_as_numbers(tmp_path, text, value):
+    # PyYAML (YAML 1.1) reads 1e-3 as the string '1e-3'; YAML 1.2 and physicists read a number
+    p = tmp_path / "g.yaml"
+    p.write_text(f"xsec_pb: {text}\n")
+    got = read_document(p)["xsec_pb"]
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("text", ["1e", "e3", "1e-", "P1e3", "1e3x", "'1e-3'"])
+def test_yaml_strings_that_look_like_exponents_stay_strings(tmp_path, text):
+    p = tmp_path / "g.yaml"
+    p.write_text(f"name: {text}\n")
+    assert isinstance(read_document(p)["name"], str)
+
+
+def test_yaml_loader_stays_safe(tmp_path):
+    from recastflow.config import _SafeLoader
+
+    import yaml
+
+    assert issubclass(_SafeLoader, yaml.SafeLoader)
+    p = tmp_path / "evil.yaml"
+    p.write_text("x: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(RecastError, match="invalid YAML"):
+        read_document(p)
+
+
+def test_json_duplicate_keys_are_refused_with_the_key(tmp_path):
+    p = tmp_path / "y.json"
+    p.write_text('{"format": "a", "regions": {"SR": {"yields": [1], "yields": [2]}}}')
+    with pytest.raises(RecastError, match=r"y\.json: invalid JSON: duplicate key 'yields'"):
+        read_document(p)
+    p.write_text('{"a": {"b": 1}, "c": {"b": 2}}')  # the same key in two objects is fine
+    assert read_document(p) == {"a": {"b": 1}, "c": {"b": 2}}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1"])
+def test_config_not_in_utf8_is_one_line(tmp_path, encoding):
+    p = tmp_path / "config.yaml"
+    p.write_bytes("# réglage\ngrids: [A]\n".encode(encoding))
+    with pytest.raises(RecastError) as exc:
+        read_document(p)
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}: not UTF-8 text") and "save the file as UTF-8" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("extra, field", [
+    ("cl: .nan", "cl"), ("cl: .inf", "cl"), ("fit: {tolerance: .nan}", "fit.tolerance"),
+    ("fit: {tolerance: .inf}", "fit.tolerance"), ("fit: {maxiter: .nan}", "fit.maxiter"),
+    ("limits: {points_per_job: -.inf}", "limits.points_per_job"),
+])
+def test_non_finite_options_are_refused_naming_the_field(tmp_path, extra, field):
+    # NaN compares false with every bound, so a schema's minimum alone lets it through
+    p = tmp_path / "config.yaml"
+    p.write_text(f"grids: [A]\n{extra}\n")
+    with pytest.raises(RecastError, match=rf"config\.yaml: {re.escape(field)}: (nan|inf|-inf) is not allowed; give a finite"):
+        load_validated(p, "config")
+
+
+def test_infinity_is_allowed_where_the_schema_says_so(tmp_path):
+    # histogram edges may run to infinity (the corpus's selection ends with .inf); NaN never
+    src = Path(__file__).parent / "badinput" / "base" / "config" / "analyses" / "TOY" / "selection.yaml"
+    text = src.read_text()
+    assert "edges: [100, 300, .inf]" in text
+    p = tmp_path / "selection.yaml"
+    p.write_text(text.replace("edges: [100, 300, .inf]", "edges: [-.inf, 300, .inf]"))
+    load_validated(p, "selection")
+    p.write_text(text.replace("edges: [100, 300, .inf]", "edges: [100, 300, .nan]"))
+    with pytest.raises(RecastError, match=r"bins\.edges\[2\]: nan is not allowed; give a finite number"):
+        load_validated(p, "selection")
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("P0\n", "does not match"), ("a/b", "does not match"), ("P\t0", "does not match"), ("../x", "does not match"),
+    ("P" * 101, "101 characters, at most 100"),
+])
+def test_point_and_grid_names_that_cannot_be_file_names_are_refused(project, name, problem):
+    import yaml
+
+    grid = project / "config" / "signals" / "TOYGRID.yaml"
+    doc = yaml.safe_load(grid.read_text())
+    doc["points"][0]["name"] = name
+    grid.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RecastError, match=rf"points\[0\]\.name: .*{problem}"):
+        load_grid("TOYGRID", project / "config" / "signals")
+    cfg = project / "config" / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"grids": [name]}))
+    with pytest.raises(RecastError, match=rf"grids\[0\]: .*{problem}"):
+        load_validated(cfg, "config")
+    doc["points"][0]["name"] = "P" * 100  # the longest allowed
+    grid.write_text(yaml.safe_dump(doc))
+    assert load_grid("TOYGRID", project / "config" / "signals").points[0].name == "P" * 100
+
+
+@pytest.mark.parametrize("field", ["cl", "fit.tolerance", "grids"])
+def test_every_float_in_a_config_number_is_finite_and_in_range_or_refused_naming_the_field(field):
+    # property: NaN, infinities, huge, tiny, negative values; each is accepted only if finite and in
+    # the schema's range, otherwise refused with the field's name (one line)
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from recastflow.config import validate
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.floats(allow_nan=True, allow_infinity=True))
+    def check(value):
+        doc = {"grids": ["A"]}
+        if field == "cl":
+            doc["cl"] = value
+            ok = math.isfinite(value) and 0.5 < value < 1
+        elif field == "fit.tolerance":
+            doc["fit"] = {"tolerance": value}
+            ok = math.isfinite(value) and value > 0
+        else:
+            doc["grids"] = [value]
+            ok = False
+        try:
+            validate(doc, "config", "config.yaml")
+        except RecastError as exc:
+            assert not ok, f"{value!r} refused: {exc}"
+            msg = str(exc)
+            where = "grids[0]" if field == "grids" else field
+            assert msg.startswith(f"config.yaml: {where}: ") and "\n" not in msg
+        else:
+            assert ok, f"{value!r} accepted in {field}"
+
+    check()

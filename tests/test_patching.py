@@ -231,3 +231,178 @@ def test_published_patches_on_the_shared_workspace_give_pyhfs_models(tmp_path):
         assert model.config.par_names == reference.config.par_names
         assert data == ws.data(reference)
     assert json.dumps(bkg, sort_keys=True) == before
+
+
+# -- a patched workspace is checked as a likelihood (issue 26) ------------------------------------------
+
+def _histosys(hi, lo):
+    return {"name": "sig_jes", "type": "histosys", "data": {"hi_data": hi, "lo_data": lo}}
+
+
+BROKEN_SIGNALS = [
+    (lambda v: v.update(data=[math.nan, 3.0]), r"channel 'SR', sample 'sig', bin 0: yield is nan"),
+    (lambda v: v.update(data=[-2.0, 3.0]), r"channel 'SR', sample 'sig', bin 0: yield is -2\.0"),
+    (lambda v: v.update(data=[1.0, math.inf]), r"channel 'SR', sample 'sig', bin 1: yield is inf"),
+    (lambda v: v.update(data=[1.0, 2.0, 3.0]), r"sample 'sig' has 3 bins, the channel's observations have 2"),
+    (lambda v: v.update(name="background"), r"two samples named 'background' in channel 'SR'"),
+    (lambda v: v["modifiers"][1].update(data=[0.1, -0.1]), r"modifier 'staterror_SR' \(staterror\), bin 1 is -0\.1"),
+    (lambda v: v["modifiers"][1].update(data=[0.1]), r"modifier 'staterror_SR' \(staterror\): has 1 bins"),
+    (lambda v: v["modifiers"][2]["data"].update(hi=math.nan), r"modifier 'sig_theory' \(normsys\): hi is nan"),
+    (lambda v: v["modifiers"][2]["data"].update(lo=-0.5), r"modifier 'sig_theory' \(normsys\): lo is -0\.5"),
+    (lambda v: v["modifiers"].append(_histosys([1.0, 2.0], [math.nan, 1.0])), r"'sig_jes' \(histosys\), lo_data bin 0 is nan"),
+    (lambda v: v["modifiers"].append(_histosys([1.0, -2.0], [1.0, 1.0])), r"'sig_jes' \(histosys\), hi_data bin 1 is -2\.0"),
+    (lambda v: v["modifiers"].append(_histosys([1.0], [1.0, 1.0])), r"'sig_jes' \(histosys\): hi_data has 1 bins"),
+    (lambda v: v["modifiers"].append({"name": "sig_mc", "type": "shapesys", "data": [math.inf, 0.1]}),
+     r"'sig_mc' \(shapesys\), bin 0 is inf"),
+]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared"])
+@pytest.mark.parametrize("mutate, message", BROKEN_SIGNALS)
+def test_patched_workspace_that_is_no_likelihood_is_refused(toy, shared, mutate, message):
+    from recastflow.patching import shared_copy
+
+    analysis, _, wsref, bkg = toy
+    ops = patch_from_yields(yields_doc(), bkg, wsref, analysis, "sig")
+    mutate(ops[0]["value"])
+    base = shared_copy(bkg) if shared else bkg
+    # a first, sound point: on a shared workspace it makes the background's parts trusted
+    apply_patch(base, patch_from_yields(yields_doc(), bkg, wsref, analysis, "sig"), "ok.json")
+    with pytest.raises(RecastError, match=rf"^p\.json: patched workspace: .*{message}"):
+        apply_patch(base, ops, "p.json", build_model=False)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["plain", "shared"])
+def test_patch_that_breaks_the_observations_is_refused(toy, shared):
+    from recastflow.patching import shared_copy
+
+    analysis, _, wsref, bkg = toy
+    base = shared_copy(bkg) if shared else bkg
+    ops = patch_from_yields(yields_doc(), bkg, wsref, analysis, "sig")
+    apply_patch(base, ops, "ok.json")
+    bad = ops + [{"op": "replace", "path": "/observations/0/data/1", "value": math.nan}]
+    with pytest.raises(RecastError, match=r"observations of channel 'SR', bin 1: nan is not a count"):
+        apply_patch(base, bad, "p.json")
+    bad = ops + [{"op": "remove", "path": "/observations/1"}]
+    with pytest.raises(RecastError, match=r"channel 'CR' has no observations"):
+        apply_patch(base, bad, "p.json")
+
+
+def test_a_patch_file_with_bare_nan_is_refused_naming_it(toy, tmp_path):
+    # Python's json (and so pyhf) reads a bare NaN in a published patch as a float nan
+    from recastflow.config import read_document
+
+    analysis, _, wsref, bkg = toy
+    path = tmp_path / "patch.json"
+    path.write_text('[{"op": "add", "path": "/channels/0/samples/1", "value": {"name": "signal", "data": [NaN, 3], '
+                    '"modifiers": [{"name": "mu_SIG", "type": "normfactor", "data": null}]}}]')
+    with pytest.raises(RecastError, match=rf"^{path}: patched workspace: channel 'SR', sample 'signal', bin 0: yield is nan"):
+        apply_patch(bkg, read_document(path), path, analysis=analysis, wsref=wsref)
+
+
+def test_a_broken_shared_background_is_named_as_such():
+    from recastflow.patching import shared_copy
+
+    raw = _toy_workspace()
+    raw["channels"][0]["samples"][0]["data"][1] = -6.0
+    with pytest.raises(RecastError, match=r"background-only workspace: channel 'CR', sample 'bkg', bin 1: yield is -6\.0"):
+        apply_patch(shared_copy(raw), [{"op": "add", "path": "/channels/1/samples/1", "value": SIGNAL}], "p.json")
+
+
+def test_patched_workspace_is_checked_against_the_bundle(toy):
+    analysis, _, wsref, bkg = toy
+    ops = patch_from_yields(yields_doc(), bkg, wsref, analysis, "sig")
+    apply_patch(bkg, ops, "p.json", analysis=analysis, wsref=wsref)
+    poi = ops + [{"op": "replace", "path": "/measurements/0/config/poi", "value": "mu_bkg"}]
+    apply_patch(bkg, poi, "p.json")  # another normfactor: a likelihood, but not the bundle's
+    with pytest.raises(RecastError, match=r"measurement 'meas' has POI 'mu_bkg', the bundle names 'mu_SIG' \(signal\.poi"):
+        apply_patch(bkg, poi, "p.json", analysis=analysis, wsref=wsref)
+    gone = ops + [{"op": "remove", "path": "/channels/0"}]
+    with pytest.raises(RecastError, match=r"channel 'SR' of region 'SR' is no longer in the workspace"):
+        apply_patch(bkg, gone, "p.json", analysis=analysis, wsref=wsref)
+
+
+def test_poi_that_no_sample_carries_is_refused(toy):
+    analysis, _, wsref, bkg = toy
+    ops = patch_from_yields(yields_doc(), bkg, wsref, analysis, "sig")
+    ops.append({"op": "replace", "path": "/measurements/0/config/poi", "value": "mu_nothing"})
+    with pytest.raises(RecastError, match=r"POI 'mu_nothing', but no sample has a normfactor of that name"):
+        apply_patch(bkg, ops, "p.json", build_model=False)
+
+
+def test_patch_stage_refuses_a_yields_systematic_that_is_nan(project, toy):
+    import json
+
+    analysis, grid, _, bkg = toy
+    doc = yields_doc()
+    doc["regions"]["SR"]["systematics"][0]["data"]["lo"] = math.nan
+    path = project / "config" / "signals" / "yields" / "P1.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(RecastError, match=rf"^{path}: patched workspace: .*'sig_theory' \(normsys\): lo is nan"):
+        build_patchset(grid, analysis, bkg)
+
+
+# -- PatchSet points matched by their values, labels checked at load (issue 18) --------------------------
+
+def _patchset_grid(project, toy, edit):
+    import json
+
+    import yaml
+
+    analysis, grid, _, bkg = toy
+    sig = project / "config" / "signals"
+    (sig / "published.json").write_text(json.dumps(build_patchset(grid, analysis, bkg)))
+    doc = yaml.safe_load((sig / "TOYGRID.yaml").read_text())
+    for p in doc["points"]:
+        del p["yields"]
+    doc["patchset"] = "published.json"
+    doc["name"] = "FROMSET"
+    edit(doc)
+    (sig / "FROMSET.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return sig
+
+
+def test_patchset_point_with_other_values_than_its_namesake_is_refused(project, toy):
+    sig = _patchset_grid(project, toy, lambda d: d["points"][1]["values"].update(m2=11.0))
+    with pytest.raises(RecastError) as exc:
+        load_grid("FROMSET", sig)
+    msg = str(exc.value)
+    assert msg.startswith(f"{sig / 'FROMSET.yaml'}: points[1].values: point 'P1' has m1=200, m2=11")
+    assert "the patch of that name in" in msg and "is for m1=200, m2=10" in msg
+
+
+def test_patchset_lookup_matches_values_not_names(project, toy):
+    from recastflow.bundle import Point
+    from recastflow.patching import _patch_from_patchset
+
+    sig = _patchset_grid(project, toy, lambda d: None)
+    grid = load_grid("FROMSET", sig)
+    by_values = _patch_from_patchset(grid.patchset, Point("renamed", {"m1": 200.0, "m2": 10.0}), ["m1", "m2"], grid.path)
+    assert by_values == _patch_from_patchset(grid.patchset, grid.point("P1"), ["m1", "m2"], grid.path)
+    # the grid changed after load (or built in code): the patch stage refuses too, naming both files
+    with pytest.raises(RecastError, match=r"has a patch named 'P1' for m1=200, m2=10, but point 'P1' of .*FROMSET\.yaml "
+                                          r"has m1=200, m2=11"):
+        _patch_from_patchset(grid.patchset, Point("P1", {"m1": 200.0, "m2": 11.0}), ["m1", "m2"], grid.path)
+    with pytest.raises(RecastError, match=r"has no patch with the values of point 'PX' of .*\(m1=5, m2=6\)"):
+        _patch_from_patchset(grid.patchset, Point("PX", {"m1": 5.0, "m2": 6.0}), ["m1", "m2"], grid.path)
+
+
+def test_patchset_labels_that_differ_from_the_grid_parameters_fail_at_load(project, toy):
+    def rename(doc):
+        doc["parameters"] = {"mass1": doc["parameters"]["m1"], "m2": doc["parameters"]["m2"]}
+        doc["plot"]["x"] = "mass1"
+        for p in doc["points"]:
+            p["values"]["mass1"] = p["values"].pop("m1")
+
+    sig = _patchset_grid(project, toy, rename)
+    with pytest.raises(RecastError, match=r"FROMSET\.yaml: parameters: the grid's parameters \['mass1', 'm2'\] differ "
+                                          r"from the labels \['m1', 'm2'\]"):
+        load_grid("FROMSET", sig)
+
+
+@pytest.mark.parametrize("content", ["[]", "null", '{"metadata": {}}'])
+def test_patchset_that_is_not_one_is_a_clear_error(project, toy, content):
+    sig = _patchset_grid(project, toy, lambda d: None)
+    (sig / "published.json").write_text(content)
+    with pytest.raises(RecastError, match=r"published\.json: not a pyhf PatchSet"):
+        load_grid("FROMSET", sig)

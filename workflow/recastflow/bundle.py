@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recastflow.config import inside, load_validated
+from recastflow.config import inside, load_validated, loads_json, read_document
 from recastflow.errors import RecastError
 
 
@@ -30,13 +30,20 @@ class WorkspaceRef:
     sha256: str
     regions: tuple[Region, ...]
     exclude_channels: tuple[str, ...] = ()
+    poi: str | None = None
+    bundle: Path | None = None
 
     def load(self, *, validate: bool = True) -> dict[str, Any]:
-        """Read the workspace after checking its sha256 and pyhf's workspace schema.
+        """Read the workspace after checking its sha256, pyhf's workspace schema and its numbers.
+
+        Observations must be finite and >= 0, as must every background yield and modifier
+        datum (:func:`recastflow.workspace_check.check_workspace`); the measurements' POI must be
+        the bundle's. Observations are not required to be integers: the bundle does not say
+        whether a workspace's data are event counts.
 
         Args:
-            validate: check pyhf's schema. Jobs that validate the patched workspace anyway
-                pass False: the sha256 already ties the file to the one validated before.
+            validate: check pyhf's schema and the numbers. Jobs that check the patched workspace
+                anyway pass False: the sha256 already ties the file to the one checked before.
         """
         if not self.path.is_file():
             raise RecastError("background-only workspace not found", path=str(self.path))
@@ -52,16 +59,32 @@ class WorkspaceRef:
 
         from recastflow import pyhfschema
 
-        try:
-            spec = json.loads(raw)
-            if validate:
+        from recastflow.workspace_check import check_workspace
+
+        spec = loads_json(raw, self.path)
+        if validate:
+            try:
                 pyhfschema.validate(spec, "workspace.json")
-        except json.JSONDecodeError as exc:
-            raise RecastError(f"invalid JSON: {exc.msg} (line {exc.lineno})", path=str(self.path)) from None
-        except pyhf.exceptions.InvalidSpecification as exc:
-            raise RecastError(f"not a valid pyhf workspace: {str(exc).splitlines()[0]}", path=str(self.path)) from None
+            except pyhf.exceptions.InvalidSpecification as exc:
+                raise RecastError(f"not a valid pyhf workspace: {str(exc).splitlines()[0]}", path=str(self.path)) from None
+            # the POI is the signal's: a background-only workspace has no sample that carries it
+            check_workspace(spec, self.path, what="background-only workspace", poi=False)
+            self._check_poi(spec)
         self._check_regions(spec)
         return spec
+
+    def _check_poi(self, spec: dict[str, Any]) -> None:
+        if self.poi is None:
+            return
+        for measurement in spec["measurements"]:
+            if measurement["config"]["poi"] != self.poi:
+                # the published workspace is right by definition: the bundle is what to correct
+                raise RecastError(
+                    f"{self.poi!r} is not the workspace's POI: measurement {measurement['name']!r} of {self.path} "
+                    f"has POI {measurement['config']['poi']!r}; set signal.poi to the workspace's POI",
+                    path=str(self.bundle) if self.bundle else None,
+                    field="signal.poi",
+                )
 
     def _check_regions(self, spec: dict[str, Any]) -> None:
         channels = {c["name"]: len(c["samples"][0]["data"]) for c in spec["channels"]}
@@ -171,12 +194,24 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
     workspaces = {}
     for name, ws in doc["workspaces"].items():
         regions = tuple(Region(r, v["channel"], v["bins"]) for r, v in ws["regions"].items())
+        mapped = {r.channel: r.name for r in regions}
+        for channel in ws.get("exclude_channels", []):
+            if channel in mapped:
+                # the fit would lose the region: CLs = 1 everywhere, which would look like a trusted result
+                raise RecastError(
+                    f"{channel!r} is the channel of region {mapped[channel]!r}; a mapped region cannot be excluded "
+                    "from the fit: remove it from exclude_channels (or the region from regions)",
+                    path=str(path),
+                    field=f"workspaces.{name}.exclude_channels",
+                )
         workspaces[name] = WorkspaceRef(
             name=name,
             path=inside(folder, ws["file"], source=path, field=f"workspaces.{name}.file"),
             sha256=ws["sha256"],
             regions=regions,
             exclude_channels=tuple(ws.get("exclude_channels", [])),
+            poi=doc["signal"]["poi"],
+            bundle=path,
         )
     refs = tuple(
         Reference(
@@ -375,7 +410,7 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
                 if p.get("n_events", events.n_events) is None:
                     raise RecastError("set 'events.n_events' or the point's 'n_events'", path=str(path), field=where)
                 try:
-                    fname = pattern.format(**{k: _fmt(v) for k, v in p["values"].items()})
+                    fname = pattern.format(**{k: format_value(v) for k, v in p["values"].items()})
                 except (KeyError, IndexError, ValueError) as exc:
                     raise RecastError(f"SLHA pattern {pattern!r} uses a field that is not a grid parameter ({exc})",
                                       path=str(path), field="events.slha") from None
@@ -387,7 +422,7 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
         elif "yields" in p:
             yields = inside(base, p["yields"], source=path, field=f"{where}.yields")
         elif patch_dir:
-            fname = patch_dir["pattern"].format(**{k: _fmt(v) for k, v in p["values"].items()})
+            fname = patch_dir["pattern"].format(**{k: format_value(v) for k, v in p["values"].items()})
             patch = inside(base, f"{patch_dir['path']}/{fname}", source=path, field="patch_directory")
         elif "patchset" not in doc:
             raise RecastError(
@@ -409,6 +444,9 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
                 reweight=reweight,
             )
         )
+    patchset = inside(base, doc["patchset"], source=path, field="patchset") if "patchset" in doc else None
+    if patchset is not None:
+        _check_patchset_matches(patchset, list(params), points, path)
     plot = None
     if "plot" in doc:
         for axis in ("x", "y"):
@@ -423,13 +461,57 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
         parameters=params,
         points=tuple(points),
         plot=plot,
-        patchset=inside(base, doc["patchset"], source=path, field="patchset") if "patchset" in doc else None,
+        patchset=patchset,
         description=doc.get("description", ""),
         events=events,
         check_yields=doc.get("check_yields", True),
     )
 
 
-def _fmt(value: float) -> str:
+@functools.lru_cache(maxsize=4)
+def _patchset_index(path: Path, mtime_ns: int) -> tuple[list[str], list[tuple[str, tuple[float, ...]]]]:
+    """The labels and (name, values) of a PatchSet's patches, without pyhf (the patch stage validates it whole)."""
+    doc = read_document(path)
+    try:
+        labels = doc["metadata"]["labels"]
+        entries = [(p["metadata"]["name"], tuple(p["metadata"]["values"])) for p in doc["patches"]]
+        if not isinstance(labels, list):
+            raise TypeError
+    except (KeyError, TypeError) as exc:
+        raise RecastError(f"not a pyhf PatchSet: it needs metadata.labels and patches with metadata.name and "
+                          f"metadata.values (missing or not a list: {exc})", path=str(path)) from None
+    return labels, entries
+
+
+def _check_patchset_matches(patchset: Path, parameters: list[str], points: list[Point], grid_path: Path) -> None:
+    """Check, at load (and so at ``recastflow validate``), that a PatchSet can give every point its patch.
+
+    Points are matched by their values in the PatchSet's label order; a point's name is only the grid's.
+    """
+    if not patchset.is_file():
+        raise RecastError(f"PatchSet {patchset} not found", path=str(grid_path), field="patchset")
+    labels, entries = _patchset_index(patchset, patchset.stat().st_mtime_ns)
+    if list(labels) != parameters:
+        raise RecastError(f"the grid's parameters {parameters} differ from the labels {labels} of the PatchSet "
+                          f"{patchset}; name them as its labels, in the same order", path=str(grid_path),
+                          field="parameters")
+    by_values = {values for _, values in entries}
+    by_name = dict(entries)
+    for i, point in enumerate(points):
+        values = tuple(point.values[k] for k in parameters)
+        if point.patch is not None or point.yields is not None or values in by_values:
+            continue
+        given = ", ".join(f"{k}={format_value(v)}" for k, v in zip(parameters, values))
+        if point.name in by_name:
+            theirs = ", ".join(f"{k}={format_value(v)}" for k, v in zip(parameters, by_name[point.name]))
+            raise RecastError(f"point {point.name!r} has {given}, but the patch of that name in {patchset} is for "
+                              f"{theirs}, and no patch has {given}; correct the values (points are matched by their "
+                              "values)", path=str(grid_path), field=f"points[{i}].values")
+        raise RecastError(f"no patch in {patchset} has the values of point {point.name!r} ({given}); correct the "
+                          "values or remove the point", path=str(grid_path), field=f"points[{i}].values")
+
+
+def format_value(value: float) -> str:
+    """A parameter value as file names and messages write it: ``1300`` for 1300.0, else as it is."""
     # masses are written as integers in published file names (patch.sbottom_1300_205_60.json)
     return str(int(value)) if float(value).is_integer() else str(value)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import reprlib
+from collections.abc import Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -44,6 +47,52 @@ class _SafeLoader(yaml.SafeLoader):
                     raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-3, 1E+2 and 1.5e3 as strings: its float form needs a dot and a signed
+# exponent. Physicists write cross-sections that way and YAML 1.2 reads them as numbers, so this loader
+# does too. Only the constructor of SafeLoader's own float tag is used: the loader stays a SafeLoader.
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+class _DuplicateJSONKey(ValueError):
+    """A JSON object with the same key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of two equal keys, as PyYAML would; the first one would be silently ignored
+    doc = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _DuplicateJSONKey(key)
+        doc[key] = value
+    return doc
+
+
+def loads_json(text: str | bytes, path: Path | str) -> Any:
+    """``json.loads`` that refuses duplicate keys, with one-line errors naming the file.
+
+    NaN and Infinity are read (as pyhf and Python's json do): the checks of each kind of
+    document refuse them where they are numbers of the physics, naming the field.
+
+    Args:
+        text: the JSON text.
+        path: the file it came from (for messages).
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise RecastError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path=str(path)) from None
+    except _DuplicateJSONKey as exc:
+        raise RecastError(f"invalid JSON: duplicate key {exc.args[0]!r} in an object; give each key once",
+                          path=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise RecastError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
+                          path=str(path)) from None
 
 
 def _safe_load(text: str) -> Any:
@@ -108,13 +157,16 @@ def read_document(path: Path) -> Any:
     if gzipped:
         text = _read_gzip_text(path)
     else:
-        text = path.read_text(encoding="utf-8", errors="strict")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            # a file saved as UTF-16 or Latin-1 by an editor: say so, rather than a traceback
+            raise RecastError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
+                              path=str(path)) from None
+    if path.suffix == ".json" or gzipped:
+        return loads_json(text, path)
     try:
-        if path.suffix == ".json" or gzipped:
-            return json.loads(text)
         return _safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise RecastError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path=str(path)) from None
     except _AliasBomb as exc:
         raise RecastError(f"invalid YAML: {exc}", path=str(path)) from None
     except yaml.YAMLError as exc:
@@ -142,15 +194,64 @@ def _read_gzip_text(path: Path) -> str:
         raise RecastError(f"content is not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(path)) from None
 
 
+#: Schemas whose documents have their own finiteness checks with messages per bin (patching.check_yields).
+_OWN_FINITE_CHECKS = frozenset({"yields"})
+
+
+def _ecma_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a schema pattern with JSON Schema's (ECMA 262) meaning of a final ``$``.
+
+    In ECMA 262 ``$`` matches only at the end of the text; in Python it also matches before a final
+    newline, so ``"P0\\n"`` would pass ``^[A-Za-z0-9_]*$`` and become a file name with a newline.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return _compiled(pattern)
+
+
+@lru_cache(maxsize=None)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema_node: dict[str, Any]) -> Iterator[Any]:
+    if isinstance(instance, str) and not _ecma_pattern(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_DRAFT_TYPE = jsonschema.Draft202012Validator.VALIDATORS["type"]
+
+
+def _finite_type(validator: Any, types: str | list[str], instance: Any, schema_node: dict[str, Any]) -> Iterator[Any]:
+    # jsonschema lets NaN through every bound (NaN compares false) and infinity through every open one:
+    # a number of the physics or of the optimiser is finite, except where the schema says
+    # "x-allow-infinite" (histogram edges that run to infinity)
+    kinds = [types] if isinstance(types, str) else list(types)
+    if isinstance(instance, float) and not math.isfinite(instance) and ("number" in kinds or "integer" in kinds):
+        if math.isnan(instance) or not schema_node.get("x-allow-infinite"):
+            yield jsonschema.ValidationError(f"{instance} is not a finite number")
+            return
+    yield from _DRAFT_TYPE(validator, types, instance, schema_node)
+
+
+#: Draft 2020-12 with finite numbers and ECMA 262 patterns.
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _finite_type, "pattern": _pattern})
+_PlainValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 def validate(document: Any, schema_name: str, path: Path | str) -> None:
     """Validate against a packaged schema; the error names the key and what is allowed.
+
+    Numbers must be finite (NaN and infinity are refused, naming the field), except where the
+    schema marks a field ``x-allow-infinite``; patterns are anchored as JSON Schema means them.
 
     Args:
         document: the parsed content.
         schema_name: which packaged schema to use.
         path: the file the document came from (for the message).
     """
-    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    cls = _PlainValidator if schema_name in _OWN_FINITE_CHECKS else _Validator
+    validator = cls(schema(schema_name))
     errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.path), list(map(str, e.path))))
     if not errors:
         return
@@ -173,6 +274,8 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
     if v == "required":
         return f"missing required key: {err.message.split(' is a required')[0]}"
+    if v == "type" and isinstance(err.instance, float) and not math.isfinite(err.instance):
+        return f"{err.instance} is not allowed; give a finite number"
     if v == "type":
         # reprlib: the full repr of a large value would be built only to be cut to 60 characters
         return f"expected {s.get('type')}, got {type(err.instance).__name__} {reprlib.repr(err.instance):.60}"
@@ -180,6 +283,9 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"{err.instance!r} is not allowed; choose one of {', '.join(map(repr, s['enum']))}"
     if v == "const":
         return f"must be {s['const']!r}, got {err.instance!r}"
+    if v == "maxLength" and isinstance(err.instance, str):
+        return (f"{reprlib.repr(err.instance)} has {len(err.instance)} characters, at most {s['maxLength']} are "
+                "allowed (it becomes a file name); shorten it")
     if v == "pattern":
         return f"{err.instance!r} does not match the allowed form {s['pattern']}"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "minProperties"):

@@ -13,9 +13,10 @@ import jsonpointer
 import pyhf
 
 from recastflow import pyhfschema
-from recastflow.bundle import Analysis, Grid, Point, WorkspaceRef
+from recastflow.bundle import Analysis, Grid, Point, WorkspaceRef, format_value
 from recastflow.config import read_document, validate
 from recastflow.errors import RecastError
+from recastflow.workspace_check import check_workspace
 
 YIELDS_FORMAT = "recastflow-yields/1"
 
@@ -166,15 +167,29 @@ def yields_from_patch(
 
 
 def apply_patch(
-    bkg: dict[str, Any], ops: list[dict[str, Any]], source: Path | str, *, build_model: bool = True
+    bkg: dict[str, Any],
+    ops: list[dict[str, Any]],
+    source: Path | str,
+    *,
+    build_model: bool = True,
+    analysis: Analysis | None = None,
+    wsref: WorkspaceRef | None = None,
 ) -> dict[str, Any]:
-    """Apply a JSON Patch and check the result is a valid pyhf workspace whose model builds.
+    """Apply a JSON Patch and check the result is a sound pyhf likelihood whose model builds.
+
+    Beyond pyhf's schema, the patched workspace is checked as a likelihood
+    (:func:`recastflow.workspace_check.check_workspace`: finite, non-negative observations,
+    yields and modifier data, bin counts, unique names, a POI some sample carries) and, given the
+    bundle, against it (:func:`check_signal_convention`: the bundle's POI, every mapped region
+    still in the fit).
 
     Args:
         bkg: background-only workspace.
         ops: the patch.
         source: where the patch came from (for messages).
         build_model: also build the pyhf model (skip when the caller builds it next anyway).
+        analysis: the bundle; with ``wsref``, also check the patched workspace against it.
+        wsref: the bundle's entry of this workspace.
     """
     names = [c["name"] for c in bkg["channels"]]
     for i, op in enumerate(ops):
@@ -194,9 +209,70 @@ def apply_patch(
         pyhfschema.validate(spec, "workspace.json")
     except pyhf.exceptions.InvalidSpecification as exc:
         raise RecastError(f"patched workspace is invalid: {str(exc).splitlines()[0]}", path=str(source)) from None
+    if analysis is not None and wsref is not None:
+        # first: a POI or a region the patch changed is best named as such, not as what follows from it
+        check_signal_convention(spec, source, analysis, wsref)
+    check_workspace(spec, source, what="patched workspace", trusted=_trusted_parts(bkg, source))
     if build_model:
         build_model_and_data(spec, source)
     return spec
+
+
+def check_signal_convention(spec: dict[str, Any], source: Path | str, analysis: Analysis, wsref: WorkspaceRef) -> None:
+    """Check a patched workspace against its bundle: the POI it names, every mapped region still fitted.
+
+    A patch that removes a signal region (or a bundle whose ``exclude_channels`` does) gives a
+    likelihood with no sensitivity, CLs = 1 at every point, which would otherwise look trusted.
+
+    Args:
+        spec: the patched workspace (schema-valid).
+        source: the patch (for messages).
+        analysis: the bundle.
+        wsref: the bundle's entry of this workspace.
+    """
+    bins = {c["name"]: len(c["samples"][0]["data"]) if c["samples"] else 0 for c in spec["channels"]}
+    for region in wsref.regions:
+        if region.channel not in bins:
+            raise RecastError(
+                f"patched workspace: channel {region.channel!r} of region {region.name!r} is no longer in the "
+                f"workspace (it has: {', '.join(bins)}); a patch must not remove a region the bundle maps",
+                path=str(source),
+            )
+        if bins[region.channel] != region.bins:
+            raise RecastError(
+                f"patched workspace: channel {region.channel!r} of region {region.name!r} has "
+                f"{bins[region.channel]} bins, the bundle declares {region.bins}",
+                path=str(source),
+            )
+    for measurement in spec["measurements"]:
+        poi = measurement["config"]["poi"]
+        if poi != analysis.poi:
+            raise RecastError(
+                f"patched workspace: measurement {measurement['name']!r} has POI {poi!r}, the bundle names "
+                f"{analysis.poi!r} (signal.poi of {analysis.folder / 'analysis.yaml'}); a patch must not change the POI",
+                path=str(source),
+            )
+
+
+#: The last read-only background-only workspace checked whole, with the ``id()`` of its observation
+#: entries and samples: patches share them (:func:`_apply_sharing`), so on a grid each point's
+#: check covers only what its patch changed. Kept referenced, so that the ids stay its objects'.
+_checked_background: list[tuple[Any, frozenset[int]]] = []
+
+
+def _trusted_parts(bkg: dict[str, Any], source: Path | str) -> frozenset[int]:
+    """The ids of ``bkg``'s parts already checked, checking it first; none for a workspace that may change."""
+    if not isinstance(bkg, SharedDict):
+        return frozenset()  # a plain dict may change between calls: check every point's workspace whole
+    for checked, ids in _checked_background:
+        if checked is bkg:
+            return ids
+    # loaded with WorkspaceRef.load, it passed these checks already; a workspace built elsewhere is checked here
+    check_workspace(bkg, source, what="background-only workspace", poi=False)
+    ids = frozenset(id(o) for o in bkg.get("observations", ())) | frozenset(
+        id(s) for c in bkg["channels"] for s in c["samples"])
+    _checked_background[:] = [(bkg, ids)]
+    return ids
 
 
 def _read_only(self: Any, *args: Any, **kwargs: Any) -> NoReturn:
@@ -313,24 +389,41 @@ def _read_patch(path: Path) -> list[dict[str, Any]]:
 def _read_patchset(path: Path, mtime_ns: int) -> pyhf.PatchSet:
     # read once per grid, not once per point (a published PatchSet holds hundreds of points)
     doc = read_document(path)
+    if not isinstance(doc, dict):
+        # pyhf reads a list or null with an AttributeError
+        raise RecastError(f"not a pyhf PatchSet: the file holds {type(doc).__name__ if doc is not None else 'null'}, "
+                          "a PatchSet is an object with metadata, patches and version", path=str(path))
     try:
         return pyhf.PatchSet(doc)
     except pyhf.exceptions.InvalidSpecification as exc:
         raise RecastError(f"not a valid pyhf PatchSet: {str(exc).splitlines()[0]}", path=str(path)) from None
 
 
-def _patch_from_patchset(path: Path, point: Point, labels: list[str]) -> list[dict[str, Any]]:
+def _patch_from_patchset(path: Path, point: Point, labels: list[str], grid_path: Path | str) -> list[dict[str, Any]]:
+    """The patch of a grid point in a published PatchSet, matched by the point's values only.
+
+    A point's name is the grid author's; the values are the physics. A patch of the same name but
+    other values is another hypothesis, so it is refused, not taken.
+    """
     patchset = _read_patchset(path, path.stat().st_mtime_ns)
     if list(patchset.labels) != labels:
-        raise RecastError(f"PatchSet labels {patchset.labels} differ from the grid parameters {labels}", path=str(path))
+        raise RecastError(f"PatchSet labels {patchset.labels} differ from the grid parameters {labels} of {grid_path}; "
+                          "name the grid's parameters as the PatchSet's labels, in the same order", path=str(path))
     values = tuple(point.values[k] for k in labels)
     try:
         return list(patchset[values].patch)
     except pyhf.exceptions.InvalidPatchLookup:
-        try:
-            return list(patchset[point.name].patch)
-        except pyhf.exceptions.InvalidPatchLookup:
-            raise RecastError(f"has no patch for point {point.name} {values}", path=str(path)) from None
+        pass
+    given = ", ".join(f"{k}={format_value(v)}" for k, v in zip(labels, values))
+    try:
+        same_name = patchset[point.name]
+    except pyhf.exceptions.InvalidPatchLookup:
+        raise RecastError(f"has no patch with the values of point {point.name!r} of {grid_path} ({given}); "
+                          "correct the point's values or remove the point", path=str(path)) from None
+    theirs = ", ".join(f"{k}={format_value(v)}" for k, v in zip(labels, same_name.values))
+    raise RecastError(f"has a patch named {point.name!r} for {theirs}, but point {point.name!r} of {grid_path} has "
+                      f"{given}, which no patch has; correct the point's values (points are matched by their values)",
+                      path=str(path))
 
 
 def point_patch(
@@ -343,7 +436,7 @@ def point_patch(
     if point.patch is not None:
         return _read_patch(point.patch)
     assert grid.patchset is not None  # guaranteed by load_grid
-    return _patch_from_patchset(grid.patchset, point, list(grid.parameters))
+    return _patch_from_patchset(grid.patchset, point, list(grid.parameters), grid.path)
 
 
 def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[str, Any]:
@@ -357,9 +450,12 @@ def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[
     wsref = analysis.workspace(grid.workspace, source=grid.path)
     labels = list(grid.parameters)
     patches = []
+    # read-only: each point's likelihood check then covers only what its patch changes
+    shared = shared_copy(bkg)
     for point in grid.points:
         ops = point_patch(point, grid, bkg, wsref, analysis)
-        apply_patch(bkg, ops, point.yields or point.patch or grid.patchset or grid.path)
+        apply_patch(shared, ops, point.yields or point.patch or grid.patchset or grid.path, analysis=analysis,
+                    wsref=wsref)
         patches.append({"metadata": {"name": point.name, "values": [point.values[k] for k in labels]}, "patch": ops})
     patchset = {
         "metadata": {
