@@ -26,9 +26,16 @@ def test_csv_full_precision_and_empty_for_none():
     assert float(row["cls_obs"]) == value and row["mu_ul_obs"] == ""
 
 
-def test_summary_counts():
-    assert summary([record("A"), record("B", "flagged"), record("C", "failed")]) == \
-        {"trusted": 1, "flagged": 1, "failed": 1}
+def test_summary_counts_statuses_and_fallbacks():
+    records = [record("A"), record("B", "flagged", method="exact-converged", fallback="fast -> exact-converged: x"),
+               record("C", "failed")]
+    assert summary(records) == {"trusted": 1, "flagged": 1, "failed": 1, "fallback": 1}
+
+
+def test_method_column_says_how_each_point_was_computed():
+    rows = table_rows([record("A", method="fast"), record("B", method="exact-converged")])
+    assert [r["method"] for r in rows] == ["fast", "exact-converged"]
+    assert list(rows[0])[:5] == ["point", "m1", "m2", "status", "method"]
 
 
 def test_table_rows_follow_the_grid_parameter_order():

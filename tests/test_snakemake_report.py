@@ -252,7 +252,7 @@ def test_snakemake_report_renders_in_a_browser(project: Path, tmp_path_factory: 
     assert fits and {"converged", "iterations", "at_bounds"} <= set(fits[0])
     assert "at_bounds" in record["caption"] and "b000" in record["caption"]
     csv = got[("Exclusion", "limit table (CSV)")]
-    assert csv["content"].startswith("point,m1,m2,status,cls_obs") and "flagged" in csv["caption"]
+    assert csv["content"].startswith("point,m1,m2,status,method,cls_obs") and "flagged" in csv["caption"]
     assert "recastflow" in got[("recastflow report", "HTML page")]["caption"]
 
     for key, size in ((("Exclusion", "exclusion plot"), (width, height)), (("Fit diagnostics", "P2", "pulls"), None)):

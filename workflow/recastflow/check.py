@@ -53,8 +53,7 @@ def compare(references: tuple[Reference, ...], results: dict[tuple[str, str], di
             continue
         got = rec.get(ref.quantity)
         if got is None:
-            note = ("not computed: add '{g}/{p}' to 'upper_limits' in the config" if "ul" in ref.quantity
-                    else "not computed (point status: {s})").format(g=ref.grid, p=ref.point, s=rec.get("status"))
+            note = _missing_note(ref, rec)
             rows.extend(CheckRow(ref.grid, ref.point, ref.quantity, None, v, ref.rtol, ref.atol, False, note, ref.source)
                         for v in refs)
             continue
@@ -70,6 +69,20 @@ def compare(references: tuple[Reference, ...], results: dict[tuple[str, str], di
             rows.append(CheckRow(ref.grid, ref.point, quantity, v, r, ref.rtol, ref.atol, ok and rec["status"] == "trusted",
                                  note, ref.source))
     return rows
+
+
+def _missing_note(ref: Reference, rec: dict[str, Any]) -> str:
+    """Why a point has no value for a reference quantity, naming the real cause."""
+    issues = rec.get("issues") or []
+    if "ul" in ref.quantity:
+        failed = [i for i in issues if i.startswith("no upper limit")]
+        if failed:
+            return f"the upper-limit search failed: {failed[0]}"
+        if rec.get("status") == "failed":
+            return f"point failed: {issues[0] if issues else 'no reason recorded'}"
+        return f"not computed: add '{ref.grid}/{ref.point}' to 'upper_limits' in the config"
+    reason = f": {issues[0]}" if issues else ""
+    return f"not computed (point status: {rec.get('status')}{reason})"
 
 
 def format_table(rows: list[CheckRow]) -> str:

@@ -103,9 +103,10 @@ def cmd_extract_yields(args: argparse.Namespace, ctx: Context) -> None:
     _log(f"{point.name}: yields of {len(doc['regions'])} regions -> {args.output}")
 
 
-def _limits_settings(ctx: Context, method: str | None) -> tuple[str, dict[str, Any]]:
+def _limits_settings(ctx: Context, method: str | None) -> tuple[str, dict[str, Any], dict[str, str]]:
     settings = ctx.config.get("limits", {})
-    return method or settings.get("method", "fast"), dict(ctx.config.get("fit") or {})
+    checks = {"fallback": settings.get("fallback", "exact-converged"), "verify": settings.get("verify", "near")}
+    return method or settings.get("method", "fast"), dict(ctx.config.get("fit") or {}), checks
 
 
 def _point_record(ctx: Context, grid: Any, analysis: Any, point: Any) -> Any:
@@ -150,7 +151,7 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
     grid, analysis = ctx.grid(args.grid)
     names = [args.point] if args.point else list(dict.fromkeys(args.points))
     points = [grid.point(n) for n in names]
-    method, fit_options = _limits_settings(ctx, args.method)
+    method, fit_options, checks = _limits_settings(ctx, args.method)
     wanted_ul = set()
     if args.upper_limit_points is not None:
         wanted_ul.update(args.upper_limit_points)
@@ -159,14 +160,14 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
             gname, pname = entry.split("/")
             if gname == grid.name:
                 wanted_ul.update(names if pname == "*" else [pname])
-    bkg = analysis.workspace(grid.workspace, source=grid.path).load(validate=False)  # patched spec is validated
+    wsref = analysis.workspace(grid.workspace, source=grid.path)
+    bkg = wsref.load(validate=False)  # patched spec is validated
     ops_of = patches_by_name(read_json(Path(args.patchset)), bkg, names, args.patchset)
     bkg = shared_copy(bkg)  # the points' models share the workspace instead of copying it each
-    compiler = None
-    if method == "fast":
-        from recastflow.compiled import LikelihoodCompiler
+    from recastflow.compiled import LikelihoodCompiler
 
-        compiler = LikelihoodCompiler()
+    # fast: one compilation per structure for the batch; exact: only for verification fits
+    compiler = LikelihoodCompiler()
     records = []
     t_all = time.perf_counter()
     for i, point in enumerate(points, 1):
@@ -174,9 +175,10 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
         record = _point_record(ctx, grid, analysis, point)
         t0 = time.perf_counter()
         evaluate_point(bkg, ops, record, upper_limit=args.upper_limit or point.name in wanted_ul,
-                       fit_options=fit_options, source=args.patchset, method=method, compiler=compiler)
+                       fit_options=fit_options, source=args.patchset, method=method, compiler=compiler,
+                       analysis=analysis, wsref=wsref, **checks)
         records.append(record.to_dict())
-        msg = f"[{i}/{len(points)}] {grid.name}/{point.name}: {record.status}"
+        msg = f"[{i}/{len(points)}] {grid.name}/{point.name}: {record.status} (method {record.method})"
         if record.cls_obs is not None:
             msg += f", CLs_obs={record.cls_obs:.4g}, CLs_exp={record.cls_exp[2]:.4g}"
         if record.mu_ul_obs is not None:
@@ -189,7 +191,10 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
     else:
         write_json_atomic(Path(args.output), {"format": BATCH_FORMAT, "grid": grid.name, "method": method,
                                               "points": records})
-    extra = f", {compiler.compiled} likelihood compilation(s)" if compiler is not None else ""
+    extra = f", {compiler.compiled} likelihood compilation(s)" if compiler.compiled else ""
+    fallbacks = sum(1 for r in records if r.get("fallback"))
+    if fallbacks:
+        extra += f"; {fallbacks} point(s) NOT computed with method {method} (fallback stated per point)"
     _log(f"{len(points)} point(s) in {time.perf_counter() - t_all:.1f} s (method {method}{extra}) -> {args.output}")
 
 
@@ -219,8 +224,9 @@ def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
         plot_exclusion(records, x, y, outdir / "exclusion.png",
                        title=f"{analysis.id} {grid.workspace}: {grid.name}",
                        xlabel=grid.parameters[x]["label"], ylabel=grid.parameters[y]["label"], level=1 - ctx.config["cl"])
+    fallback = f", {counts['fallback']} computed with a fallback method" if counts["fallback"] else ""
     _log(f"{grid.name}: {len(records)} points: {counts['trusted']} trusted, {counts['flagged']} flagged, "
-         f"{counts['failed']} failed -> {outdir}")
+         f"{counts['failed']} failed{fallback} -> {outdir}")
 
 
 def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
@@ -231,9 +237,10 @@ def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
 
     grid, analysis = ctx.grid(args.grid)
     point = grid.point(args.point)
-    bkg = analysis.workspace(grid.workspace, source=grid.path).load(validate=False)  # patched spec is validated
+    wsref = analysis.workspace(grid.workspace, source=grid.path)
+    bkg = wsref.load(validate=False)  # patched spec is validated
     ops = patch_for_point(read_json(Path(args.patchset)), bkg, point.name, args.patchset)
-    spec = apply_patch(bkg, ops, args.patchset)
+    spec = apply_patch(bkg, ops, args.patchset, analysis=analysis, wsref=wsref)
     files = fit_plots(spec, Path(args.outdir), label=f"{grid.name}/{point.name}")
     _log(f"{grid.name}/{point.name}: {len(files)} fit plots -> {args.outdir}")
 

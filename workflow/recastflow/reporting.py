@@ -9,7 +9,7 @@ from recastflow.io import read_json
 from recastflow.limits import table_rows
 from recastflow.report import ReportSection, write_report
 
-_SHOWN = ("point", "status", "cls_obs", "cls_exp", "cls_exp_m1", "cls_exp_p1", "xsec_pb", "mu_ul_obs", "mu_ul_exp",
+_SHOWN = ("point", "status", "method", "cls_obs", "cls_exp", "cls_exp_m1", "cls_exp_p1", "xsec_pb", "mu_ul_obs", "mu_ul_exp",
           "xsec_ul_obs_pb", "xsec_ul_exp_pb", "issues")
 
 
@@ -19,9 +19,14 @@ def _grid_section(table: Path) -> ReportSection:
     rows = table_rows(doc["points"], params)
     shown = [{k: r[k] for k in ("point", *params, *_SHOWN[1:]) if k in r} for r in rows]
     s = doc["summary"]
-    text = (f"{len(rows)} points: {s['trusted']} trusted, {s['flagged']} flagged, {s['failed']} failed. "
-            "Flagged points had a fit that did not converge cleanly, ended on a parameter bound or never moved; "
-            "they are listed with the reason and left out of the exclusion contours.")
+    fallback = s.get("fallback", 0)
+    method_note = (f" {fallback} point(s) could not be computed with the requested method and fell back to "
+                   "another (column 'method'; the reason is among the point's issues)." if fallback else "")
+    text = (f"{len(rows)} points: {s['trusted']} trusted, {s['flagged']} flagged, {s['failed']} failed.{method_note} "
+            "A point is flagged when a fit did not converge, ended above its start, stopped short of the minimum "
+            "(slope left at its end), ended on a parameter bound, a free fit ended above a constrained one, a "
+            "verification fit by another minimiser found a lower minimum, or the requested method was not used; "
+            "flagged points are listed with the reason and left out of the exclusion contours.")
     plot = table.parent / "exclusion.png"
     images = [(plot, f"Exclusion in the grid plane: observed (solid), expected (dashed) with ±1σ band, "
                      f"CLs at μ=1, asymptotic q̃μ. Analysis {doc['analysis']}, grid {doc['grid']}.")] \
