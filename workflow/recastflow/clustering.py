@@ -148,7 +148,9 @@ def kinematics(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarr
     """pT, eta, phi from Cartesian momenta (eta is +-inf for pT = 0).
 
     Args:
-        px, py, pz: momentum components in GeV.
+        px: momentum x components in GeV.
+        py: momentum y components in GeV.
+        pz: momentum z components in GeV.
     """
     pt = np.hypot(px, py)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -319,7 +321,8 @@ def label_flavour(eta: np.ndarray, phi: np.ndarray, counts: np.ndarray, truth: a
     """Truth flavour per jet: 5 with a b hadron within dr, else 4 (c hadron), else 15 (tau), else 0.
 
     Args:
-        eta, phi: flat jet directions.
+        eta: flat jet pseudorapidities.
+        phi: flat jet azimuths.
         counts: jets per event.
         truth: the events' ``truth`` records (``bhadrons``, ``chadrons``, ``taus``).
         dr: association radius.
