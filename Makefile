@@ -8,8 +8,19 @@ CONFIG ?=      # another run configuration, e.g. make run CONFIG=config/validati
 # Snakemake only finds a profiles/default next to the Snakefile by itself; ours lives under workflow/
 SNAKEMAKE := $(BIN)/snakemake --workflow-profile workflow/profiles/default
 export OMP_NUM_THREADS := 1
+# Published likelihoods and patches are fetched into the cache (RECASTFLOW_CACHE, default ~/.cache/recastflow),
+# from the mirror folders of RECASTFLOW_MIRROR first, then from their origin (HEPData, ...). A machine with an
+# offline mirror next to the checkout (../shared/data) uses it unless RECASTFLOW_MIRROR says otherwise.
+ifeq ($(origin RECASTFLOW_MIRROR),undefined)
+ifneq ($(wildcard ../shared/data/.),)
+RECASTFLOW_MIRROR := $(abspath ../shared/data)
+endif
+endif
+ifdef RECASTFLOW_MIRROR
+export RECASTFLOW_MIRROR
+endif
 
-.PHONY: setup run test lint clean images run-containers report archive
+.PHONY: setup run test lint clean images run-containers report archive fetch
 
 $(BIN)/recastflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +37,10 @@ run: setup
 # once; --durations prints the slowest tests, to keep the suite in budget
 test: setup
 	$(BIN)/python -m pytest -ra --durations=20 -n auto --maxprocesses 4 --dist loadfile
+
+# the published files of every bundle, into the cache (a run fetches what it needs by itself)
+fetch: setup
+	$(BIN)/recastflow fetch
 
 lint: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --lint

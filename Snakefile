@@ -20,6 +20,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/emulate.smk"
 include: "workflow/rules/select.smk"

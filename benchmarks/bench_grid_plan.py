@@ -34,8 +34,8 @@ BIN = Path(sys.executable).parent
 def project(dest: Path, n: int, per_job: int) -> None:
     shutil.copy(ROOT / "Snakefile", dest / "Snakefile")
     shutil.copytree(ROOT / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
-    for sub in ("analyses/ATLAS-SUSY-2018-31", "signals/patches/ATLAS-SUSY-2018-31/RegionA"):
-        shutil.copytree(ROOT / "config" / sub, dest / "config" / sub)
+    # the bundle names its published archive; the run fetches it into the shared cache (no copy here)
+    shutil.copytree(ROOT / "config/analyses/ATLAS-SUSY-2018-31", dest / "config/analyses/ATLAS-SUSY-2018-31")
     for sub in ("envs", "containers"):
         shutil.copytree(ROOT / sub, dest / sub)
     grid = yaml.safe_load((ROOT / "config/signals/sbottom_RegionA_full.yaml").read_text())

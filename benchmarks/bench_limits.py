@@ -49,17 +49,26 @@ from recastflow.config import read_document  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _published(analysis_id: str):
+    """A default bundle with its published files fetched (cache, then RECASTFLOW_MIRROR, then the origin)."""
+    from recastflow.bundle import load_analysis
+
+    analysis = load_analysis(analysis_id, ROOT / "config/analyses")
+    analysis.fetch_sources()
+    return analysis
+
+
 def regiona(n: int) -> tuple[Path, list[tuple[str, list]]]:
-    doc = read_document(ROOT / "config/signals/patches/ATLAS-SUSY-2018-31/RegionA/patchset.json.gz")
-    patches = doc["patches"]
-    pick = np.linspace(0, len(patches) - 1, min(n, len(patches))).round().astype(int)
-    return (ROOT / "config/analyses/ATLAS-SUSY-2018-31/workspaces/RegionA/BkgOnly.json",
-            [(patches[i]["metadata"]["name"], patches[i]["patch"]) for i in pick])
+    ws = _published("ATLAS-SUSY-2018-31").workspace("RegionA")
+    files = sorted((ws.path.parent).glob("patch.*.json"))  # the archive's per-point patches, file-name order
+    pick = np.linspace(0, len(files) - 1, min(n, len(files))).round().astype(int)
+    return ws.path, [(files[i].name[len("patch."):-len(".json")], read_document(files[i])) for i in pick]
 
 
 def onelbb(n: int) -> tuple[Path, list[tuple[str, list]]]:
-    files = sorted((ROOT / "config/analyses/ATLAS-SUSY-2019-08/validation").glob("patch_*.json"))[:n]
-    return (ROOT / "config/analyses/ATLAS-SUSY-2019-08/workspaces/Wh/BkgOnly.json",
+    analysis = _published("ATLAS-SUSY-2019-08")
+    files = sorted((ref.patch for ref in analysis.yield_references.points), key=lambda f: f.name)[:n]
+    return (analysis.workspace("Wh").path,
             [(f.stem.removeprefix("patch_"), read_document(f)) for f in files])
 
 

@@ -92,32 +92,40 @@ def reference_fits(spec: dict) -> dict[str, float]:
         asimov = model.expected_data(bkg_pars)
         _, asimov_free = fit.fit(asimov, model, return_fitted_val=True)
         _, asimov_at1 = fit.fixed_poi_fit(1.0, asimov, model, return_fitted_val=True)
+        # the Asimov dataset's exact minimum: the parameters it was made from
+        exact_free = -2.0 * model.logpdf(bkg_pars, asimov)[0]
         return {"free fit to data": float(free), "fixed-mu fit to data at mu=1": float(at1),
                 "background-only fit to data (Asimov)": float(bkg), "fixed-mu fit to Asimov at mu=1": float(asimov_at1),
-                "free fit to Asimov": float(asimov_free)}
+                "free fit to Asimov": float(asimov_free), "exact free Asimov": float(exact_free)}
     finally:
         pyhf.set_backend(*previous)
 
 
-def lower_than_reference(fits: list[dict], ref: dict[str, float], tol: float = 1e-9) -> str | None:
-    """Where recastflow's fits reach a lower minimum than pyhf's and none a higher one, say which (else None).
+def lower_than_reference(fits: list[dict], ref: dict[str, float]) -> str | None:
+    """Why pyhf's converged reference is the one that stopped short, if it is (else None).
 
-    recastflow's free fit to Asimov is not fitted: it is the value at the background-only parameters the
-    Asimov dataset was made from, the dataset's exact minimum; pyhf's fitted value is compared with it.
-    Points with CLs near 1 have test statistics of 1e-8 and below, where differences of 1e-8 in a fit's
-    -2 log L decide CLs at the 1e-4 level: hence the tight ``tol``.
+    Fits to the observed data see the same data in both and are compared directly (to 1e-9): none of ours
+    may end above pyhf's. The Asimov datasets differ slightly (each is made from its own background-only
+    fit, and a likelihood with flat directions has many), so the Asimov fits are judged within each: pyhf's
+    free fit to its Asimov dataset must reach that dataset's exact minimum (the parameters it was made
+    from), and a fixed-mu Asimov fit of ours more than 1e-6 below pyhf's is a minimum pyhf missed.
+    Points with CLs near 1 have test statistics of 1e-8 and below, where such differences decide CLs at
+    the 1e-4 level.
     """
     ours = {f["label"].split(" (not fitted")[0]: f["twice_nll"] for f in fits}
-    lower = []
-    for label in ("free fit to data", "fixed-mu fit to data at mu=1", "background-only fit to data (Asimov)",
-                  "fixed-mu fit to Asimov at mu=1", "free fit to Asimov"):
-        if label not in ours:
+    found = []
+    for label in ("free fit to data", "fixed-mu fit to data at mu=1", "background-only fit to data (Asimov)"):
+        if label not in ours or ours[label] > ref[label] + 1e-9:
             return None
-        if ours[label] > ref[label] + tol:
-            return None
-        if ours[label] < ref[label] - tol:
-            lower.append(f"{label} {ref[label] - ours[label]:.2g} lower")
-    return "; ".join(lower) or None
+        if ours[label] < ref[label] - 1e-9:
+            found.append(f"{label} {ref[label] - ours[label]:.2g} lower")
+    if ref["free fit to Asimov"] > ref["exact free Asimov"] + 1e-9:
+        found.append(f"pyhf's free fit to Asimov {ref['free fit to Asimov'] - ref['exact free Asimov']:.2g} above "
+                     "its dataset's exact minimum")
+    label = "fixed-mu fit to Asimov at mu=1"
+    if label in ours and ours[label] < ref[label] - 1e-6:
+        found.append(f"{label} {ref[label] - ours[label]:.2g} lower")
+    return "; ".join(found) or None
 
 
 def deviation(ours: list[float], ref: list[float]) -> float:

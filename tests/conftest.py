@@ -17,6 +17,59 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Published material (ATLAS likelihoods, patches) is never in the repository: tests get it through
+# the fetch layer like a run does. Here there is no network, so the project's mirror folder
+# (../shared/data next to the checkout) is used when RECASTFLOW_MIRROR does not name one.
+SHARED_MIRROR = REPO.parent / "shared" / "data"
+if not os.environ.get("RECASTFLOW_MIRROR") and SHARED_MIRROR.is_dir():
+    os.environ["RECASTFLOW_MIRROR"] = str(SHARED_MIRROR)
+
+
+def published(*analysis_ids: str) -> dict[str, dict[str, Path]]:
+    """Fetch the default bundles' sources (cache, mirror, network) and return their cache folders.
+
+    Args:
+        analysis_ids: bundles of config/analyses.
+
+    Returns:
+        ``{analysis id: {source name: cache folder}}``; a source that cannot be obtained fails the
+        test with the fetch layer's one-line error.
+    """
+    from recastflow.bundle import load_analysis
+
+    return {a: load_analysis(a, REPO / "config" / "analyses").fetch_sources() for a in analysis_ids}
+
+
+def published_file(analysis_id: str, text: str) -> Path:
+    """A published file of a default bundle, ``source:<name>[/<member>]`` as bundles write it, fetched."""
+    from recastflow.bundle import load_analysis, resolve_path
+
+    analysis = load_analysis(analysis_id, REPO / "config" / "analyses")
+    analysis.fetch_sources()
+    return resolve_path(text, analysis.folder, analysis.sources, source=analysis.folder / "analysis.yaml", field="test")
+
+
+def published_patchset(analysis_id: str, folder: str, labels: list[str], workspace: str) -> dict[str, Any]:
+    """A pyhf PatchSet built at test time from an archive's per-point ``patch.<name>.json`` members.
+
+    The patches are unchanged; the point name is the file name without ``patch.`` and ``.json``, the
+    values are the numbers in the name (as many as ``labels``), the digest is the workspace's.
+    """
+    from recastflow.bundle import load_analysis
+
+    analysis = load_analysis(analysis_id, REPO / "config" / "analyses")
+    analysis.fetch_sources()
+    ws = analysis.workspace(workspace)
+    base = ws.source.path(folder)
+    patches = []
+    for path in sorted(base.glob("patch.*.json")):
+        name = path.name[len("patch."):-len(".json")]
+        values = [float(v) for v in name.split("_") if v.replace(".", "", 1).isdigit()][:len(labels)]
+        patches.append({"metadata": {"name": name, "values": values}, "patch": json.loads(path.read_text())})
+    return {"metadata": {"description": f"{analysis_id} {folder}", "digests": {"sha256": ws.digest},
+                         "labels": labels, "references": {"hepdata": analysis.hepdata["record"]}},
+            "patches": patches, "version": "1.0.0"}
+
 
 def small_workspace() -> dict[str, Any]:
     """A 3-channel background-only workspace: SR (2 bins), CR (1 bin), VR (1 bin)."""

@@ -43,7 +43,9 @@ def test_corpus_covers_every_kind_of_bad_input() -> None:
                      "onnx-shape", "reweight-non-finite", "path-escape", "yaml-alias-bomb",
                      # issue 26 / 18: likelihoods, options and names checked beyond their schema
                      "nan-or-negative-likelihood", "non-finite-option", "likelihood-structure", "encoding",
-                     "json-duplicate-key", "file-name", "patchset-match"}
+                     "json-duplicate-key", "file-name", "patchset-match",
+                     # issue 26: physical numbers at the front end, selections that fit the workspace
+                     "non-physical-number", "selection-layout", "path-outside", "special-output", "template"}
     assert len(CASES) >= 30 and len({c["id"] for c in CASES}) == len(CASES)
     # every case folder is used by exactly one case, and every case's files exist
     folders = {p.name for p in (CORPUS / "cases").iterdir()}
@@ -90,7 +92,7 @@ def _run(case: dict[str, Any], tmp_path: Path, built: Built) -> Run:
     project = _project(tmp_path, case, built)
     run = MANIFEST["defaults"][case["run"]]
     out = run.get("out", "results/out")
-    args = [a.format(out=out, manifest=case.get("manifest", "")) for a in run["command"]]
+    args = [a.format(out=out, manifest=case.get("manifest", "")) for a in case.get("command", run["command"])]
     before = _files(project)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([str(RECASTFLOW), *args], cwd=project, capture_output=True, text=True,
@@ -125,6 +127,12 @@ def _project(tmp_path: Path, case: dict[str, Any], built: Built) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = built[m["build"]]
         path.write_bytes(data if m.get("keep") is None else data[:int(len(data) * m["keep"])])
+    # "outside": the file moves out of the project (next to it) and a symbolic link to it takes its place
+    for rel in case.get("outside", []):
+        moved = tmp_path / "outside" / rel
+        moved.parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).replace(moved)
+        (project / rel).symlink_to(moved)
     # "@sha256:<path>@" in an overlaid file: the checksum of a file built above
     for path in overlaid:
         if b"@sha256:" not in path.read_bytes():

@@ -66,7 +66,7 @@ def test_events_grid_points_get_slha_and_front_end_yields(project):
 
 
 @pytest.mark.parametrize("events, message", [
-    ({"slha": "slha/S_{mass}.slha"}, r"events\.slha: SLHA pattern 'slha/S_\{mass\}\.slha' uses a field that is not a grid parameter"),
+    ({"slha": "slha/S_{mass}.slha"}, r"events\.slha: field \{mass\} of 'slha/S_\{mass\}\.slha' is unknown; fields: \{"),
     ({"n_events": None}, r"points\[0\]: set 'events\.n_events' or the point's 'n_events'"),
     ({"detector": "../d.yaml"}, r"events\.detector: path '\.\./d\.yaml' must be relative"),
     ({"seed": 0}, r"events\.seed: 0 is less than the minimum of 1"),

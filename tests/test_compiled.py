@@ -15,17 +15,29 @@ from recastflow.compiled import LikelihoodCompiler, Objective, _agrees, pad_null
 from recastflow.config import read_document
 from recastflow.inference import FastLikelihood, Likelihood
 
+from conftest import published_file, published_patchset
+
 ROOT = Path(__file__).resolve().parents[1]
-SBOTTOM = ROOT / "config/analyses/ATLAS-SUSY-2018-31/workspaces/RegionA/BkgOnly.json"
-SBOTTOM_PATCHES = ROOT / "config/signals/patches/ATLAS-SUSY-2018-31/RegionA/patchset.json.gz"
-ONELBB = ROOT / "config/analyses/ATLAS-SUSY-2019-08/workspaces/Wh/BkgOnly.json"
-ONELBB_PATCHES = ROOT / "config/analyses/ATLAS-SUSY-2019-08/validation"
+# the published workspaces and patches come through the fetch layer (cache, then the mirror), never the repository
+ONELBB_POINTS = ["300_150", "500_0", "700_0", "700_400", "750_100", "800_0", "900_0"]
+
+
+def onelbb() -> Path:
+    """The 1Lbb background-only workspace (HEPData ins1755298, re-serialised), fetched."""
+    return published_file("ATLAS-SUSY-2019-08", "source:bkgonly")
+
+
+def onelbb_patch(point: str) -> Path:
+    """ATLAS's 1Lbb signal patch of a point (``<m(C1/N2)>_<m(N1)>``), fetched."""
+    return published_file("ATLAS-SUSY-2019-08", f"source:patch_{point}")
 
 
 @pytest.fixture(scope="module")
 def sbottom():
-    bkg = read_document(SBOTTOM)
-    patches = {p["metadata"]["name"]: p["patch"] for p in read_document(SBOTTOM_PATCHES)["patches"]}
+    bkg = read_document(published_file("ATLAS-SUSY-2018-31", "source:likelihoods/RegionA/BkgOnly.json"))
+    patchset = published_patchset("ATLAS-SUSY-2018-31", "RegionA", ["m_sbottom", "m_neutralino2", "m_neutralino1"],
+                                  "RegionA")
+    patches = {p["metadata"]["name"]: p["patch"] for p in patchset["patches"]}
     return bkg, patches
 
 
@@ -180,8 +192,8 @@ def build_padded(bkg, ops, pad=pad_null_modifiers):
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["700_0", "750_100"])  # 750_100: where pyhf's numpy backend is 2e-5 off
 def test_fast_equals_converged_pyhf_on_1lbb(point):
-    bkg = read_document(ONELBB)
-    ops = read_document(ONELBB_PATCHES / f"patch_C1N2_Wh_hbb_{point}.json")
+    bkg = read_document(onelbb())
+    ops = read_document(onelbb_patch(point))
     # as the limits stage runs it: the padded model, compared with pyhf on the published one
     padded, padded_data = build_padded(bkg, ops)
     lik = FastLikelihood(padded, padded_data, LikelihoodCompiler().objective(padded, padded_data))
@@ -194,8 +206,8 @@ def test_fast_fits_reach_pyhfs_minimum_or_below_on_1lbb_500_0():
     # the one published 1Lbb point where fast and converged pyhf differ beyond the criterion (observed CLs
     # 1.7e-7 apart): pyhf's fits to data, converged on either backend, never end below ours (at mu=1 its
     # fit stops 2.7e-3 above), so the difference is pyhf's optimiser stopping short, not ours
-    bkg = read_document(ONELBB)
-    ops = read_document(ONELBB_PATCHES / "patch_C1N2_Wh_hbb_500_0.json")
+    bkg = read_document(onelbb())
+    ops = read_document(onelbb_patch("500_0"))
     padded, padded_data = build_padded(bkg, ops)
     lik = FastLikelihood(padded, padded_data, LikelihoodCompiler().objective(padded, padded_data))
     lik.cls(1.0)
@@ -212,12 +224,12 @@ def test_fast_fits_reach_pyhfs_minimum_or_below_on_1lbb_500_0():
 @pytest.mark.parametrize("grid", [False, True], ids=["own-names", "names-of-the-grid"])
 def test_padding_keeps_every_published_1lbb_likelihood(grid):
     # each published 1Lbb signal carries its own subset of the systematics; padded, the likelihood is the same
-    bkg = read_document(ONELBB)
+    bkg = read_document(onelbb())
     rng = np.random.default_rng(11)
     keys = set()
     # as a limits job pads: also with the names the points before had (the compiler remembers them)
     pad = LikelihoodCompiler().pad if grid else pad_null_modifiers
-    for path in sorted(ONELBB_PATCHES.glob("patch_*.json")):
+    for path in [onelbb_patch(p) for p in ONELBB_POINTS]:
         ops = read_document(path)
         spec = jsonpatch.apply_patch(bkg, ops)
         before = repr(spec)
@@ -275,10 +287,10 @@ def test_padding_adds_only_null_normsys_and_histosys_to_the_signal():
 
 @pytest.mark.slow
 def test_padded_1lbb_points_share_one_compilation():
-    bkg = read_document(ONELBB)
+    bkg = read_document(onelbb())
     compiler = LikelihoodCompiler()
-    for pattern in ("*300_150*", "*500_0*", "*700_400*", "*900_0*"):
-        compiler.objective(*build_padded(bkg, read_document(next(ONELBB_PATCHES.glob(pattern))), compiler.pad))
+    for point in ("300_150", "500_0", "700_400", "900_0"):
+        compiler.objective(*build_padded(bkg, read_document(onelbb_patch(point)), compiler.pad))
     assert (compiler.compiled, compiler.bound) == (1, 4)
 
 

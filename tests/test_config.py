@@ -130,7 +130,9 @@ def test_yaml_loader_stays_safe(tmp_path):
 
     import yaml
 
-    assert issubclass(_SafeLoader, yaml.SafeLoader)
+    # SafeLoader or libyaml's CSafeLoader: only SafeConstructor's constructors, never the unsafe ones
+    assert issubclass(_SafeLoader, yaml.constructor.SafeConstructor)
+    assert not issubclass(_SafeLoader, (yaml.constructor.FullConstructor, yaml.constructor.UnsafeConstructor))
     p = tmp_path / "evil.yaml"
     p.write_text("x: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(RecastError, match="invalid YAML"):
@@ -222,7 +224,7 @@ def test_every_float_in_a_config_number_is_finite_and_in_range_or_refused_naming
             ok = math.isfinite(value) and 0.5 < value < 1
         elif field == "fit.tolerance":
             doc["fit"] = {"tolerance": value}
-            ok = math.isfinite(value) and value > 0
+            ok = math.isfinite(value) and 0 < value <= 1
         else:
             doc["grids"] = [value]
             ok = False
@@ -237,3 +239,53 @@ def test_every_float_in_a_config_number_is_finite_and_in_range_or_refused_naming
             assert ok, f"{value!r} accepted in {field}"
 
     check()
+
+
+# ----------------------------------------------------------------------------- templates (issue 26)
+
+@pytest.mark.parametrize("template, problem", [
+    ("patch_{m1.__class__}.json", "field {m1.__class__} of 'patch_{m1.__class__}.json' is not a plain {name}"),
+    ("patch_{m1[0]}.json", "is not a plain {name}"),
+    ("patch_{m1!r}.json", "field {m1!r} of"),
+    ("patch_{m1:>10}.json", "field {m1:>10} of"),
+    ("patch_{mass}.json", "field {mass} of 'patch_{mass}.json' is unknown; fields: {m1}, {m2}"),
+    ("patch_{m1.json", "is not a valid template"),
+    ("patch_}{m1}.json", "is not a valid template"),
+    ("patch_{}.json", "field {} of"),
+])
+def test_grid_patterns_only_plain_parameter_fields(template: str, problem: str) -> None:
+    from recastflow.config import validate
+
+    doc = {"name": "G", "analysis": "A", "workspace": "w", "parameters": {"m1": {"label": "m1"}, "m2": {"label": "m2"}},
+           "patch_directory": {"path": "p", "pattern": template}, "points": [{"name": "P", "values": {"m1": 1, "m2": 2}}]}
+    with pytest.raises(RecastError) as err:
+        validate(doc, "signals", "grid.yaml")
+    assert str(err.value).startswith("grid.yaml: patch_directory.pattern: ") and problem in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_plain_patterns_and_literal_braces_pass() -> None:
+    from recastflow.config import template_fields
+
+    assert template_fields("p_{m1}_{m2}_{{x}}.json", ["m1", "m2"], path="g", field="f") == ["m1", "m2"]
+
+
+@pytest.mark.parametrize("template, problem", [
+    ("staterror_{region}", "field {region} of 'staterror_{region}' is unknown; fields: {channel}"),
+    ("staterror_{channel", "is not a valid template"),
+    ("staterror_{channel.upper}", "is not a plain {name}"),
+])
+def test_mcstat_modifier_template_only_channel(template: str, problem: str) -> None:
+    from recastflow.config import _analysis_templates
+
+    with pytest.raises(RecastError) as err:
+        _analysis_templates({"signal": {"poi": "mu", "mcstat_modifier": template}}, "analysis.yaml")
+    assert str(err.value).startswith("analysis.yaml: signal.mcstat_modifier: ") and problem in str(err.value)
+
+
+def test_fit_maxiter_is_bounded() -> None:
+    from recastflow.config import validate
+
+    validate({"grids": ["A"], "fit": {"maxiter": 100000}}, "config", "c.yaml")
+    with pytest.raises(RecastError, match=r"c\.yaml: fit\.maxiter: 10000000 is greater than the maximum of 1000000"):
+        validate({"grids": ["A"], "fit": {"maxiter": 10_000_000}}, "config", "c.yaml")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,31 @@ def test_efficiency_above_one_is_refused(tmp_path: Path) -> None:
     doc = atlas_doc()
     doc["btag"]["efficiency"]["b"]["values"][0] = [1.5]
     with pytest.raises(RecastError, match=r"btag\.efficiency\.b\.values\[0\]\[0\]: 1\.5 is greater than the maximum"):
+        load_card(write_json(tmp_path, doc))
+
+
+@pytest.mark.parametrize("value, problem", [(float("nan"), "nan is not allowed"), (-0.1, "less than the minimum"),
+                                            (1.01, "greater than the maximum")])
+def test_efficiency_outside_0_1_or_nan_is_refused(tmp_path: Path, value: float, problem: str) -> None:
+    doc = atlas_doc()
+    doc["electrons"]["efficiency"]["values"][0][0] = value
+    with pytest.raises(RecastError, match=rf"electrons\.efficiency\.values\[0\]\[0\]: .*{problem}") as err:
+        load_card(write_json(tmp_path, doc))
+    assert err.value.path == str(tmp_path / "card.json")
+
+
+@pytest.mark.parametrize("where, value", [(("jets", "resolution", "constant", 0), 1e300),
+                                          (("muons", "resolution", "sagitta", 0), 5.0),
+                                          (("jets", "resolution", "noise", 0), 1e4),
+                                          (("met", "soft_term", "resolution"), 1e300)])
+def test_absurd_resolutions_are_refused(tmp_path: Path, where: tuple[Any, ...], value: float) -> None:
+    doc = atlas_doc()
+    node = doc
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    field = ".".join(str(k) for k in where[:-1]) + (f"[{where[-1]}]" if isinstance(where[-1], int) else f".{where[-1]}")
+    with pytest.raises(RecastError, match=rf"{re.escape(field)}: .* is greater than the maximum"):
         load_card(write_json(tmp_path, doc))
 
 

@@ -160,7 +160,9 @@ def test_wrong_count_without_a_variables_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- validation vectors and the CLI
 
 
-def test_vectors_beyond_tolerance_fail_loudly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_vectors_beyond_tolerance_fail_loudly(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the project: the command refuses paths outside it
     folder = copy_higp(tmp_path)
     vec = folder / "vectors" / "res_odd.json"
     doc = json.loads(vec.read_text())
@@ -175,14 +177,19 @@ def test_vectors_beyond_tolerance_fail_loudly(tmp_path: Path, capsys: pytest.Cap
     assert not out.exists()
 
 
-def test_model_check_cli_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_model_check_cli_writes_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the project: the command refuses paths outside it
     out = tmp_path / "models.txt"
-    assert main(["model-check", "--selection", str(HIGP / "selection.yaml"), "--output", str(out)]) == 0
+    folder = copy_higp(tmp_path)
+    assert main(["model-check", "--selection", str(folder / "selection.yaml"), "--output", str(out)]) == 0
     records = json.loads(out.with_suffix(".json").read_text())
     assert len(records) == 6 and all(r["passed"] and r["max_abs_dev"] <= 1e-6 for r in records)
 
 
-def test_write_vectors_once_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_write_vectors_once_then_check(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the project: the command refuses paths outside it
     folder = copy_higp(tmp_path)
     shutil.rmtree(folder / "vectors")
     reco_path = tmp_path / "reco.parquet"

@@ -210,18 +210,19 @@ def test_shared_copy_is_read_only_and_deep_copies_share_it():
 def test_published_patches_on_the_shared_workspace_give_pyhfs_models(tmp_path):
     # every published 1Lbb point: the same specification as jsonpatch gives, the workspace untouched
     import json
-    from pathlib import Path
 
     import jsonpatch
 
     from recastflow.config import read_document
     from recastflow.patching import apply_patch, build_model_and_data, shared_copy
 
-    root = Path(__file__).resolve().parents[1]
-    raw = read_document(root / "config/analyses/ATLAS-SUSY-2019-08/workspaces/Wh/BkgOnly.json")
+    from conftest import published_file
+
+    # ATLAS's published 1Lbb workspace and patches, through the fetch layer (cache, mirror)
+    raw = read_document(published_file("ATLAS-SUSY-2019-08", "source:bkgonly"))
     before = json.dumps(raw, sort_keys=True)
     bkg = shared_copy(raw)
-    for path in sorted((root / "config/analyses/ATLAS-SUSY-2019-08/validation").glob("patch_*.json"))[:3]:
+    for path in [published_file("ATLAS-SUSY-2019-08", f"source:patch_{p}") for p in ("300_150", "500_0", "700_0")]:
         ops = read_document(path)
         spec = apply_patch(bkg, ops, path)
         assert spec == jsonpatch.apply_patch(raw, ops)
@@ -406,3 +407,45 @@ def test_patchset_that_is_not_one_is_a_clear_error(project, toy, content):
     (sig / "published.json").write_text(content)
     with pytest.raises(RecastError, match=r"published\.json: not a pyhf PatchSet"):
         load_grid("FROMSET", sig)
+
+
+@pytest.fixture
+def shapesys_toy(project):
+    """The TOY bundle with the signal's MC statistics as one shapesys per sample (issue 18's convention)."""
+    import yaml
+
+    path = project / "config" / "analyses" / "TOY" / "analysis.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["signal"].update({"mcstat_type": "shapesys", "mcstat_modifier": "shapesys_{sample}_{channel}"})
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    analysis = load_analysis("TOY", project / "config" / "analyses")
+    wsref = analysis.workspace("main")
+    return analysis, wsref, wsref.load()
+
+
+def test_signal_mcstat_as_a_shapesys_per_sample(shapesys_toy):
+    analysis, wsref, bkg = shapesys_toy
+    ops = patch_from_yields(yields_doc(), bkg, wsref, analysis, "sig")
+    spec = apply_patch(bkg, ops, "test", analysis=analysis, wsref=wsref)
+    sr = spec["channels"][0]["samples"][-1]
+    mcstat = [m for m in sr["modifiers"] if m["type"] in ("staterror", "shapesys")]
+    assert mcstat == [{"name": "shapesys_sig_SR", "type": "shapesys", "data": [0.4, 0.5]}]
+    # extract-yields reads the same convention back: the round trip gives the same patch
+    back = yields_from_patch(ops, bkg, wsref, analysis, "test")
+    assert back["regions"]["SR"]["stat"] == [0.4, 0.5]
+    assert patch_from_yields(back, bkg, wsref, analysis, back["sample"]) == ops
+    # and the likelihood builds with a gamma per bin of the signal alone
+    model = pyhf.Workspace(spec).model()
+    assert model.config.param_set("shapesys_sig_SR").n_parameters == 2
+
+
+def test_a_patch_with_another_mcstat_convention_names_what_it_has(shapesys_toy):
+    import dataclasses
+
+    analysis, wsref, bkg = shapesys_toy
+    staterror_analysis = dataclasses.replace(analysis, mcstat_type="staterror", mcstat_modifier="staterror_{channel}")
+    ops = patch_from_yields(yields_doc(), bkg, wsref, staterror_analysis, "sig")
+    with pytest.raises(RecastError, match=r"no shapesys modifier named 'shapesys_sig_SR' \(it has: staterror "
+                                          r"'staterror_SR'\); set signal\.mcstat_type") as err:
+        yields_from_patch(ops, bkg, wsref, analysis, "patch.json")
+    assert err.value.field == "signal.mcstat_modifier"

@@ -1,7 +1,6 @@
 """The compiled schema check gives pyhf's verdict: on published documents and on broken copies of them."""
 
 import copy
-import gzip
 import json
 import random
 from collections import Counter
@@ -14,10 +13,13 @@ import pytest
 from recastflow import pyhfschema
 from recastflow.patching import shared_copy
 
+from conftest import published_file, published_patchset
+
 REPO = Path(__file__).resolve().parents[1]
+# published workspaces, fetched (cache, then the mirror) when a test needs them
 WORKSPACES = {
-    "RegionA": REPO / "config/analyses/ATLAS-SUSY-2018-31/workspaces/RegionA/BkgOnly.json",
-    "1Lbb": REPO / "config/analyses/ATLAS-SUSY-2019-08/workspaces/Wh/BkgOnly.json",
+    "RegionA": ("ATLAS-SUSY-2018-31", "source:likelihoods/RegionA/BkgOnly.json"),
+    "1Lbb": ("ATLAS-SUSY-2019-08", "source:bkgonly"),
 }
 
 
@@ -45,7 +47,7 @@ def fast_accepts(doc, schema_name="workspace.json") -> bool:
 @pytest.fixture(scope="module")
 def small():
     """A published workspace cut to one channel of three samples with two modifiers of each kind."""
-    ws = json.loads(WORKSPACES["1Lbb"].read_text())
+    ws = json.loads(published_file(*WORKSPACES["1Lbb"]).read_text())
     channel = ws["channels"][0]
     samples = []
     for sample in channel["samples"][:3]:
@@ -65,15 +67,15 @@ def small():
 
 @pytest.mark.parametrize("name", sorted(WORKSPACES))
 def test_published_workspaces_are_valid(name):
-    ws = json.loads(WORKSPACES[name].read_text())
+    ws = json.loads(published_file(*WORKSPACES[name]).read_text())
     assert fast_accepts(ws)
     assert fast_accepts(shared_copy(ws))  # the read-only copies a grid shares
     pyhfschema.validate(ws, "workspace.json")
 
 
 def test_published_patchset_is_valid():
-    path = REPO / "config/signals/patches/ATLAS-SUSY-2018-31/RegionA/patchset.json.gz"
-    doc = json.loads(gzip.decompress(path.read_bytes()))
+    # the RegionA patches of the HEPData archive, collected into a PatchSet as pyhf publishes them
+    doc = published_patchset("ATLAS-SUSY-2018-31", "RegionA", ["m_sbottom", "m_neutralino2", "m_neutralino1"], "RegionA")
     assert fast_accepts(doc, "patchset.json")
 
 

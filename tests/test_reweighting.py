@@ -179,6 +179,24 @@ def test_negative_and_non_finite_ratios_are_refused(tmp_path: Path, ratio: str, 
         assert f in str(err.value)
 
 
+@pytest.mark.parametrize("factors, fragments", [
+    # each factor finite, their product infinite
+    (["1e200 + 0 * x1", "1e200 + 0 * x1"], ["factors:", "product of the 2 factors is r = inf", "rescale"]),
+    # a finite ratio whose yields overflow once multiplied by the weights and the normalisation
+    (["1e305 + 0 * x1"], ["factors:", "the reweighted stat of region", "is inf", "rescale"]),
+])
+def test_finite_factors_with_infinite_products_are_refused(tmp_path: Path, factors: list[str],
+                                                          fragments: list[str]) -> None:
+    sel = write_selected(tmp_path / "s.parquet", modes=MODES)
+    spec = load_spec(write_spec(tmp_path / "r.yaml", {"name": "r", "factors": [
+        {"expression": {"ratio": f}} for f in factors]}))
+    with pytest.raises(RecastError) as err:
+        reweight_selected(sel, spec, {}, point="T")
+    assert str(err.value).startswith(f"{tmp_path / 'r.yaml'}: ") and "\n" not in str(err.value)
+    for f in fragments:
+        assert f in str(err.value)
+
+
 def test_allow_negative_accepts_negative_ratios(tmp_path: Path) -> None:
     sel = write_selected(tmp_path / "s.parquet", modes=MODES)
     spec = load_spec(write_spec(tmp_path / "r.yaml", {"name": "r", "allow_negative": True, "factors": [
@@ -334,7 +352,10 @@ def test_cli_reweight_writes_yields_that_patch_accepts(tmp_path: Path) -> None:
     sel = write_selected(tmp_path / "selected.parquet", modes=MODES, point="TChiWH_700_0",
                          bins={"SRHMEM_mct2": [0, 1, 2, 0, 1, 2], "WREM_cuts": [0, -1, 0, -1, 0, -1]})
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "recastflow", "reweight", "--grid", "TChiWH_1Lbb_BR", "--point",
+    # the run's project is the repository: the events and outputs of this test are in a folder the config allows
+    config = tmp_path / "config.yaml"
+    config.write_text((REPO / "config" / "config.yaml").read_text() + f"\nallowed_paths: [{json.dumps(str(tmp_path))}]\n")
+    cmd = [sys.executable, "-m", "recastflow", "--config", str(config), "reweight", "--grid", "TChiWH_1Lbb_BR", "--point",
            "TChiWH_700_0_BRh050", "--input", str(sel), "--outdir", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

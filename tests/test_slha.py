@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,62 @@ def test_xsec_ambiguous_central_values(tmp_path: Path) -> None:
     path = variant(tmp_path, line, line + "  0  2  0  0  0  0    7.10000000E-03 OtherCode\n")
     with pytest.raises(RecastError, match="2 central-scale XSECTION values"):
         slha_xsec_pb(read_slha(path), 13000.0, None, None)
+
+
+# ----------------------------------------------------------------------------- physical numbers (issue 26)
+
+@pytest.mark.parametrize("value", ["-6.99008000E-03", "0.0", "inf", "nan"])
+def test_xsection_not_finite_and_positive_is_refused(tmp_path: Path, value: str) -> None:
+    path = variant(tmp_path, "6.99008000E-03", value)
+    with pytest.raises(RecastError, match=r"cross-section .* pb; a cross-section is a finite number > 0") as err:
+        read_slha(path)
+    assert err.value.field == "XSECTION 13000 -> 1000023 1000024" and err.value.path == str(path)
+    assert "\n" not in str(err.value)
+
+
+def test_nan_mass_is_refused_naming_the_particle(tmp_path: Path) -> None:
+    path = variant(tmp_path, "1000023     700.0   # ~chi_20", "1000023     nan   # ~chi_20")
+    with pytest.raises(RecastError, match=r"1000023 \(~chi_20\) has mass nan") as err:
+        read_slha(path)
+    assert err.value.field == "BLOCK MASS"
+
+
+def test_negative_mass_is_legitimate(tmp_path: Path) -> None:
+    # the sign of a neutralino mass eigenvalue is a convention of the spectrum generators
+    path = variant(tmp_path, "1000022     0.0   # ~chi_10", "1000022     -10.0   # ~chi_10")
+    assert read_slha(path).mass(1000022) == -10.0
+
+
+def test_negative_width_is_refused(tmp_path: Path) -> None:
+    path = variant(tmp_path, "DECAY   1000023     0.10000000E+00", "DECAY   1000023     -0.10000000E+00")
+    with pytest.raises(RecastError, match=r"total width of 1000023 \(~chi_20\) is -0.1") as err:
+        read_slha(path)
+    assert err.value.field == "DECAY 1000023"
+
+
+@pytest.mark.parametrize("br", ["-1.00000000E+00", "1.50000000E+00", "nan"])
+def test_branching_ratio_outside_0_1_is_refused(tmp_path: Path, br: str) -> None:
+    path = variant(tmp_path, "     1.00000000E+00    2    24    1000022", f"     {br}    2    24    1000022")
+    with pytest.raises(RecastError, match=rf"the channel to 24, 1000022 has branching ratio {re.escape(br)}; a branching ratio "
+                                          r"is between 0 and 1") as err:
+        read_slha(path)
+    assert err.value.field == "DECAY 1000024" and err.value.path == str(path)
+
+
+def test_branching_ratios_not_summing_to_one_are_refused(tmp_path: Path) -> None:
+    path = variant(tmp_path, "     1.00000000E+00    2    24    1000022",
+                   "     6.00000000E-01    2    24    1000022")
+    with pytest.raises(RecastError, match=r"branching ratios of 1000024 \(~chi_1\+\) sum to 0.6, not 1"):
+        read_slha(path)
+    # rounding of the last digit is not an error
+    ok = variant(tmp_path, "     1.00000000E+00    2    24    1000022",
+                 "     4.99900000E-01    2    24    1000022\n     5.00000000E-01    2    24    1000022")
+    assert read_slha(ok).decays == (1000023, 1000024)
+
+
+def test_lsp_heavier_than_the_decaying_sparticle_names_both(tmp_path: Path) -> None:
+    path = variant(tmp_path, "1000022     0.0   # ~chi_10", "1000022     800.0   # ~chi_10")
+    with pytest.raises(RecastError, match=r"impossible spectrum: 1000023 \(~chi_20\) at 700 GeV decays \(channel 1\) "
+                                          r"to 1000022 \(~chi_10\) at 800 GeV, which is heavier") as err:
+        read_slha(path)
+    assert err.value.path == str(path) and err.value.field == "DECAY 1000023"

@@ -45,7 +45,7 @@ def test_workflow_end_to_end(project):
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = json.loads((project / "results/limits/TOYGRID/limits.json").read_text())
     assert [p["point"] for p in table["points"]] == ["P0", "P1", "P2"]
-    assert table["summary"] == {"trusted": 3, "flagged": 0, "failed": 0}
+    assert table["summary"] == {"trusted": 3, "flagged": 0, "failed": 0, "fallback": 0}
     assert table["points"][1]["mu_ul_obs"] > 0 and table["points"][0]["mu_ul_obs"] is None
     csv = (project / "results/limits/TOYGRID/limits.csv").read_text().splitlines()
     assert len(csv) == 4 and csv[0].startswith("point,m1,m2,status,cls_obs")

@@ -75,6 +75,38 @@ def slha_without_xsection(path: Path) -> None:
     _slha_without(path, "XSECTION")
 
 
+def _slha_with(path: Path, old: str, new: str) -> None:
+    """The TChiWH sample spectrum of tests/data with one piece of text (occurring once) replaced."""
+    text = (HERE.parent / "data" / "TChiWH_700_0_700_0.slha").read_text()
+    assert text.count(old) == 1, old
+    path.write_text(text.replace(old, new))
+
+
+def slha_xsection_negative(path: Path) -> None:
+    """A negative XSECTION value (a sign lost when the file was written)."""
+    _slha_with(path, "6.99008000E-03", "-4.46900000E-03")
+
+
+def slha_mass_nan(path: Path) -> None:
+    """A neutralino mass of 'nan' (a failed spectrum calculation)."""
+    _slha_with(path, "1000023     700.0   # ~chi_20", "1000023     nan   # ~chi_20")
+
+
+def slha_width_negative(path: Path) -> None:
+    """A negative total width of the neutralino."""
+    _slha_with(path, "DECAY   1000023     0.10000000E+00", "DECAY   1000023     -0.10000000E+00")
+
+
+def slha_br_negative(path: Path) -> None:
+    """A negative branching ratio of the chargino's only channel."""
+    _slha_with(path, "     1.00000000E+00    2    24    1000022", "    -1.00000000E+00    2    24    1000022")
+
+
+def slha_lsp_heavier(path: Path) -> None:
+    """The LSP at 800 GeV, heavier than the 700 GeV chargino and neutralino that decay to it."""
+    _slha_with(path, "1000022     0.0   # ~chi_10", "1000022     800.0   # ~chi_10")
+
+
 def _jet(pt: float, eta: float = 0.0, phi: float = 0.0) -> dict[str, Any]:
     return {"pt": pt, "eta": eta, "phi": phi, "m": 0.0, "btag": False, "flavour": 0}
 
@@ -157,7 +189,8 @@ def empty(path: Path) -> None:
 BUILDERS: dict[str, Callable[[Path], None]] = {
     f.__name__: f for f in (lhe, lhe_no_events, hepmc3, hepmc3_no_events, delphes, reco_events, particle_events,
                             selected_events, onnx_three_inputs, garbage, empty, slha_without_mass,
-                            slha_without_xsection)
+                            slha_without_xsection, slha_xsection_negative, slha_mass_nan, slha_width_negative,
+                            slha_br_negative, slha_lsp_heavier)
 }
 
 

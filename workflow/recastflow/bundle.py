@@ -6,10 +6,12 @@ import functools
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from recastflow import fetch
 from recastflow.config import inside, load_validated, loads_json, read_document
 from recastflow.errors import RecastError
+from recastflow.fetch import Source
 
 
 @dataclass(frozen=True)
@@ -23,38 +25,57 @@ class Region:
 
 @dataclass(frozen=True)
 class WorkspaceRef:
-    """A background-only workspace of a bundle, with its expected checksum."""
+    """A background-only workspace of a bundle, with what its content must be.
+
+    A workspace written for the bundle is a file in its folder, checked by sha256. A published one
+    is a member of a declared source (:mod:`recastflow.fetch`): ``path`` is where the fetch puts
+    it, and its content is checked by pyhf's workspace digest, so a re-serialised copy of the same
+    JSON is accepted and anything else refused.
+    """
 
     name: str
     path: Path
-    sha256: str
+    sha256: str | None
     regions: tuple[Region, ...]
     exclude_channels: tuple[str, ...] = ()
     poi: str | None = None
     bundle: Path | None = None
+    source: Source | None = None
+    member: str | None = None
+    digest: str | None = None
+
+    def fetch(self) -> Path:
+        """Make a published workspace available (cache, mirror or network) and return its path."""
+        if self.source is not None:
+            member = self.member or self.source.content_name
+            fetch.ensure(self.source, {member: self.digest})
+        return self.path
 
     def load(self, *, validate: bool = True) -> dict[str, Any]:
-        """Read the workspace after checking its sha256, pyhf's workspace schema and its numbers.
+        """Read the workspace after checking its sha256 or digest, pyhf's workspace schema and its numbers.
 
         Observations must be finite and >= 0, as must every background yield and modifier
         datum (:func:`recastflow.workspace_check.check_workspace`); the measurements' POI must be
         the bundle's. Observations are not required to be integers: the bundle does not say
-        whether a workspace's data are event counts.
+        whether a workspace's data are event counts. A published workspace not fetched yet is
+        fetched first.
 
         Args:
             validate: check pyhf's schema and the numbers. Jobs that check the patched workspace
                 anyway pass False: the sha256 already ties the file to the one checked before.
         """
+        self.fetch()
         if not self.path.is_file():
             raise RecastError("background-only workspace not found", path=str(self.path))
         raw = self.path.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
-        if digest != self.sha256:
-            raise RecastError(
-                f"sha256 is {digest}, the bundle expects {self.sha256}; "
-                "the file was changed or replaced: restore the published file or update analysis.yaml",
-                path=str(self.path),
-            )
+        if self.sha256 is not None:
+            digest = hashlib.sha256(raw).hexdigest()
+            if digest != self.sha256:
+                raise RecastError(
+                    f"sha256 is {digest}, the bundle expects {self.sha256}; "
+                    "the file was changed or replaced: restore the published file or update analysis.yaml",
+                    path=str(self.path),
+                )
         import pyhf  # not at the top: a second to import, and most commands reading a bundle never need it
 
         from recastflow import pyhfschema
@@ -62,6 +83,13 @@ class WorkspaceRef:
         from recastflow.workspace_check import check_workspace
 
         spec = loads_json(raw, self.path)
+        if self.digest is not None:
+            got = fetch.json_digest(spec)
+            if got != self.digest:
+                # the cache is verified when filled: a mismatch here means the file was edited since
+                raise RecastError(f"content digest is {got}, the bundle expects {self.digest}: the cached file was "
+                                  f"changed; delete {self.path.parent} from the cache and fetch again",
+                                  path=str(self.path))
         if validate:
             try:
                 pyhfschema.validate(spec, "workspace.json")
@@ -164,6 +192,43 @@ class Analysis:
     selection: Path | None = None
     yield_references: YieldReferences | None = None
     luminosity_ifb: float | None = None
+    sources: dict[str, Source] = field(default_factory=dict)
+    doc: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: "staterror" or "shapesys": how the likelihood carries the signal's MC statistics
+    mcstat_type: str = "staterror"
+
+    def mcstat_name(self, channel: str, sample: str) -> str:
+        """The name of the signal's MC-statistics modifier in ``channel`` for the sample ``sample``."""
+        return self.mcstat_modifier.format(channel=channel, sample=sample)
+
+    def expected_members(self) -> dict[str, dict[str, str | None]]:
+        """For each source, the members the bundle reads and the content digest each must have (or None)."""
+        out: dict[str, dict[str, str | None]] = {name: {} for name in self.sources}
+        for ws in self.workspaces.values():
+            if ws.source is not None:
+                out[ws.source.name][ws.member or ws.source.content_name] = ws.digest
+        if self.yield_references is not None:
+            for ref in self.yield_references.points:
+                for name, source in self.sources.items():
+                    if ref.patch.is_relative_to(source.directory):
+                        out[name].setdefault(ref.patch.relative_to(source.directory).as_posix(), None)
+        for name, src in self.doc.get("sources", {}).items():
+            for member in src.get("members", {}).get("workspaces", []):
+                out[name].setdefault(member, None)
+        return out
+
+    def fetch_sources(self) -> dict[str, Path]:
+        """Fetch every source of the bundle (cache, then mirror, then network), verified; their folders by name."""
+        return {name: folder for name, (folder, _) in self.obtain_sources().items()}
+
+    def obtain_sources(self) -> dict[str, tuple[Path, str]]:
+        """Fetch every source of the bundle; by name, its cache folder and where it came from."""
+        expected = self.expected_members()
+        out = {}
+        for name, source in self.sources.items():
+            out[name] = fetch.obtain(source, expected[name])
+            _check_patch_globs(source, self.doc["sources"][name], self.folder / "analysis.yaml")
+        return out
 
     def workspace(self, name: str, *, source: Path | str = "") -> WorkspaceRef:
         """Return a workspace by name or a clear error listing the valid names."""
@@ -191,6 +256,7 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
     doc = load_validated(path, "analysis")
     if doc["id"] != analysis_id:
         raise RecastError(f"id {doc['id']!r} differs from the folder name {analysis_id!r}", path=str(path), field="id")
+    sources = {name: fetch.source_from_doc(name, src, path) for name, src in doc.get("sources", {}).items()}
     workspaces = {}
     for name, ws in doc["workspaces"].items():
         regions = tuple(Region(r, v["channel"], v["bins"]) for r, v in ws["regions"].items())
@@ -204,14 +270,32 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
                     path=str(path),
                     field=f"workspaces.{name}.exclude_channels",
                 )
+        source = member = None
+        if "source" in ws:
+            if ws["source"] not in sources:
+                raise RecastError(f"{ws['source']!r} is not an entry of 'sources' (entries: {', '.join(sources) or 'none'})",
+                                  path=str(path), field=f"workspaces.{name}.source")
+            source = sources[ws["source"]]
+            if source.unpack in ("tar", "zip") and "member" not in ws:
+                raise RecastError(f"source {source.name!r} is an archive: give the workspace's 'member' (its path inside)",
+                                  path=str(path), field=f"workspaces.{name}")
+            member = ws.get("member") or source.content_name
+            if "member" in ws:
+                fetch.safe_member_name(member, source=source)  # refuse '..' or absolute paths up front
+            ws_path = source.path(member)
+        else:
+            ws_path = inside(folder, ws["file"], source=path, field=f"workspaces.{name}.file")
         workspaces[name] = WorkspaceRef(
             name=name,
-            path=inside(folder, ws["file"], source=path, field=f"workspaces.{name}.file"),
-            sha256=ws["sha256"],
+            path=ws_path,
+            sha256=ws.get("sha256"),
             regions=regions,
             exclude_channels=tuple(ws.get("exclude_channels", [])),
             poi=doc["signal"]["poi"],
             bundle=path,
+            source=source,
+            member=member,
+            digest=ws.get("digest"),
         )
     refs = tuple(
         Reference(
@@ -238,7 +322,7 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
             points=tuple(
                 YieldReference(
                     values=dict(p["values"]),
-                    patch=inside(folder, p["patch"], source=path, field=f"{where}.points[{i}].patch"),
+                    patch=resolve_path(p["patch"], folder, sources, source=path, field=f"{where}.points[{i}].patch"),
                     rtol=p.get("rtol", yr.get("rtol", 0.25)),
                     note=p.get("note", ""),
                 )
@@ -259,12 +343,100 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
         workspaces=workspaces,
         poi=sig["poi"],
         mcstat_modifier=sig.get("mcstat_modifier", "staterror_{channel}"),
+        mcstat_type=sig.get("mcstat_type", "staterror"),
         lumi_modifier=sig.get("lumi_modifier", "lumi"),
         references=refs,
         selection=inside(folder, doc["selection"], source=path, field="selection") if "selection" in doc else None,
         yield_references=yrefs,
         luminosity_ifb=doc.get("luminosity_ifb"),
+        sources=sources,
+        doc=doc,
     )
+
+
+SOURCE_PREFIX = "source:"
+
+
+def fetch_bundles(analysis_ids: list[str], analyses_dir: Path, *, manifest: Path | None = None,
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fetch the sources of bundles into the cache and describe what was fetched.
+
+    Args:
+        analysis_ids: bundle folder names (empty: every bundle in ``analyses_dir``).
+        analyses_dir: folder holding the bundles.
+        manifest: if given, a JSON file written (atomically) with each source's file, sha256,
+            origin and cache folder: the workflow's fetch step leaves it for the jobs that use them.
+        log: called with one line per source.
+
+    Returns:
+        The manifest: ``{analysis id: {source name: {...}}}``.
+    """
+    from recastflow.io import write_json_atomic
+
+    if not analysis_ids:
+        analysis_ids = sorted(p.parent.name for p in analyses_dir.glob("*/analysis.yaml"))
+    doc: dict[str, Any] = {}
+    for analysis_id in analysis_ids:
+        analysis = load_analysis(analysis_id, analyses_dir)
+        doc[analysis_id] = {}
+        for name, (folder, origin) in analysis.obtain_sources().items():
+            src = analysis.sources[name]
+            doc[analysis_id][name] = {"file": src.file, "sha256": src.sha256, "origin": src.origin,
+                                      "cache": str(folder), "from": origin.split(" ")[0]}
+            if log is not None:
+                log(f"{analysis_id} {name}: {src.file} ({origin})")
+    if manifest is not None:
+        write_json_atomic(manifest, doc)
+    return doc
+
+
+def resolve_path(text: str, base: Path, sources: dict[str, Source], *, source: Path, field: str) -> Path:
+    """A path written in a bundle or grid: relative to ``base``, or ``source:<name>[/<member>]``.
+
+    ``source:`` paths name a published file of the bundle's ``sources``; they resolve to where the
+    fetch puts it in the cache (known without fetching; ``recastflow fetch`` or the workflow's fetch
+    step fills it).
+
+    Args:
+        text: the path as written.
+        base: folder that relative paths are relative to.
+        sources: the bundle's sources by name.
+        source: the file that contains the path (for messages).
+        field: the key that contains it (for messages).
+    """
+    if not text.startswith(SOURCE_PREFIX):
+        return inside(base, text, source=source, field=field)
+    name, _, member = text[len(SOURCE_PREFIX):].partition("/")
+    if name not in sources:
+        raise RecastError(f"{text!r} names source {name!r}, which the bundle does not declare "
+                          f"(its sources: {', '.join(sources) or 'none'})", path=str(source), field=field)
+    src = sources[name]
+    if not member:
+        if src.unpack in ("tar", "zip"):
+            return src.directory
+        return src.path()
+    if src.unpack not in ("tar", "zip"):
+        raise RecastError(f"source {name!r} is a single file, not an archive: write {SOURCE_PREFIX}{name} "
+                          "without a member", path=str(source), field=field)
+    fetch.safe_member_name(member, source=src)
+    return src.path(member)
+
+
+def _check_patch_globs(source: Source, doc: dict[str, Any], bundle: Path) -> None:
+    """Each ``members.patches`` pattern of a fetched archive must match at least one member."""
+    for pattern in doc.get("members", {}).get("patches", []):
+        if source.unpack in ("tar", "zip") and not any(source.directory.glob(pattern)):
+            raise RecastError(f"no member of {source.file} matches {pattern!r}", path=str(bundle),
+                              field=f"sources.{source.name}.members.patches")
+
+
+def _grid_sources(doc: dict[str, Any], analyses_dir: Path) -> dict[str, Source]:
+    """The sources of a grid's bundle when the grid names one (``source:`` paths), else none (no bundle read)."""
+    texts = [doc.get("patchset", ""), doc.get("patch_directory", {}).get("path", "")]
+    texts += [p.get("patch", "") for p in doc["points"]]
+    if not any(t.startswith(SOURCE_PREFIX) for t in texts):
+        return {}
+    return load_analysis(doc["analysis"], analyses_dir).sources
 
 
 @dataclass(frozen=True)
@@ -340,15 +512,20 @@ class Grid:
         raise RecastError(f"grid {self.name} has no point {name!r}", path=str(self.path))
 
 
-def load_grid(name: str, signals_dir: Path) -> Grid:
+def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) -> Grid:
     """Load ``<signals_dir>/<name>.yaml``; relative paths in it are relative to its folder.
+
+    Paths written ``source:<name>[/<member>]`` (``patch``, ``patch_directory.path``, ``patchset``)
+    name a published file of the grid's analysis bundle; they resolve into the fetch cache.
 
     Args:
         name: grid name (file stem).
         signals_dir: folder holding the grid files.
+        analyses_dir: folder holding the bundles (default: ``analyses`` next to ``signals_dir``).
     """
     path = signals_dir / f"{name}.yaml"
     doc = load_validated(path, "signals")
+    sources = _grid_sources(doc, analyses_dir if analyses_dir is not None else signals_dir.parent / "analyses")
     if doc["name"] != name:
         raise RecastError(f"name {doc['name']!r} differs from the file name {name!r}", path=str(path), field="name")
     base = path.parent
@@ -418,12 +595,17 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
             # the front end writes the point's yields here; `recastflow patch` reads them like a yields file
             yields = Path("results") / "select" / name / p["name"] / "yields.json"
         elif "patch" in p:
-            patch = inside(base, p["patch"], source=path, field=f"{where}.patch")
+            patch = resolve_path(p["patch"], base, sources, source=path, field=f"{where}.patch")
         elif "yields" in p:
             yields = inside(base, p["yields"], source=path, field=f"{where}.yields")
         elif patch_dir:
             fname = patch_dir["pattern"].format(**{k: format_value(v) for k, v in p["values"].items()})
-            patch = inside(base, f"{patch_dir['path']}/{fname}", source=path, field="patch_directory")
+            folder = resolve_path(patch_dir["path"], base, sources, source=path, field="patch_directory.path")
+            patch = folder / inside(folder, fname, source=path, field="patch_directory.pattern").relative_to(folder)
+            if folder.is_relative_to(fetch.cache_dir()) and folder.is_dir() and not patch.is_file():
+                # the archive is fetched and has no such member: say so now, not in the patch job
+                raise RecastError(f"the published archive has no patch {fname!r} in {patch_dir['path']!r} for this point",
+                                  path=str(path), field=where)
         elif "patchset" not in doc:
             raise RecastError(
                 "no signal given: set 'patch' or 'yields' for the point, or 'patchset'/'patch_directory' for the grid",
@@ -444,8 +626,8 @@ def load_grid(name: str, signals_dir: Path) -> Grid:
                 reweight=reweight,
             )
         )
-    patchset = inside(base, doc["patchset"], source=path, field="patchset") if "patchset" in doc else None
-    if patchset is not None:
+    patchset = resolve_path(doc["patchset"], base, sources, source=path, field="patchset") if "patchset" in doc else None
+    if patchset is not None and not (patchset.is_relative_to(fetch.cache_dir()) and not patchset.exists()):
         _check_patchset_matches(patchset, list(params), points, path)
     plot = None
     if "plot" in doc:

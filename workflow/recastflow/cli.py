@@ -377,6 +377,9 @@ def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
     if analysis.luminosity_ifb is None:
         raise RecastError("the bundle needs 'luminosity_ifb' to normalise yields",
                           path=str(analysis.folder / "analysis.yaml"), field="luminosity_ifb")
+    from recastflow.frontend import check_selection_regions
+
+    check_selection_regions(grid, analysis)  # before any event is read: yields for another layout are useless
     outdir = Path(args.outdir)
     select_file([Path(p) for p in args.inputs], analysis.selection, luminosity_ifb=analysis.luminosity_ifb,
                 point=point.name, yields_out=outdir / "yields.json", cutflow_out=outdir / "cutflow.json",
@@ -555,6 +558,25 @@ def cmd_check_reweight(args: argparse.Namespace, ctx: Context) -> None:
     write_text_atomic(out, text + "\n")
 
 
+def cmd_fetch(args: argparse.Namespace, ctx: Context) -> None:
+    """Fetch bundles' published files into the cache (mirror folders first, then the network), verified."""
+    from recastflow.bundle import fetch_bundles
+
+    fetch_bundles(args.analyses, ctx.analyses_dir, manifest=Path(args.manifest) if args.manifest else None, log=_log)
+
+
+def cmd_catalogue(args: argparse.Namespace, ctx: Context) -> None:
+    """List every bundle: paper, what it supports, its validation and its sources (Markdown)."""
+    from recastflow.catalogue import catalogue, markdown
+    from recastflow.io import write_text_atomic
+
+    text = markdown(catalogue(ctx.analyses_dir, ctx.signals_dir))
+    if args.output:
+        write_text_atomic(Path(args.output), text)
+    else:
+        print(text, end="")
+
+
 # -- parser -------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
@@ -670,6 +692,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", nargs="*", help="only these models (default: all)")
     p.add_argument("--output", help="table (.txt); a .json is written next to it")
     p.set_defaults(needs_config=False)
+    p = add("fetch", cmd_fetch, "fetch analysis bundles' published files (sha256 and digest checked) into the cache")
+    p.add_argument("analyses", nargs="*", metavar="ANALYSIS-ID", help="bundles to fetch (default: all)")
+    p.add_argument("--manifest", help="write what was fetched, and where it is, to this JSON file")
+    p = add("catalogue", cmd_catalogue, "list the analysis bundles: what each supports, its validation, its sources")
+    p.add_argument("--output", help="write the Markdown table here instead of printing it")
     return parser
 
 
@@ -679,7 +706,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # BLAS threads make pyhf fits 2-5x slower here
     try:
         ctx = Context.load(Path(args.config)) if getattr(args, "needs_config", True) else None
-        args.func(args, ctx)
+        from recastflow.io import confine_arguments
+
+        # every path of the command (options, and those in the files it reads) stays in the project,
+        # the cache, the mirrors or the config's allowed_paths, also through symbolic links
+        with confine_arguments(args, ctx.config if ctx else None, args.config if ctx else None):
+            args.func(args, ctx)
     except RecastError as exc:
         print(f"recastflow {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -6,7 +6,9 @@ import json
 import math
 import re
 import reprlib
-from collections.abc import Iterator
+import string
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -28,7 +30,12 @@ class _AliasBomb(yaml.YAMLError):
     """Aliases that expand too far, or that refer to themselves."""
 
 
-class _SafeLoader(yaml.SafeLoader):
+# libyaml's parser (CSafeLoader) reads a 10,000-point grid in a fraction of the pure-Python parser's time; the
+# constructors stay SafeConstructor's either way, so nothing but plain data can be built
+_BaseSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _SafeLoader(_BaseSafeLoader):  # type: ignore[misc, valid-type]
     """PyYAML's safe loader that also refuses duplicate keys and runaway or recursive aliases."""
 
     def get_single_node(self) -> yaml.Node | None:
@@ -151,6 +158,9 @@ def read_document(path: Path) -> Any:
     """
     if not path.is_file():
         raise RecastError("file not found", path=str(path))
+    from recastflow.io import confined
+
+    confined(path, source=str(path))  # under the command line's policy: a link out of the project is refused
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise RecastError(f"file is larger than {MAX_CONFIG_BYTES} bytes; is this the right file?", path=str(path))
     gzipped = path.name.endswith(".json.gz")
@@ -222,11 +232,29 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema_node: dict[str,
 _DRAFT_TYPE = jsonschema.Draft202012Validator.VALIDATORS["type"]
 
 
+def _float_range(instance: Any) -> Iterator[Any]:
+    """Refuse an integer no float can hold: the code computes in floats, and ``float(10**400)`` raises."""
+    if isinstance(instance, int) and not isinstance(instance, bool) and abs(instance) > sys.float_info.max:
+        yield jsonschema.ValidationError(f"an integer of {len(str(abs(instance)))} digits is too large for a number")
+
+
+def _plain_type(validator: Any, types: str | list[str], instance: Any, schema_node: dict[str, Any]) -> Iterator[Any]:
+    kinds = [types] if isinstance(types, str) else list(types)
+    if "number" in kinds or "integer" in kinds:
+        yield from _float_range(instance)
+    yield from _DRAFT_TYPE(validator, types, instance, schema_node)
+
+
 def _finite_type(validator: Any, types: str | list[str], instance: Any, schema_node: dict[str, Any]) -> Iterator[Any]:
     # jsonschema lets NaN through every bound (NaN compares false) and infinity through every open one:
     # a number of the physics or of the optimiser is finite, except where the schema says
     # "x-allow-infinite" (histogram edges that run to infinity)
     kinds = [types] if isinstance(types, str) else list(types)
+    if "number" in kinds or "integer" in kinds:
+        huge = list(_float_range(instance))
+        if huge:
+            yield from huge
+            return
     if isinstance(instance, float) and not math.isfinite(instance) and ("number" in kinds or "integer" in kinds):
         if math.isnan(instance) or not schema_node.get("x-allow-infinite"):
             yield jsonschema.ValidationError(f"{instance} is not a finite number")
@@ -236,7 +264,14 @@ def _finite_type(validator: Any, types: str | list[str], instance: Any, schema_n
 
 #: Draft 2020-12 with finite numbers and ECMA 262 patterns.
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _finite_type, "pattern": _pattern})
-_PlainValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+_PlainValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _plain_type, "pattern": _pattern})
+
+
+@lru_cache(maxsize=None)
+def _validator(schema_name: str) -> Any:
+    """One validator per schema: building one resolves its references again (a grid validates each point's yields)."""
+    cls = _PlainValidator if schema_name in _OWN_FINITE_CHECKS else _Validator
+    return cls(schema(schema_name))
 
 
 def validate(document: Any, schema_name: str, path: Path | str) -> None:
@@ -250,13 +285,79 @@ def validate(document: Any, schema_name: str, path: Path | str) -> None:
         schema_name: which packaged schema to use.
         path: the file the document came from (for the message).
     """
-    cls = _PlainValidator if schema_name in _OWN_FINITE_CHECKS else _Validator
-    validator = cls(schema(schema_name))
+    validator = _validator(schema_name)
     errors = sorted(validator.iter_errors(document), key=lambda e: (len(e.path), list(map(str, e.path))))
     if not errors:
+        for check in _TEMPLATE_CHECKS.get(schema_name, ()):
+            check(document, str(path))
         return
     err = jsonschema.exceptions.best_match(errors)
     raise RecastError(_explain(err), path=str(path), field=_key(err)) from None
+
+
+def template_fields(template: str, allowed: Iterable[str], *, path: str, field: str) -> list[str]:
+    """The ``{name}`` fields of a file-name or modifier template, refusing anything str.format would evaluate.
+
+    ``str.format`` follows attribute and index access (``{m1.__class__}``, ``{m1[0]}``) and format
+    specifications; a template of user text must only name values. Unknown names, unclosed braces
+    and empty fields are refused too, naming the allowed ones.
+
+    Args:
+        template: the template text.
+        allowed: the names it may use.
+        path: the file it came from (for messages).
+        field: its key (for messages).
+
+    Returns:
+        The field names, in order.
+    """
+    allowed = list(allowed)
+    known = ", ".join(f"{{{a}}}" for a in allowed) or "none"
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
+        raise RecastError(f"{template!r} is not a valid template ({exc}); write fields as {{name}} and a literal "
+                          f"brace as {{{{ or }}}} (fields: {known})", path=path, field=field) from None
+    names = []
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise RecastError(f"field {shown} of {template!r} is not a plain {{name}}; only plain fields are "
+                              f"replaced (no attributes, indices or formats); fields: {known}", path=path, field=field)
+        if name not in allowed:
+            raise RecastError(f"field {{{name}}} of {template!r} is unknown; fields: {known}", path=path, field=field)
+        names.append(name)
+    return names
+
+
+def _grid_templates(doc: Any, path: str) -> None:
+    """The grid's file-name patterns use only its parameters, as plain fields."""
+    if not isinstance(doc, dict):
+        return
+    parameters = list(doc.get("parameters") or {})
+    if isinstance(doc.get("patch_directory"), dict) and "pattern" in doc["patch_directory"]:
+        template_fields(doc["patch_directory"]["pattern"], parameters, path=path, field="patch_directory.pattern")
+    if isinstance(doc.get("events"), dict) and "slha" in doc["events"]:
+        template_fields(doc["events"]["slha"], parameters, path=path, field="events.slha")
+    for i, point in enumerate(doc.get("points") or []):
+        if isinstance(point, dict) and isinstance(point.get("slha"), str):
+            template_fields(point["slha"], parameters, path=path, field=f"points[{i}].slha")
+
+
+def _analysis_templates(doc: Any, path: str) -> None:
+    """The MC-stat modifier name uses only {channel} and {sample}."""
+    signal = doc.get("signal") if isinstance(doc, dict) else None
+    if isinstance(signal, dict) and isinstance(signal.get("mcstat_modifier"), str):
+        template_fields(signal["mcstat_modifier"], ["channel", "sample"], path=path, field="signal.mcstat_modifier")
+
+
+#: Checks of templates a schema cannot express (which fields exist), run after the schema passed.
+_TEMPLATE_CHECKS: dict[str, tuple[Callable[[Any, str], None], ...]] = {
+    "signals": (_grid_templates,),
+    "analysis": (_analysis_templates,),
+}
 
 
 def _key(err: jsonschema.ValidationError) -> str:
@@ -274,6 +375,9 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
     if v == "required":
         return f"missing required key: {err.message.split(' is a required')[0]}"
+    if v == "type" and isinstance(err.instance, int) and not isinstance(err.instance, bool) and \
+            abs(err.instance) > sys.float_info.max:
+        return f"{err.message}; give a number within the range of floating-point numbers"
     if v == "type" and isinstance(err.instance, float) and not math.isfinite(err.instance):
         return f"{err.instance} is not allowed; give a finite number"
     if v == "type":
@@ -290,6 +394,10 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"{err.instance!r} does not match the allowed form {s['pattern']}"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "minProperties"):
         return f"{err.message}"
+    if v == "not" and isinstance(s.get("not"), dict) and "const" in s["not"]:
+        return f"{err.instance!r} is not allowed here"
+    if v == "not" and isinstance(s.get("not"), dict) and "required" in s["not"]:
+        return f"give only one of {' or '.join(map(repr, s['not']['required']))} and the other keys of its form"
     if v == "not":
         return "give only one of 'patch', 'yields' or 'manifest'"
     return err.message
@@ -313,7 +421,7 @@ def load_validated(path: Path, schema_name: str) -> dict[str, Any]:
 
 
 def inside(base: Path, relative: str, *, source: Path, field: str) -> Path:
-    """Resolve a path given in a config file, refusing absolute paths and escapes.
+    """Resolve a path given in a config file, refusing absolute paths, escapes and links that lead outside.
 
     Args:
         base: folder the path is relative to.
@@ -328,4 +436,7 @@ def inside(base: Path, relative: str, *, source: Path, field: str) -> Path:
             path=str(source),
             field=field,
         )
-    return base / rel
+    from recastflow.io import confined
+
+    # the text stays inside, but a symbolic link on the way may not: resolve it (under the command line's policy)
+    return confined(base / rel, source=str(source), field=field)

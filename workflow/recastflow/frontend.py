@@ -33,15 +33,7 @@ def check_front_end(grid: Grid, analysis: Analysis, *, with_pythia: bool = False
                           "'selection' file", path=where, field="selection")
     if analysis.luminosity_ifb is None:
         raise RecastError("the front end needs 'luminosity_ifb' to normalise yields", path=where, field="luminosity_ifb")
-    selection = load_selection(analysis.selection)
-    regions = {r.name: r.bins for r in analysis.workspace(grid.workspace, source=grid.path).regions}
-    for region in selection.regions:
-        if region.name not in regions:
-            raise RecastError(f"region {region.name!r} is not a region of workspace {grid.workspace} "
-                              f"(it has: {', '.join(regions)})", path=str(analysis.selection), field=f"regions.{region.name}")
-        if region.n_bins != regions[region.name]:
-            raise RecastError(f"has {region.n_bins} bins, workspace region {region.name} has {regions[region.name]}",
-                              path=str(analysis.selection), field=f"regions.{region.name}.bins")
+    check_selection_regions(grid, analysis)
     generated = [p for p in points if p.slha is not None]
     if generated:
         from recastflow.generation import load_card as load_process
@@ -60,3 +52,31 @@ def check_front_end(grid: Grid, analysis: Analysis, *, with_pythia: bool = False
         for point in manifests:
             load_manifest(point.manifest)
     return len(points)
+
+
+def check_selection_regions(grid: Grid, analysis: Analysis) -> None:
+    """Refuse a selection that fills a region the workspace does not define, or another number of bins.
+
+    ``recastflow select`` runs this too: its yields would otherwise be written, and refused only
+    later by ``patch``, or (for a bin count that happens to fit another channel) patched wrongly.
+
+    Args:
+        grid: the grid whose workspace the yields go into.
+        analysis: its bundle (with a ``selection``).
+    """
+    from recastflow.selection import load_selection
+
+    if analysis.selection is None:
+        return
+    selection = load_selection(analysis.selection)
+    regions = {r.name: r.bins for r in analysis.workspace(grid.workspace, source=grid.path).regions}
+    for region in selection.regions:
+        if region.name not in regions:
+            raise RecastError(f"region {region.name!r} is not a region of workspace {grid.workspace!r} of analysis "
+                              f"{analysis.id} (it has: {', '.join(regions)}); rename the region or remove it",
+                              path=str(analysis.selection), field=f"regions.{region.name}")
+        if region.n_bins != regions[region.name]:
+            raise RecastError(f"fills {region.n_bins} bins, but region {region.name!r} of workspace "
+                              f"{grid.workspace!r} has {regions[region.name]}; make the edges give "
+                              f"{regions[region.name]} bins", path=str(analysis.selection),
+                              field=f"regions.{region.name}.bins")

@@ -70,9 +70,9 @@ def patch_from_yields(
 ) -> list[dict[str, Any]]:
     """Build the JSON Patch that adds a signal sample to every mapped channel.
 
-    The sample carries the POI normfactor, the luminosity modifier and the MC-stat
-    staterror named by the bundle's convention, plus any systematics given with the
-    yields. Channels the bundle excludes from the fit are removed, as the published
+    The sample carries the POI normfactor, the luminosity modifier, the MC-statistics
+    modifier of the bundle's convention (a staterror or a shapesys) and any systematics given
+    with the yields. Channels the bundle excludes from the fit are removed, as the published
     patches do.
 
     Args:
@@ -92,10 +92,12 @@ def patch_from_yields(
         modifiers: list[dict[str, Any]] = []
         if analysis.lumi_modifier:
             modifiers.append({"name": analysis.lumi_modifier, "type": "lumi", "data": None})
+        # the bundle's convention: a staterror per channel shared with the backgrounds, or a shapesys of the
+        # signal sample alone; both take the absolute uncertainty per bin
         modifiers.append(
             {
-                "name": analysis.mcstat_modifier.format(channel=region.channel),
-                "type": "staterror",
+                "name": analysis.mcstat_name(region.channel, sample),
+                "type": analysis.mcstat_type,
                 "data": [float(v) for v in reg["stat"]],
             }
         )
@@ -144,11 +146,11 @@ def yields_from_patch(
             )
         value = op["value"]
         sample = sample or value["name"]
-        stat_name = analysis.mcstat_modifier.format(channel=channel)
+        stat_name = analysis.mcstat_name(channel, value["name"])
         stat = None
         systematics = []
         for m in value["modifiers"]:
-            if m["type"] == "staterror" and m["name"] == stat_name:
+            if m["type"] == analysis.mcstat_type and m["name"] == stat_name:
                 stat = m["data"]
             elif m["type"] == "normfactor" and m["name"] == analysis.poi:
                 continue
@@ -157,8 +159,12 @@ def yields_from_patch(
             else:
                 systematics.append({"name": m["name"], "type": m["type"], "data": m.get("data")})
         if stat is None:
+            seen = [f"{m['type']} {m['name']!r}" for m in value["modifiers"] if m["type"] in ("staterror", "shapesys")]
             raise RecastError(
-                f"signal in channel {channel!r} has no staterror modifier named {stat_name!r}", path=str(source)
+                f"signal {value['name']!r} in channel {channel!r} has no {analysis.mcstat_type} modifier named "
+                f"{stat_name!r} (it has: {', '.join(seen) or 'no staterror or shapesys'}); set signal.mcstat_type "
+                "and signal.mcstat_modifier in the bundle's analysis.yaml to the likelihood's convention",
+                path=str(source), field="signal.mcstat_modifier",
             )
         regions[by_channel[channel].name] = {"yields": value["data"], "stat": stat, "systematics": systematics}
     if not regions:

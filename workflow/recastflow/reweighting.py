@@ -526,6 +526,12 @@ def event_ratios(spec: ReweightSpec, truth: Truth, parameters: Mapping[str, floa
                     float(np.linalg.cond(monomial_matrix(points, exponents))))
             _check_ratio(value, factor, spec, truth)
             r = r * value
+    # each factor can be finite and their product not (two factors of 1e200): the yields would be infinite
+    overflow = np.flatnonzero(~np.isfinite(r))
+    if len(overflow):
+        raise RecastError(f"the product of the {len(spec.factors)} factors is r = {r[overflow[0]]} for selected event "
+                          f"{overflow[0]} of {truth.path} ({len(overflow)} event(s)); each factor is finite but "
+                          "their product is not; rescale the factors", path=str(spec.path), field="factors")
     return r, extra
 
 
@@ -612,6 +618,17 @@ def reweighted_yields(events: ak.Array, header: Mapping[str, Any], new_weight: n
     return out
 
 
+def _check_yields_finite(regions: Mapping[str, Mapping[str, list[float]]], spec: ReweightSpec, selected: Path) -> None:
+    """Refuse reweighted yields that overflowed (finite ratios times weights and normalisation summed to inf)."""
+    for name, region in regions.items():
+        for what in ("yields", "stat"):
+            bad = [i for i, v in enumerate(region[what]) if not math.isfinite(v)]
+            if bad:
+                raise RecastError(f"the reweighted {what} of region {name!r}, bin {bad[0]}, is {region[what][bad[0]]} "
+                                  f"(events of {selected}); the ratios are too large to give a finite yield; "
+                                  "rescale the factors", path=str(spec.path), field="factors")
+
+
 def reweight_selected(selected: Path, spec: ReweightSpec, parameters: Mapping[str, float], *, point: str
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Reweight a point's selected events to a target hypothesis.
@@ -636,8 +653,10 @@ def reweight_selected(selected: Path, spec: ReweightSpec, parameters: Mapping[st
         norm = normalisation(header, float(header.get("luminosity_ifb", 0.0)))
     except RecastError as exc:
         raise RecastError(exc.args[0], path=str(selected)) from None
-    new_weight = truth.weight * r
-    regions = reweighted_yields(events, header, new_weight, norm)
+    with np.errstate(all="ignore"):
+        new_weight = truth.weight * r
+        regions = reweighted_yields(events, header, new_weight, norm)
+    _check_yields_finite(regions, spec, selected)
     sample = {"luminosity_ifb": float(header["luminosity_ifb"]), "xsec_pb": float(header["xsec_pb"]),
               "xsec_source": str(header.get("xsec_source", "")), "br_factor": float(header["br_factor"]),
               "n_events": int(header.get("n_events", len(events))), "sum_weights": float(header["sum_weights"])}

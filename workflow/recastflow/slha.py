@@ -7,6 +7,7 @@ and to read the ``XSECTION`` blocks that carry the reference production cross-se
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -31,6 +32,21 @@ QCD_ORDER_LABELS: dict[int, str] = {0: "LO", 1: "NLO", 2: "NLO+NLL"}
 
 #: Two XSECTION energies closer than this (GeV) are the same collider energy.
 SQRT_S_TOLERANCE_GEV = 0.5
+
+#: How far the branching ratios of one DECAY table may sum from 1. Spectrum generators write
+#: them rounded to a few digits; Pythia silently rescales any sum to 1, so a table that lost
+#: or doubled a channel would change the physics without a word.
+BR_SUM_TOLERANCE = 0.01
+
+#: Names of the sparticles, for messages about impossible spectra.
+PARTICLE_NAMES: dict[int, str] = {
+    1000001: "~d_L", 2000001: "~d_R", 1000002: "~u_L", 2000002: "~u_R", 1000003: "~s_L", 2000003: "~s_R",
+    1000004: "~c_L", 2000004: "~c_R", 1000005: "~b_1", 2000005: "~b_2", 1000006: "~t_1", 2000006: "~t_2",
+    1000011: "~e_L", 2000011: "~e_R", 1000012: "~nu_eL", 1000013: "~mu_L", 2000013: "~mu_R", 1000014: "~nu_muL",
+    1000015: "~tau_1", 2000015: "~tau_2", 1000016: "~nu_tauL", 1000021: "~g", 1000022: "~chi_10",
+    1000023: "~chi_20", 1000024: "~chi_1+", 1000025: "~chi_30", 1000035: "~chi_40", 1000037: "~chi_2+",
+    1000039: "~G",
+}
 
 
 @dataclass(frozen=True)
@@ -113,8 +129,9 @@ def read_slha(path: Path) -> SLHAInfo:
         raise RecastError(f"BLOCK MASS lacks PDG id(s) {', '.join(map(str, missing))}: Pythia would silently keep "
                           "its default masses for them (e.g. squarks at 500 GeV); give every sparticle a mass "
                           "(decoupled ones at e.g. 1.0E+05 GeV)", path=str(path), field="BLOCK MASS")
+    _check_decays(doc, masses, path)
     return SLHAInfo(path=str(path), masses=MappingProxyType(masses), decays=_decaying(doc),
-                    xsections=_xsections(doc))
+                    xsections=_xsections(doc, path))
 
 
 def _parse(path: Path) -> pyslha.Doc:
@@ -125,11 +142,36 @@ def _parse(path: Path) -> pyslha.Doc:
         text = path.read_text(encoding="utf-8", errors="strict")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecastError(f"cannot read the SLHA file ({exc})", path=str(path)) from None
+    # pyslha turns a negative or NaN branching ratio into 0, hiding the mistake: read them from the text first
+    _check_branching_ratios(text, path)
     try:
         return pyslha.readSLHA(text)
     except Exception as exc:  # pyslha raises ParseError, AccessError, ValueError, IndexError on bad input
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise RecastError(f"not a valid SLHA file ({detail})", path=str(path)) from None
+
+
+def _check_branching_ratios(text: str, path: Path) -> None:
+    """Refuse a branching ratio outside [0, 1] (or not a number) in a DECAY table, as written in the file."""
+    decaying: str | None = None
+    for line in text.splitlines():
+        body = line.split("#", 1)[0]
+        if not body.strip():
+            continue
+        items = body.split()
+        if not body[:1].isspace():  # a new BLOCK, DECAY or XSECTION section
+            decaying = items[1] if items[0].upper() == "DECAY" and len(items) > 1 else None
+            continue
+        if decaying is None:
+            continue
+        try:
+            br = float(items[0])
+        except ValueError:
+            continue  # not a number: pyslha's own parse error names it
+        if not math.isfinite(br) or not 0.0 <= br <= 1.0:
+            products = ", ".join(items[2:])
+            raise RecastError(f"the channel to {products} has branching ratio {items[0]}; a branching ratio is "
+                              "between 0 and 1", path=str(path), field=f"DECAY {decaying}")
 
 
 def _masses(doc: pyslha.Doc, path: Path) -> dict[int, float]:
@@ -141,7 +183,60 @@ def _masses(doc: pyslha.Doc, path: Path) -> dict[int, float]:
         except (TypeError, ValueError):
             raise RecastError(f"entry {key!r} has mass {value!r}, not a number", path=str(path),
                               field="BLOCK MASS") from None
+        # pyslha reads "nan" and "inf" as floats; Pythia would take them as masses.
+        # A negative mass is legitimate (the sign of a neutralino's mass eigenvalue), so only finiteness is checked.
+        if not math.isfinite(masses[int(key)]):
+            raise RecastError(f"{particle_name(int(key))} has mass {masses[int(key)]}; give a finite mass in GeV",
+                              path=str(path), field="BLOCK MASS")
     return masses
+
+
+def particle_name(pid: int) -> str:
+    """Return ``"<PDG id> (<name>)"`` for a sparticle, or the PDG id alone.
+
+    Args:
+        pid: PDG id (the sign is kept in the id, the name is that of the particle).
+    """
+    name = PARTICLE_NAMES.get(abs(pid))
+    return f"{pid} ({name})" if name else str(pid)
+
+
+def _check_decays(doc: pyslha.Doc, masses: dict[int, float], path: Path) -> None:
+    """Refuse DECAY tables Pythia would misread or cannot honour.
+
+    A negative or non-finite width, branching ratios outside [0, 1] or not summing to 1 (Pythia
+    rescales them silently, so a lost channel changes the branching-fraction factor), and a decay
+    into sparticles heavier than the parent (e.g. an LSP heavier than the chargino that decays to
+    it: Pythia then fails on every event without saying why).
+    """
+    for pid, particle in doc.decays.items():
+        pid = int(pid)
+        field = f"DECAY {pid}"
+        width = particle.totalwidth
+        if width is not None and (not math.isfinite(float(width)) or float(width) < 0):
+            raise RecastError(f"total width of {particle_name(pid)} is {float(width)}; give a finite width >= 0 "
+                              "in GeV", path=str(path), field=field)
+        if not particle.decays:
+            continue
+        total = sum(float(c.br) for c in particle.decays)
+        if abs(total - 1.0) > BR_SUM_TOLERANCE:
+            raise RecastError(f"the branching ratios of {particle_name(pid)} sum to {total:.6g}, not 1 (Pythia would "
+                              "silently rescale them); give every channel with its branching ratio",
+                              path=str(path), field=field)
+        parent = abs(masses.get(abs(pid), math.nan))
+        if not math.isfinite(parent):
+            continue  # a particle of the Standard Model or outside BLOCK MASS: Pythia knows its mass
+        for k, channel in enumerate(particle.decays):
+            if float(channel.br) <= 0.0:
+                continue
+            # only the sparticles among the products: SM products may be off shell (W*, Z*), sparticles not
+            heavy = [int(i) for i in channel.ids if abs(int(i)) >= 1000000 and abs(int(i)) in masses]
+            needed = sum(abs(masses[abs(i)]) for i in heavy)
+            if heavy and needed > parent:
+                listed = " + ".join(f"{particle_name(i)} at {abs(masses[abs(i)]):g} GeV" for i in heavy)
+                raise RecastError(f"impossible spectrum: {particle_name(pid)} at {parent:g} GeV decays (channel "
+                                  f"{k + 1}) to {listed}, which is heavier; fix BLOCK MASS or the DECAY table",
+                                  path=str(path), field=field)
 
 
 def _decaying(doc: pyslha.Doc) -> tuple[int, ...]:
@@ -153,11 +248,23 @@ def _decaying(doc: pyslha.Doc) -> tuple[int, ...]:
     return tuple(sorted(int(pid) for pid, p in doc.decays.items() if p.decays))
 
 
-def _xsections(doc: pyslha.Doc) -> tuple[XsecEntry, ...]:
-    """Flatten pyslha's per-process XSECTION objects into XsecEntry values."""
+def _xsections(doc: pyslha.Doc, path: Path) -> tuple[XsecEntry, ...]:
+    """Flatten pyslha's per-process XSECTION objects into XsecEntry values.
+
+    A cross-section that is not finite and positive, or a collision energy that is not, is refused
+    naming the process: it would otherwise normalise every yield of the point.
+    """
     entries = []
     for process in doc.xsections.values():
         for x in process.xsecs:
+            final = " ".join(str(int(i)) for i in process.pidsfinal)
+            where = f"XSECTION {float(x.sqrts):g} -> {final}"
+            if not (math.isfinite(float(x.value)) and float(x.value) > 0):
+                raise RecastError(f"cross-section {float(x.value)} pb; a cross-section is a finite number > 0 "
+                                  "(remove the process if it is not produced)", path=str(path), field=where)
+            if not (math.isfinite(float(x.sqrts)) and float(x.sqrts) > 0):
+                raise RecastError(f"collision energy {float(x.sqrts)} GeV; give sqrt(s) in GeV, e.g. 1.30E+04",
+                                  path=str(path), field=where)
             entries.append(XsecEntry(
                 sqrt_s_gev=float(x.sqrts), initial=tuple(int(i) for i in process.pidsinitial),
                 final=tuple(int(i) for i in process.pidsfinal), qcd_order=int(x.qcd_order), ew_order=int(x.ew_order),

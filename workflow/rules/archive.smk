@@ -16,6 +16,8 @@ rule archive:
         config=CONFIGFILE,
     log:
         "logs/archive.log",
+    benchmark:
+        "results/benchmarks/archive.tsv"
     resources:
         mem_mb=1000,
         runtime=10,

@@ -18,6 +18,8 @@ rule check:
         config=CONFIGFILE,
     log:
         "logs/check/{analysis}.log",
+    benchmark:
+        "results/benchmarks/check/{analysis}.tsv"
     resources:
         mem_mb=500,
         runtime=5,
@@ -34,6 +36,8 @@ rule check:
 rule check_yields:
     input:
         yields=grid_yields,
+        # ATLAS's published signal patches and the workspace, in the fetch cache
+        published=fetched_of,
     output:
         table=report(
             "results/check/yields/{grid}.txt",
@@ -56,6 +60,9 @@ rule check_yields:
         config=CONFIGFILE,
     log:
         "logs/check/yields/{grid}.log",
+    benchmark:
+        "results/benchmarks/check/yields/{grid}.tsv"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
@@ -89,6 +96,8 @@ rule check_models:
         selection=lambda w: f"config/models/{w.bundle}/selection.yaml",
     log:
         "logs/check/models/{bundle}.log",
+    benchmark:
+        "results/benchmarks/check/models/{bundle}.tsv"
     resources:
         mem_mb=1000,
         runtime=5,

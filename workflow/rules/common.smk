@@ -33,7 +33,7 @@ def _load_run_config():
         validate(config, "config", CONFIGFILE)
         signals_dir = Path(config.get("signals_dir", "config/signals"))
         analyses_dir = Path(config.get("analyses_dir", "config/analyses"))
-        grids = {name: load_grid(name, signals_dir) for name in config["grids"]}
+        grids = {name: load_grid(name, signals_dir, analyses_dir) for name in config["grids"]}
         analyses = {g.analysis: load_analysis(g.analysis, analyses_dir) for g in grids.values()}
         for g in grids.values():
             analyses[g.analysis].workspace(g.workspace, source=g.path)
@@ -95,15 +95,34 @@ wildcard_constraints:
     batch=r"b[0-9][0-9][0-9]+",
 
 
+def fetched(analysis_id):
+    """The fetch step's manifest of a bundle: jobs that read its published files wait for it."""
+    return f"results/fetch/{analysis_id}.json"
+
+
+def _published(analysis, path):
+    """A path in the fetch cache stands for the bundle's fetch manifest (the cache is not the run's to track)."""
+    from recastflow.fetch import cache_dir
+
+    return fetched(analysis.id) if Path(path).is_relative_to(cache_dir()) else str(path)
+
+
+def fetched_of(wildcards):
+    """The fetch manifest of a grid's bundle, if the bundle has published sources (else nothing)."""
+    analysis = ANALYSES[GRIDS[wildcards.grid].analysis]
+    return [fetched(analysis.id)] if analysis.sources else []
+
+
 def grid_inputs(wildcards):
     """Every file a grid's PatchSet is built from: grid, bundle, workspace, patches or yields."""
     grid = GRIDS[wildcards.grid]
     analysis = ANALYSES[grid.analysis]
-    files = [str(grid.path), str(analysis.folder / "analysis.yaml"), str(analysis.workspaces[grid.workspace].path)]
-    files += [str(p.patch or p.yields) for p in grid.points if (p.patch or p.yields)]
+    files = [str(grid.path), str(analysis.folder / "analysis.yaml"),
+             _published(analysis, analysis.workspaces[grid.workspace].path)]
+    files += [_published(analysis, p.patch or p.yields) for p in grid.points if (p.patch or p.yields)]
     if grid.patchset:
-        files.append(str(grid.patchset))
-    return files
+        files.append(_published(analysis, grid.patchset))
+    return sorted(set(files), key=files.index)
 
 
 # -- front end: which files each stage of a point reads --------------------------------
@@ -241,7 +260,8 @@ def reweight_diagnostics(wildcards):
 
 def workspace_of(wildcards):
     grid = GRIDS[wildcards.grid]
-    return str(ANALYSES[grid.analysis].workspaces[grid.workspace].path)
+    analysis = ANALYSES[grid.analysis]
+    return _published(analysis, analysis.workspaces[grid.workspace].path)
 
 
 # Limits run in batches of points: each job compiles the grid's likelihood once (method fast) and

@@ -14,6 +14,7 @@ rule emulate:
         "logs/emulate/{grid}/{point}/chunk{chunk}.log",
     benchmark:
         "results/benchmarks/emulate/{grid}/{point}/chunk{chunk}.tsv"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,

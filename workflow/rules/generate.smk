@@ -16,6 +16,7 @@ rule generate:
         "logs/generate/{grid}/{point}/chunk{chunk}.log",
     benchmark:
         "results/benchmarks/generate/{grid}/{point}/chunk{chunk}.tsv"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=120,
@@ -39,6 +40,7 @@ rule handoff:
         "logs/generate/{grid}/{point}/handoff.log",
     benchmark:
         "results/benchmarks/generate/{grid}/{point}/handoff.tsv"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=120,

@@ -22,6 +22,7 @@ rule limits_batch:
         "logs/limits/{grid}/{batch}.log",
     benchmark:
         "results/benchmarks/limits/{grid}/{batch}.tsv"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
@@ -30,7 +31,7 @@ rule limits_batch:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "OMP_NUM_THREADS=1 recastflow --config {params.config} limits --grid {wildcards.grid} --points {params.points}"
+        "OMP_NUM_THREADS={threads} recastflow --config {params.config} limits --grid {wildcards.grid} --points {params.points}"
         " --upper-limit-points {params.upper_limits} --patchset {input.patchset} --output {output.result} > {log} 2>&1"
 
 
@@ -59,6 +60,8 @@ rule limits_table:
         config=CONFIGFILE,
     log:
         "logs/limits/{grid}/table.log",
+    benchmark:
+        "results/benchmarks/limits/{grid}/table.tsv"
     resources:
         mem_mb=1500,
         runtime=10,
@@ -91,6 +94,7 @@ rule fitplots:
         "logs/limits/{grid}/fitplots_{point}.log",
     benchmark:
         "results/benchmarks/fitplots/{grid}/{point}.tsv"
+    threads: 1
     resources:
         mem_mb=1500,
         runtime=20,
@@ -99,5 +103,5 @@ rule fitplots:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "OMP_NUM_THREADS=1 recastflow --config {params.config} fitplots --grid {wildcards.grid} --point {wildcards.point}"
+        "OMP_NUM_THREADS={threads} recastflow --config {params.config} fitplots --grid {wildcards.grid} --point {wildcards.point}"
         " --patchset {input.patchset} --outdir {output.plots} > {log} 2>&1"

@@ -10,6 +10,9 @@ rule patch:
         config=CONFIGFILE,
     log:
         "logs/patch/{grid}.log",
+    benchmark:
+        "results/benchmarks/patch/{grid}.tsv"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,

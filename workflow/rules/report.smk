@@ -26,6 +26,8 @@ rule report:
         config=CONFIGFILE,
     log:
         "logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     resources:
         mem_mb=1000,
         runtime=10,

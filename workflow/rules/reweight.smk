@@ -19,6 +19,7 @@ rule reweight:
         "logs/reweight/{grid}/{point}.log",
     benchmark:
         "results/benchmarks/reweight/{grid}/{point}.tsv"
+    threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
@@ -47,6 +48,8 @@ rule check_reweight:
         config=CONFIGFILE,
     log:
         "logs/check/reweight/{grid}.log",
+    benchmark:
+        "results/benchmarks/check/reweight/{grid}.tsv"
     resources:
         mem_mb=500,
         runtime=5,

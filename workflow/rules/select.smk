@@ -17,6 +17,7 @@ rule select:
         "logs/select/{grid}/{point}.log",
     benchmark:
         "results/benchmarks/select/{grid}/{point}.tsv"
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
