@@ -5,9 +5,9 @@ Steps (one core; OMP_NUM_THREADS=1):
 1. generate seeded 13 TeV ttbar events with Pythia 8 (``pythia8mc``, ``nextBatch``; MPI off
    so that generation fits in the time budget) and convert them to recastflow-events/1
    columns (final-state particles; weakly decaying b/c hadrons and taus for flavour labels);
-2. time :func:`recastflow.clustering.build_truth_objects` (isolation + one fastjet call +
+2. time :func:`recastflow.emulate.clustering.build_truth_objects` (isolation + one fastjet call +
    flavour labels) on them: the clustering rate;
-3. replicate the truth objects to >= 1e6 events and time :func:`recastflow.emulation.respond`
+3. replicate the truth objects to >= 1e6 events and time :func:`recastflow.emulate.emulation.respond`
    (efficiencies, smearing, acceptance, b-tagging, MET, pT ordering): the response rate;
 4. time a plain per-event Python loop doing the same response on a subset, given the truth
    objects as Python lists and dicts (conversion not timed: the loop's best case).
@@ -36,9 +36,9 @@ from typing import Any  # noqa: E402
 import awkward as ak  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recastflow.clustering import build_truth_objects  # noqa: E402
-from recastflow.detector import BinnedMap, DetectorCard, Resolution, load_card  # noqa: E402
-from recastflow.emulation import emulate, respond  # noqa: E402
+from recastflow.emulate.clustering import build_truth_objects  # noqa: E402
+from recastflow.emulate.card import BinnedMap, DetectorCard, Resolution, load_card  # noqa: E402
+from recastflow.emulate.emulation import emulate, respond  # noqa: E402
 
 CARD = Path(__file__).resolve().parents[1] / "config/detectors/ATLAS-Run2.yaml"
 B_HADRONS = (511, 521, 531, 541, 5122, 5132, 5232, 5332)
@@ -142,7 +142,7 @@ def _relative_plain(r: Any, x: float, abs_eta: float) -> float:
 
 
 def loop_response(events: list[dict[str, Any]], plain: _PlainCard, seed: int) -> list[dict[str, Any]]:
-    """The response of :func:`recastflow.emulation.respond`, one event and one object at a time."""
+    """The response of :func:`recastflow.emulate.emulation.respond`, one event and one object at a time."""
     card = plain.card
     rnd = random.Random(seed)
     scale_soft, noise = card.met.soft_scale, card.met.soft_resolution

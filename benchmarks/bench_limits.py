@@ -13,7 +13,7 @@ start and imports are included and no method inherits another's heap:
   loop     pyhf.infer.hypotest in one process, model rebuilt (and validated) per point
   scan     pyhf.infer.intervals.upper_limits.upper_limit (toms748, observed + expected band) per point,
            on the first --ul-points points only (it is the slow baseline); POI range widened to (0, 1000)
-  fast     recastflow's limits stage (recastflow.limits.evaluate_point, method "fast", one compiler for
+  fast     recastflow's limits stage (recastflow.stats.limits.evaluate_point, method "fast", one compiler for
            the grid as one limits job has): CLs at mu=1 for every point, compilations included
   fast_ul  the same with upper limits and their expected band for every point
   reference      pyhf's hypotest at tolerance 1e-12, numpy backend (accuracy reference, not compared in time)
@@ -44,14 +44,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pyhf  # noqa: E402
 
-from recastflow.config import read_document  # noqa: E402
+from recastflow.core.config import read_document  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _published(analysis_id: str):
     """A default bundle with its published files fetched (cache, then RECASTFLOW_MIRROR, then the origin)."""
-    from recastflow.bundle import load_analysis
+    from recastflow.analyses.bundle import load_analysis
 
     analysis = load_analysis(analysis_id, ROOT / "config/analyses")
     analysis.fetch_sources()
@@ -93,8 +93,8 @@ def points_of(analysis: str, n: int) -> tuple[Path, list[tuple[str, list]]]:
 
 def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
     """One method on one analysis, in this process; returns its values and counters."""
-    from recastflow.compiled import LikelihoodCompiler
-    from recastflow.limits import PointResult, evaluate_point
+    from recastflow.stats.compiled import LikelihoodCompiler
+    from recastflow.stats.limits import PointResult, evaluate_point
 
     bkg_path, points = points_of(analysis, n)
     bkg = json.loads(bkg_path.read_text())
@@ -125,7 +125,7 @@ def run_phase(phase: str, analysis: str, n: int, ul_points: int) -> dict:
                                                                      par_bounds=bounds)
             values[name] = [float(obs)] + [float(e) for e in exp]
     else:
-        from recastflow.patching import shared_copy
+        from recastflow.stats.patching import shared_copy
 
         bkg = shared_copy(bkg)  # as `recastflow limits` does once per job
         compiler = LikelihoodCompiler()

@@ -2,7 +2,7 @@
 
 Runs the ATLAS-HIGP-2024-32 nonresDNN (even fold, 10 inputs) through the same single-threaded
 onnxruntime InferenceSession that a selection uses, on the same input rows, once in batches of
-``recastflow.mlmodels.BATCH_ROWS`` (via ``ModelDef.evaluate``, scaling included) and once with one
+``recastflow.select.mlmodels.BATCH_ROWS`` (via ``ModelDef.evaluate``, scaling included) and once with one
 ``session.run`` call per event, and prints events/s/core of both and their ratio. Both results
 are compared (they must agree to 1e-6). The rows are the validation vectors of the model, tiled.
 
@@ -21,8 +21,8 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 import numpy as np  # noqa: E402
 
-from recastflow.mlmodels import BATCH_ROWS, session_for  # noqa: E402
-from recastflow.selection import load_selection  # noqa: E402
+from recastflow.select.mlmodels import BATCH_ROWS, session_for  # noqa: E402
+from recastflow.select.selection import load_selection  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SELECTION = REPO / "config/models/ATLAS-HIGP-2024-32/selection.yaml"

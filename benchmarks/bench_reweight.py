@@ -27,10 +27,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from recastflow.emulation import emulate_file  # noqa: E402
-from recastflow.generation import generate_chunk  # noqa: E402
-from recastflow.reweighting import load_spec, reweight_selected  # noqa: E402
-from recastflow.selection import select_file  # noqa: E402
+from recastflow.emulate.emulation import emulate_file  # noqa: E402
+from recastflow.generate.pythia import generate_chunk  # noqa: E402
+from recastflow.reweight.reweighting import load_spec, reweight_selected  # noqa: E402
+from recastflow.select.selection import select_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "config/processes/TChiWHZ.yaml"

@@ -34,7 +34,7 @@ from typing import Any  # noqa: E402
 import awkward as ak  # noqa: E402
 import numpy as np  # noqa: E402
 
-from recastflow.selection import SelectionResult, load_selection, run_selection  # noqa: E402
+from recastflow.select.selection import SelectionResult, load_selection, run_selection  # noqa: E402
 
 SELECTION = Path(__file__).resolve().parents[1] / "config/analyses/ATLAS-SUSY-2019-08/selection.yaml"
 LUMI_IFB = 139.0

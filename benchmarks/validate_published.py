@@ -34,9 +34,9 @@ import jsonpatch  # noqa: E402
 import numpy as np  # noqa: E402
 import pyhf  # noqa: E402
 
-from recastflow.compiled import LikelihoodCompiler  # noqa: E402
-from recastflow.limits import PointResult, evaluate_point  # noqa: E402
-from recastflow.patching import shared_copy  # noqa: E402
+from recastflow.stats.compiled import LikelihoodCompiler  # noqa: E402
+from recastflow.stats.limits import PointResult, evaluate_point  # noqa: E402
+from recastflow.stats.patching import shared_copy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

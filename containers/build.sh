@@ -27,7 +27,7 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1735689600}"   # 2025-01-01T00:00
 BASE_IMAGE=localhost/recastflow-base:bookworm
 STATS_IMAGE=localhost/recastflow-stats:latest
 STATS_REPO=localhost/recastflow-stats
-STATS_STAGES=(generate emulate select reweight patch limits check report archive)   # workflow stages that run in the stats image
+STATS_STAGES=(fetch generate emulate select reweight patch limits check report archive)   # workflow stages that run in the stats image
 
 lock="$here/lock.yaml"
 check=0 rebuild_base=0 relock=0 cache_opts=()

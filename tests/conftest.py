@@ -35,14 +35,14 @@ def published(*analysis_ids: str) -> dict[str, dict[str, Path]]:
         ``{analysis id: {source name: cache folder}}``; a source that cannot be obtained fails the
         test with the fetch layer's one-line error.
     """
-    from recastflow.bundle import load_analysis
+    from recastflow.analyses.bundle import load_analysis
 
     return {a: load_analysis(a, REPO / "config" / "analyses").fetch_sources() for a in analysis_ids}
 
 
 def published_file(analysis_id: str, text: str) -> Path:
     """A published file of a default bundle, ``source:<name>[/<member>]`` as bundles write it, fetched."""
-    from recastflow.bundle import load_analysis, resolve_path
+    from recastflow.analyses.bundle import load_analysis, resolve_path
 
     analysis = load_analysis(analysis_id, REPO / "config" / "analyses")
     analysis.fetch_sources()
@@ -55,7 +55,7 @@ def published_patchset(analysis_id: str, folder: str, labels: list[str], workspa
     The patches are unchanged; the point name is the file name without ``patch.`` and ``.json``, the
     values are the numbers in the name (as many as ``labels``), the digest is the workspace's.
     """
-    from recastflow.bundle import load_analysis
+    from recastflow.analyses.bundle import load_analysis
 
     analysis = load_analysis(analysis_id, REPO / "config" / "analyses")
     analysis.fetch_sources()

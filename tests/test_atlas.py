@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyhf
 import pytest
 
-from recastflow.bundle import load_analysis, load_grid
-from recastflow.inference import Likelihood
-from recastflow.limits import PointResult, evaluate_point
-from recastflow.patching import apply_patch, patch_from_yields, point_patch, yields_from_patch
+from recastflow.analyses.bundle import load_analysis, load_grid
+from recastflow.stats.inference import Likelihood
+from recastflow.stats.limits import PointResult, evaluate_point
+from recastflow.stats.patching import apply_patch, patch_from_yields, point_patch, yields_from_patch
 
 from conftest import REPO
 

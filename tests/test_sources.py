@@ -51,7 +51,7 @@ def test_bundle_sources_agree_with_the_mirror_table():
 
 
 def test_catalogue_lists_every_bundle_with_its_sources():
-    from recastflow.catalogue import catalogue, markdown
+    from recastflow.analyses.catalogue import catalogue, markdown
 
     entries = {e.id: e for e in catalogue(REPO / "config" / "analyses", REPO / "config" / "signals")}
     assert set(entries) == {p.parent.name for p in (REPO / "config" / "analyses").glob("*/analysis.yaml")}

@@ -48,7 +48,7 @@ def test_workflow_end_to_end(project):
     assert table["summary"] == {"trusted": 3, "flagged": 0, "failed": 0, "fallback": 0}
     assert table["points"][1]["mu_ul_obs"] > 0 and table["points"][0]["mu_ul_obs"] is None
     csv = (project / "results/limits/TOYGRID/limits.csv").read_text().splitlines()
-    assert len(csv) == 4 and csv[0].startswith("point,m1,m2,status,cls_obs")
+    assert len(csv) == 4 and csv[0].startswith("point,m1,m2,status,method,cls_obs")
     assert (project / "results/limits/TOYGRID/exclusion.png").stat().st_size > 10_000
     assert "1 of 1 values within tolerance" in (project / "results/check/TOY.txt").read_text()
     assert any((project / "results/limits/TOYGRID/fitplots/P2").glob("*.png"))

@@ -26,7 +26,8 @@ UNLOCK = (*PROFILE, "--unlock")
 # What counts as a final output: every file under results/ but results/benchmarks/, which holds
 # each job's wall-clock time and memory (they differ between any two runs by nature). logs/ is
 # outside results/ and holds timings too.
-EXCLUDED = ("benchmarks",)
+# results/fetch/ holds the fetch rule's temporary manifests, there only while a run still needs them.
+EXCLUDED = ("benchmarks", "fetch")
 
 
 def default_project(root: Path, n_events: int = 1000, chunks: int = 2) -> Path:
@@ -56,7 +57,7 @@ def snakemake(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def is_temporary(path: Path) -> bool:
-    """A temporary file of recastflow.io (``.<name>.<random>.tmp``): never an output."""
+    """A temporary file of recastflow.core.io (``.<name>.<random>.tmp``): never an output."""
     return path.name.startswith(".") and path.name.endswith(".tmp")
 
 

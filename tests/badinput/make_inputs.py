@@ -113,7 +113,7 @@ def _jet(pt: float, eta: float = 0.0, phi: float = 0.0) -> dict[str, Any]:
 
 def reco_events(path: Path) -> None:
     """recastflow-reco/1 events of point ZMM with jets above and below the toy selection's cuts."""
-    from recastflow.events import RECO, write_events
+    from recastflow.core.events import RECO, write_events
 
     rows = []
     for i, jets in enumerate(([_jet(150.0)], [_jet(60.0)], [_jet(400.0), _jet(40.0, 1.0, 2.0)], [])):
@@ -126,7 +126,7 @@ def reco_events(path: Path) -> None:
 
 def particle_events(path: Path) -> None:
     """recastflow-events/1 events of point ZMM (final-state particles and an empty truth record)."""
-    from recastflow.events import EVENTS, write_events
+    from recastflow.core.events import EVENTS, write_events
 
     rows = []
     for i in range(4):
@@ -143,7 +143,7 @@ def particle_events(path: Path) -> None:
 
 def selected_events(path: Path) -> None:
     """recastflow-selected/1 events of point ZMM (the source of RWGRID's reweighted point)."""
-    from recastflow.events import SELECTED, write_events
+    from recastflow.core.events import SELECTED, write_events
 
     n = 6
     truth = ak.zip({"hard": ak.Array([[{"pid": 23, "status": -22, "mother": -1, "px": 0.0, "py": 0.0, "pz": 10.0,

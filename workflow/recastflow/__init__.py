@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from recastflow.errors import RecastError
+from recastflow.core.errors import RecastError
 
 __all__ = ["RecastError", "__version__"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from recastflow.errors import CheckFailed, RecastError
+from recastflow.core.errors import CheckFailed, RecastError
 
 
 @dataclass(frozen=True)
@@ -28,14 +28,14 @@ class Context:
     @classmethod
     def load(cls, path: Path) -> "Context":
         """Read and validate ``config.yaml``."""
-        from recastflow.config import load_validated
+        from recastflow.core.config import load_validated
 
         cfg = load_validated(path, "config")
         return cls(cfg, Path(cfg["analyses_dir"]), Path(cfg["signals_dir"]))
 
     def grid(self, name: str):  # -> Grid
         """Load a grid and the bundle it belongs to."""
-        from recastflow.bundle import load_analysis, load_grid
+        from recastflow.analyses.bundle import load_analysis, load_grid
 
         grid = load_grid(name, self.signals_dir)
         analysis = load_analysis(grid.analysis, self.analyses_dir)
@@ -56,14 +56,14 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
         if (analysis.id, wsref.name) not in seen:
             wsref.load()
             seen.add((analysis.id, wsref.name))
-        from recastflow.frontend import check_front_end
+        from recastflow.checks.preflight import check_front_end
 
         n_events = check_front_end(grid, analysis, with_pythia=True)
         extra = f" ({n_events} from events: cards, spectra and selection ok)" if n_events else ""
         _log(f"grid {name}: {len(grid.points)} points{extra}, {analysis.id} {grid.workspace} ok")
     grids = {name: ctx.grid(name)[0] for name in ctx.config["grids"]}
     if any(p.reweight is not None for g in grids.values() for p in g.points):
-        from recastflow.reweighting import check_reweighted
+        from recastflow.reweight.reweighting import check_reweighted
 
         _log(f"{check_reweighted(grids)} reweighted points: sources, specs and parameters ok")
     for entry in ctx.config.get("upper_limits", []) + ctx.config.get("fit_plots", []):
@@ -77,8 +77,8 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_patch(args: argparse.Namespace, ctx: Context) -> None:
     """Build the grid's PatchSet from published patches, a patchset or yields."""
-    from recastflow.io import write_json_atomic
-    from recastflow.patching import build_patchset
+    from recastflow.core.io import write_json_atomic
+    from recastflow.stats.patching import build_patchset
 
     grid, analysis = ctx.grid(args.grid)
     bkg = analysis.workspace(grid.workspace, source=grid.path).load()
@@ -89,8 +89,8 @@ def cmd_patch(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_extract_yields(args: argparse.Namespace, ctx: Context) -> None:
     """Write the signal yields contained in a point's published patch."""
-    from recastflow.io import write_json_atomic
-    from recastflow.patching import point_patch, yields_from_patch
+    from recastflow.core.io import write_json_atomic
+    from recastflow.stats.patching import point_patch, yields_from_patch
 
     grid, analysis = ctx.grid(args.grid)
     wsref = analysis.workspace(grid.workspace, source=grid.path)
@@ -110,8 +110,8 @@ def _limits_settings(ctx: Context, method: str | None) -> tuple[str, dict[str, A
 
 
 def _point_record(ctx: Context, grid: Any, analysis: Any, point: Any) -> Any:
-    from recastflow.io import read_json
-    from recastflow.limits import PointResult
+    from recastflow.core.io import read_json
+    from recastflow.stats.limits import PointResult
 
     xsec_pb, xsec_source = point.xsec_pb, point.xsec_source
     made_here = point.from_events or point.reweight is not None
@@ -144,9 +144,9 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
     A batch shares one compiled likelihood per workspace structure (method ``fast``), so
     the cost of compiling is paid once per job, not once per point.
     """
-    from recastflow.io import read_json, write_json_atomic
-    from recastflow.limits import BATCH_FORMAT, evaluate_point
-    from recastflow.patching import patches_by_name, shared_copy
+    from recastflow.core.io import read_json, write_json_atomic
+    from recastflow.stats.limits import BATCH_FORMAT, evaluate_point
+    from recastflow.stats.patching import patches_by_name, shared_copy
 
     grid, analysis = ctx.grid(args.grid)
     names = [args.point] if args.point else list(dict.fromkeys(args.points))
@@ -164,7 +164,7 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
     bkg = wsref.load(validate=False)  # patched spec is validated
     ops_of = patches_by_name(read_json(Path(args.patchset)), bkg, names, args.patchset)
     bkg = shared_copy(bkg)  # the points' models share the workspace instead of copying it each
-    from recastflow.compiled import LikelihoodCompiler
+    from recastflow.stats.compiled import LikelihoodCompiler
 
     # fast: one compilation per structure for the batch; exact: only for verification fits
     compiler = LikelihoodCompiler()
@@ -200,8 +200,8 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
     """Collect point results into CSV/JSON tables and the exclusion plot."""
-    from recastflow.io import read_json, write_json_atomic, write_text_atomic
-    from recastflow.limits import BATCH_FORMAT, rows_to_csv, summary, table_rows
+    from recastflow.core.io import read_json, write_json_atomic, write_text_atomic
+    from recastflow.stats.limits import BATCH_FORMAT, rows_to_csv, summary, table_rows
 
     grid, analysis = ctx.grid(args.grid)
     records = []
@@ -218,7 +218,7 @@ def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
                                                "summary": counts, "points": records})
     write_text_atomic(outdir / "limits.csv", rows_to_csv(table_rows(records, params)))
     if grid.plot:
-        from recastflow.plotting import plot_exclusion
+        from recastflow.report.plots import plot_exclusion
 
         x, y = grid.plot
         plot_exclusion(records, x, y, outdir / "exclusion.png",
@@ -231,9 +231,9 @@ def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
     """cabinetry pre-/post-fit data/MC plots and pulls for one point."""
-    from recastflow.io import read_json
-    from recastflow.patching import apply_patch, patch_for_point
-    from recastflow.plotting import fit_plots
+    from recastflow.core.io import read_json
+    from recastflow.stats.patching import apply_patch, patch_for_point
+    from recastflow.report.plots import fit_plots
 
     grid, analysis = ctx.grid(args.grid)
     point = grid.point(args.point)
@@ -247,9 +247,9 @@ def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_check(args: argparse.Namespace, ctx: Context) -> None:
     """Compare results with an analysis bundle's reference values."""
-    from recastflow.bundle import load_analysis
-    from recastflow.check import compare, format_table
-    from recastflow.io import read_json, write_json_atomic, write_text_atomic
+    from recastflow.analyses.bundle import load_analysis
+    from recastflow.checks.references import compare, format_table
+    from recastflow.core.io import read_json, write_json_atomic, write_text_atomic
 
     analysis = load_analysis(args.analysis, ctx.analyses_dir)
     results = {}
@@ -272,7 +272,7 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
     """Write the HTML report: exclusion plots, limit tables, checks, fit plots."""
-    from recastflow.reporting import build_report
+    from recastflow.report.assemble import build_report
 
     build_report(ctx, tables=[Path(p) for p in args.tables], checks=[Path(p) for p in args.checks],
                  fitplot_dirs=[Path(p) for p in args.fitplots], yield_checks=[Path(p) for p in args.yield_checks],
@@ -283,7 +283,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_archive(args: argparse.Namespace, ctx: Context) -> None:
     """Pack workflow, inputs, results, MANIFEST.json and RO-Crate metadata into one .tar.gz."""
-    from recastflow.archive import create_archive
+    from recastflow.preserve.archive import create_archive
 
     summary = create_archive(Path(args.output), config=ctx.config, config_path=Path(args.config),
                              results=Path(args.results))
@@ -294,7 +294,7 @@ def cmd_archive(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_unarchive(args: argparse.Namespace, ctx: Context | None) -> None:
     """Extract an archive safely into a new or empty folder and verify every file's sha256."""
-    from recastflow.archive import extract_archive, manifest_files
+    from recastflow.preserve.archive import extract_archive, manifest_files
 
     manifest = extract_archive(Path(args.archive), Path(args.into))
     _log(f"unarchive: {len(manifest_files(manifest))} files verified against MANIFEST.json -> {args.into}")
@@ -312,8 +312,8 @@ def _events_point(ctx: Context, grid_name: str, point_name: str):  # -> (Grid, A
 
 def cmd_generate(args: argparse.Namespace, ctx: Context) -> None:
     """Generate one chunk of a point's events with Pythia 8."""
-    from recastflow.generation import generate_chunk
-    from recastflow.seeds import chunk_sizes, derive_seed
+    from recastflow.generate.pythia import generate_chunk
+    from recastflow.core.seeds import chunk_sizes, derive_seed
 
     grid, _, point, spec = _events_point(ctx, args.grid, args.point)
     if point.slha is None:
@@ -334,8 +334,8 @@ def cmd_generate(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_handoff(args: argparse.Namespace, ctx: Context) -> None:
     """Validate events made elsewhere (LHE, HepMC3, Delphes ROOT) and convert them."""
-    from recastflow.handoff import handoff
-    from recastflow.seeds import derive_seed
+    from recastflow.generate.handoff import handoff
+    from recastflow.core.seeds import derive_seed
 
     if args.manifest:  # a file on its own, outside any grid: check and convert it
         header = handoff(Path(args.manifest), Path(args.output), point=args.point, seed=args.seed, progress=True)
@@ -355,8 +355,8 @@ def cmd_handoff(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_emulate(args: argparse.Namespace, ctx: Context) -> None:
     """Detector emulation of one chunk: jets, leptons, photons, MET, b-tagging."""
-    from recastflow.emulation import emulate_file
-    from recastflow.seeds import derive_seed
+    from recastflow.emulate.emulation import emulate_file
+    from recastflow.core.seeds import derive_seed
 
     grid, _, point, spec = _events_point(ctx, args.grid, args.point)
     t0 = time.perf_counter()
@@ -368,7 +368,7 @@ def cmd_emulate(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
     """Apply the bundle's selection: cutflows, yields per region and bin, selected events."""
-    from recastflow.selection import select_file
+    from recastflow.select.selection import select_file
 
     grid, analysis, point, _ = _events_point(ctx, args.grid, args.point)
     if analysis.selection is None:
@@ -377,7 +377,7 @@ def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
     if analysis.luminosity_ifb is None:
         raise RecastError("the bundle needs 'luminosity_ifb' to normalise yields",
                           path=str(analysis.folder / "analysis.yaml"), field="luminosity_ifb")
-    from recastflow.frontend import check_selection_regions
+    from recastflow.checks.preflight import check_selection_regions
 
     check_selection_regions(grid, analysis)  # before any event is read: yields for another layout are useless
     outdir = Path(args.outdir)
@@ -389,8 +389,8 @@ def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
     """Compare a grid's front-end yields with the published signal patches of its bundle."""
-    from recastflow.io import write_json_atomic, write_text_atomic
-    from recastflow.yieldcheck import compare_yields, format_yield_table, plot_yields, rows_to_json
+    from recastflow.core.io import write_json_atomic, write_text_atomic
+    from recastflow.checks.yields import compare_yields, format_yield_table, plot_yields, rows_to_json
 
     grid, analysis = ctx.grid(args.grid)
     if analysis.yield_references is None:
@@ -415,7 +415,7 @@ def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
 
 # -- machine-learned models: inspection and validation vectors ---------------------
 def _models_of(selection_path: str, names: list[str] | None):  # -> (Selection, list[ModelDef])
-    from recastflow.selection import load_selection
+    from recastflow.select.selection import load_selection
 
     selection = load_selection(Path(selection_path))
     models = list(selection.models)
@@ -433,7 +433,7 @@ def _models_of(selection_path: str, names: list[str] | None):  # -> (Selection, 
 
 def cmd_model_inspect(args: argparse.Namespace, ctx: Context | None) -> None:
     """Print an ONNX file's inputs, outputs, opset and producer, and whether its contract agrees."""
-    from recastflow.mlmodels import inspect_lines
+    from recastflow.select.mlmodels import inspect_lines
 
     if args.onnx:
         print("\n".join(inspect_lines(Path(args.onnx))))
@@ -449,10 +449,10 @@ def cmd_model_vectors(args: argparse.Namespace, ctx: Context | None) -> None:
     """Write each model's validation vectors from events of a trusted run (once)."""
     import numpy as np
 
-    from recastflow.events import RECO, merge_events
-    from recastflow.io import write_json_atomic
-    from recastflow.mlmodels import vectors_doc
-    from recastflow.selection import model_inputs
+    from recastflow.core.events import RECO, merge_events
+    from recastflow.core.io import write_json_atomic
+    from recastflow.select.mlmodels import vectors_doc
+    from recastflow.select.selection import model_inputs
 
     selection, models = _models_of(args.selection, args.model)
     reco, _ = merge_events([Path(p) for p in args.events], (RECO,))
@@ -474,8 +474,8 @@ def cmd_model_vectors(args: argparse.Namespace, ctx: Context | None) -> None:
 
 def cmd_model_check(args: argparse.Namespace, ctx: Context | None) -> None:
     """Re-run every model on its validation vectors; fail if a score moved beyond tolerance."""
-    from recastflow.io import write_json_atomic, write_text_atomic
-    from recastflow.mlmodels import check_vectors, checks_json, format_checks
+    from recastflow.core.io import write_json_atomic, write_text_atomic
+    from recastflow.select.mlmodels import check_vectors, checks_json, format_checks
 
     _, models = _models_of(args.selection, args.model)
     checks = [check_vectors(m) for m in models if m.vectors is not None]
@@ -497,10 +497,10 @@ def cmd_model_check(args: argparse.Namespace, ctx: Context | None) -> None:
 # -- reweighting: yields of new hypotheses from selected events ---------------------
 def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
     """Reweight a source point's selected events to a target point: yields and diagnostics."""
-    from recastflow.io import write_json_atomic
-    from recastflow.bundle import load_grid
-    from recastflow.config import validate
-    from recastflow.reweighting import load_spec, reweight_selected, target_parameters
+    from recastflow.core.io import write_json_atomic
+    from recastflow.analyses.bundle import load_grid
+    from recastflow.core.config import validate
+    from recastflow.reweight.reweighting import load_spec, reweight_selected, target_parameters
 
     grid, _ = ctx.grid(args.grid)
     point = grid.point(args.point)
@@ -531,8 +531,8 @@ def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_check_reweight(args: argparse.Namespace, ctx: Context) -> None:
     """Reweighting closure: reweighted yields against yields generated directly at the same hypothesis."""
-    from recastflow.io import read_json, write_json_atomic, write_text_atomic
-    from recastflow.reweighting import CLOSURE_FORMAT, closure_rows, format_closure
+    from recastflow.core.io import read_json, write_json_atomic, write_text_atomic
+    from recastflow.reweight.reweighting import CLOSURE_FORMAT, closure_rows, format_closure
 
     grid, _ = ctx.grid(args.grid)
     rows = []
@@ -560,15 +560,15 @@ def cmd_check_reweight(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_fetch(args: argparse.Namespace, ctx: Context) -> None:
     """Fetch bundles' published files into the cache (mirror folders first, then the network), verified."""
-    from recastflow.bundle import fetch_bundles
+    from recastflow.analyses.bundle import fetch_bundles
 
     fetch_bundles(args.analyses, ctx.analyses_dir, manifest=Path(args.manifest) if args.manifest else None, log=_log)
 
 
 def cmd_catalogue(args: argparse.Namespace, ctx: Context) -> None:
     """List every bundle: paper, what it supports, its validation and its sources (Markdown)."""
-    from recastflow.catalogue import catalogue, markdown
-    from recastflow.io import write_text_atomic
+    from recastflow.analyses.catalogue import catalogue, markdown
+    from recastflow.core.io import write_text_atomic
 
     text = markdown(catalogue(ctx.analyses_dir, ctx.signals_dir))
     if args.output:
@@ -706,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # BLAS threads make pyhf fits 2-5x slower here
     try:
         ctx = Context.load(Path(args.config)) if getattr(args, "needs_config", True) else None
-        from recastflow.io import confine_arguments
+        from recastflow.core.io import confine_arguments
 
         # every path of the command (options, and those in the files it reads) stays in the project,
         # the cache, the mirrors or the config's allowed_paths, also through symbolic links

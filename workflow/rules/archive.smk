@@ -1,7 +1,8 @@
 # archive: one reproducibility archive of the finished run, on demand (`snakemake archive`).
 #
 # The archive goes to archive/, outside results/, because it packs results/ and must not contain
-# itself. It is not an input of `all`, so the default run never builds it.
+# itself (and has no benchmark: file, whose timing would land in the results it packs). It is not an
+# input of `all`, so the default run never builds it.
 
 
 rule archive:
@@ -16,8 +17,6 @@ rule archive:
         config=CONFIGFILE,
     log:
         "logs/archive.log",
-    benchmark:
-        "results/benchmarks/archive.tsv"
     resources:
         mem_mb=1000,
         runtime=10,

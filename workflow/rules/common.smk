@@ -4,9 +4,9 @@ import os
 from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
-from recastflow.bundle import load_analysis, load_grid
-from recastflow.config import read_document, validate
-from recastflow.errors import RecastError
+from recastflow.analyses.bundle import load_analysis, load_grid
+from recastflow.core.config import read_document, validate
+from recastflow.core.errors import RecastError
 
 # The recastflow CLI reads the run configuration file itself, so the workflow uses
 # exactly one file: config/config.yaml, or the one given with --configfile, which
@@ -38,13 +38,13 @@ def _load_run_config():
         for g in grids.values():
             analyses[g.analysis].workspace(g.workspace, source=g.path)
         if any(g.events is not None for g in grids.values()):
-            from recastflow.frontend import check_front_end
+            from recastflow.checks.preflight import check_front_end
 
             # cards, spectra, manifests and the selection: a mistake stops the run before any event is made
             for g in grids.values():
                 check_front_end(g, analyses[g.analysis])
         if any(p.reweight is not None for g in grids.values() for p in g.points):
-            from recastflow.reweighting import check_reweighted
+            from recastflow.reweight.reweighting import check_reweighted
 
             # sources, specs and parameters of reweighted points: a mistake stops the run up front
             check_reweighted(grids)
@@ -102,7 +102,7 @@ def fetched(analysis_id):
 
 def _published(analysis, path):
     """A path in the fetch cache stands for the bundle's fetch manifest (the cache is not the run's to track)."""
-    from recastflow.fetch import cache_dir
+    from recastflow.analyses.fetch import cache_dir
 
     return fetched(analysis.id) if Path(path).is_relative_to(cache_dir()) else str(path)
 
@@ -146,7 +146,7 @@ def process_card(wildcards):
 
 def generation_settings(wildcards):
     """Events of this chunk, chunk count and base seed: a change must regenerate the chunk."""
-    from recastflow.seeds import chunk_sizes
+    from recastflow.core.seeds import chunk_sizes
 
     grid, point = _point(wildcards)
     sizes = chunk_sizes(point.n_events, grid.events.chunks)

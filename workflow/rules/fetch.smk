@@ -21,7 +21,7 @@ rule fetch:
         mem_mb=500,
         runtime=30,
     container:
-        stage_container("patch")
+        stage_container("fetch")
     conda:
         "../../envs/stats.yaml"
     shell:

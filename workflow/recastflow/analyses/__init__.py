@@ -1,0 +1,1 @@
+"""Analysis bundles: loading, their published sources (fetch, cache, mirror) and the catalogue."""

@@ -1,0 +1,1 @@
+"""Checks: pre-run checks of front-end inputs, yields against published patches, regression references."""

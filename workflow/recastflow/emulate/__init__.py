@@ -1,0 +1,1 @@
+"""Stage emulate: the detector card, jet clustering and the card-driven ATLAS-like emulation."""

@@ -1,0 +1,1 @@
+"""Preserving a run: the RO-Crate archive and its re-run."""

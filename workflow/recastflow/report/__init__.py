@@ -1,0 +1,1 @@
+"""The run's report: plots and the HTML page."""

@@ -1,0 +1,143 @@
+"""Assemble the run's HTML report from the stage outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recastflow.core.io import read_json
+from recastflow.stats.limits import table_rows
+from recastflow.report.html import ReportSection, write_report
+
+_SHOWN = ("point", "status", "method", "cls_obs", "cls_exp", "cls_exp_m1", "cls_exp_p1", "xsec_pb", "mu_ul_obs", "mu_ul_exp",
+          "xsec_ul_obs_pb", "xsec_ul_exp_pb", "issues")
+
+
+def _grid_section(table: Path) -> ReportSection:
+    doc = read_json(table)
+    params = doc.get("parameters") or (list(doc["points"][0]["values"]) if doc["points"] else [])
+    rows = table_rows(doc["points"], params)
+    shown = [{k: r[k] for k in ("point", *params, *_SHOWN[1:]) if k in r} for r in rows]
+    s = doc["summary"]
+    fallback = s.get("fallback", 0)
+    method_note = (f" {fallback} point(s) could not be computed with the requested method and fell back to "
+                   "another (column 'method'; the reason is among the point's issues)." if fallback else "")
+    text = (f"{len(rows)} points: {s['trusted']} trusted, {s['flagged']} flagged, {s['failed']} failed.{method_note} "
+            "A point is flagged when a fit did not converge, ended above its start, stopped short of the minimum "
+            "(slope left at its end), ended on a parameter bound, a free fit ended above a constrained one, a "
+            "verification fit by another minimiser found a lower minimum, or the requested method was not used; "
+            "flagged points are listed with the reason and left out of the exclusion contours.")
+    plot = table.parent / "exclusion.png"
+    images = [(plot, f"Exclusion in the grid plane: observed (solid), expected (dashed) with ±1σ band, "
+                     f"CLs at μ=1, asymptotic q̃μ. Analysis {doc['analysis']}, grid {doc['grid']}.")] \
+        if plot.is_file() else []
+    return ReportSection(heading=f"{doc['analysis']} — {doc['grid']}", text=text, table=shown, images=images)
+
+
+def _check_section(path: Path) -> ReportSection:
+    rows: list[dict[str, Any]] = read_json(path.with_suffix(".json"))
+    table = [{"point": f"{r['grid']}/{r['point']}", "quantity": r["quantity"], "value": r["value"],
+              "reference": r["reference"], "rel. deviation": (r["value"] / r["reference"] - 1) if r["value"] else None,
+              "rtol": r["rtol"], "status": "trusted" if r["passed"] else "failed", "source": r["source"]} for r in rows]
+    n_ok = sum(r["passed"] for r in rows)
+    return ReportSection(heading=f"Regression check: {path.stem}",
+                         text=f"{n_ok} of {len(rows)} reference values reproduced within tolerance.", table=table)
+
+
+def _fitplot_section(folder: Path) -> ReportSection:
+    images = [(p, f"{folder.parent.parent.name}/{folder.name}: {p.stem.replace('_', ' ')} (cabinetry)")
+              for p in sorted(folder.glob("*.png"))]
+    return ReportSection(heading=f"Fit plots: {folder.parent.parent.name}/{folder.name}",
+                         text="Pre- and post-fit data/MC per channel and nuisance-parameter pulls of a fit with the "
+                              "signal strength free.", images=images)
+
+
+def _yield_check_section(path: Path) -> ReportSection:
+    rows: list[dict[str, Any]] = read_json(path.with_suffix(".json"))
+    table = [{"point": r["point"], "SR total (ours)": r["sr_total"], "MC stat": r["sr_total_stat"],
+              "SR total (ATLAS)": r["sr_total_atlas"], "rel. deviation": r["deviation"], "rtol": r["rtol"],
+              "status": ("trusted" if r["passed"] else "failed") if r["gated"] else "info", "note": r["note"]}
+             for r in rows]
+    gated = [r for r in rows if r["gated"]]
+    text = (f"Signal yields from the front end (generation, detector emulation, selection) against ATLAS's own "
+            f"signal patches: {sum(r['passed'] for r in gated)} of {len(gated)} gated points agree within tolerance "
+            "in the total over the signal-region bins. The plot compares every bin.")
+    plot = path.with_suffix(".png")
+    images = [(plot, f"Signal yields per bin, {path.stem}")] if plot.is_file() else []
+    return ReportSection(heading=f"Front-end validation: {path.stem}", text=text, table=table, images=images)
+
+
+def _cutflow_section(paths: list[Path]) -> ReportSection:
+    """One table: each point's expected events after the common preselection steps, then per region."""
+    table = []
+    for path in paths:
+        doc = read_json(path)
+        regions = doc.get("regions", {})
+        step_lists = [[st["name"] for st in reg.get("steps", [])] for reg in regions.values()]
+        common = 0  # the preselection is the longest step prefix all regions share
+        while step_lists and all(len(s) > common and s[common] == step_lists[0][common] for s in step_lists):
+            common += 1
+        row: dict[str, Any] = {"point": f"{path.parent.parent.name}/{path.parent.name}"}
+        first = next(iter(regions.values()), {"steps": []})
+        for step in first["steps"][:common]:
+            row[step["name"]] = step["weighted"]
+        for name, reg in regions.items():
+            row[name] = sum(reg.get("yields", []))
+        table.append(row)
+    return ReportSection(heading="Front-end cutflows",
+                         text="Expected events (luminosity × cross-section × forced-decay BR × efficiency) after each "
+                              "preselection step, then in each region (sum over its bins). Full cutflows per region "
+                              "with raw counts: results/select/<grid>/<point>/cutflow.json.", table=table)
+
+
+def _reweight_section(diagnostics: list[Path], closures: list[Path]) -> ReportSection:
+    """One table: each reweighted point's source, effective sample size, largest weight share, verdict."""
+    table = []
+    for path in diagnostics:
+        d = read_json(path)
+        table.append({"point": f"{path.parent.parent.name}/{path.parent.name}",
+                      "from": d["source"].get("grid_point", d["source"].get("point")), "spec": d["spec"]["name"],
+                      "parameters": ", ".join(f"{k}={v:g}" for k, v in d["parameters"].items()) or "—",
+                      "selected events": d["n_selected"], "ESS fraction": d["ess_fraction"],
+                      "largest weight share": d["max_weight_share"],
+                      f"r > {d['r_threshold']:g}": d["fraction_above"],
+                      "status": "trusted" if d["verdict"] == "ok" else "flagged", "issues": d["reasons"]})
+    n_flagged = sum(r["status"] == "flagged" for r in table)
+    text = (f"{len(table)} points from reweighting selected events of another point (no new simulation): "
+            f"{n_flagged} flagged. A point is flagged when the effective sample size of its selected events falls "
+            "below the spec's min_ess_fraction of the unweighted one, or one event carries more than "
+            "max_weight_share of the reweighted sum; its yields then rest on too few events to be trusted.")
+    for path in closures:
+        rows = read_json(path.with_suffix(".json"))["rows"]
+        worst = max((abs(r["pull"]) for r in rows if r["pull"] is not None), default=0.0)
+        text += (f" Closure ({path.stem}): {sum(r['passed'] for r in rows)} of {len(rows)} region totals of reweighted "
+                 f"points agree with the directly generated ones within 3 combined standard deviations "
+                 f"(largest |pull| {worst:.2f}).")
+    return ReportSection(heading="Reweighted points", text=text, table=table)
+
+
+def build_report(ctx: Any, *, tables: list[Path], checks: list[Path], fitplot_dirs: list[Path],
+                 yield_checks: list[Path] | None = None, cutflows: list[Path] | None = None, output: Path,
+                 reweight: list[Path] | None = None, reweight_checks: list[Path] | None = None) -> None:
+    """Write the HTML report.
+
+    Args:
+        ctx: the CLI context (run configuration).
+        tables: limits.json of each grid.
+        checks: check reports (``.txt``; the ``.json`` beside each is read).
+        fitplot_dirs: folders of cabinetry plots.
+        yield_checks: check-yields tables (``.txt``; the ``.json`` and ``.png`` beside each are read).
+        cutflows: cutflow.json files of front-end points.
+        output: the HTML file.
+        reweight: diagnostics.json files of reweighted points.
+        reweight_checks: reweighting closure tables (``.txt``; the ``.json`` beside each is read).
+    """
+    sections = [_grid_section(t) for t in tables]
+    sections += [_check_section(c) for c in checks]
+    sections += [_yield_check_section(c) for c in (yield_checks or [])]
+    if cutflows:
+        sections.append(_cutflow_section(cutflows))
+    if reweight:
+        sections.append(_reweight_section(reweight, reweight_checks or []))
+    sections += [_fitplot_section(d) for d in fitplot_dirs]
+    write_report(output, title="recastflow: reinterpretation report", sections=sections)

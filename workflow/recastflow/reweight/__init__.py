@@ -1,0 +1,1 @@
+"""Stage reweight: RECAST-style reweighting of selected events to another model point."""

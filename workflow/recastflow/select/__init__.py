@@ -1,0 +1,1 @@
+"""Stage select: declarative selections, the safe expression language, ONNX models, efficiency maps."""

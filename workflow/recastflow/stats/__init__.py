@@ -1,0 +1,1 @@
+"""Stages patch and limits: signal patches, workspace checks, CLs, upper limits and compiled fits."""
