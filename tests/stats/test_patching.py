@@ -449,3 +449,31 @@ def test_a_patch_with_another_mcstat_convention_names_what_it_has(shapesys_toy):
                                           r"'staterror_SR'\); set signal\.mcstat_type") as err:
         yields_from_patch(ops, bkg, wsref, analysis, "patch.json")
     assert err.value.field == "signal.mcstat_modifier"
+
+
+def test_patch_stage_builds_one_model_per_structure_and_still_refuses_a_point_that_does_not_build(project):
+    import json
+
+    # P2's signal reuses the name of the background's normfactor for a shapesys: pyhf cannot build that model
+    path = project / "config" / "signals" / "yields" / "P2.json"
+    doc = json.loads(path.read_text())
+    doc["regions"]["SR"]["systematics"].append({"name": "mu_bkg", "type": "shapesys", "data": [0.1, 0.1]})
+    path.write_text(json.dumps(doc))
+    analysis = load_analysis("TOY", project / "config" / "analyses")
+    grid = load_grid("TOYGRID", project / "config" / "signals")
+    with pytest.raises(RecastError, match="does not build a model") as err:
+        build_patchset(grid, analysis, analysis.workspace("main").load())
+    assert err.value.path.endswith("P2.json")
+
+
+def test_points_sharing_a_structure_share_its_signature():
+    from recastflow.stats.patching import _structure
+
+    one = [{"op": "add", "path": "/channels/0/samples/1",
+            "value": {"name": "P0", "data": [1.0, 2.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]}}]
+    other = copy.deepcopy(one)
+    other[0]["value"].update(name="P1", data=[3.5, 0.25])
+    assert _structure(one) == _structure(other)
+    longer = copy.deepcopy(one)
+    longer[0]["value"]["data"].append(1.0)
+    assert _structure(longer) != _structure(one)

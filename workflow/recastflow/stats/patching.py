@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import functools
 import math
 from pathlib import Path
@@ -458,10 +459,16 @@ def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[
     patches = []
     # read-only: each point's likelihood check then covers only what its patch changes
     shared = shared_copy(bkg)
+    built: set[str] = set()
     for point in grid.points:
         ops = point_patch(point, grid, bkg, wsref, analysis)
+        # Whether pyhf can build a model depends on the patch's structure (names, types, bin counts), not on
+        # its numbers, which the schema and likelihood checks cover for every point: one model per structure
+        # (building one costs 9 ms, most of a 10,000-point grid's time)
+        shape = _structure(ops)
         apply_patch(shared, ops, point.yields or point.patch or grid.patchset or grid.path, analysis=analysis,
-                    wsref=wsref)
+                    wsref=wsref, build_model=shape not in built)
+        built.add(shape)
         patches.append({"metadata": {"name": point.name, "values": [point.values[k] for k in labels]}, "patch": ops})
     patchset = {
         "metadata": {
@@ -476,11 +483,54 @@ def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[
     }
     try:
         pyhfschema.validate(patchset, "patchset.json")
-        pyhf.PatchSet(patchset)
     except pyhf.exceptions.InvalidSpecification as exc:
         raise RecastError(f"the PatchSet built for grid {grid.name} is invalid: {str(exc).splitlines()[0]}",
                           path=str(grid.path)) from None
+    _check_patch_keys(patchset, grid.path)
     return patchset
+
+
+def _structure(ops: list[dict[str, Any]]) -> str:
+    """A patch with every number and the added samples' names replaced: what two points share when only their
+    numbers differ (a grid names its signal sample after the point; duplicate names are checked per point)."""
+
+    def shape(obj: Any) -> Any:
+        if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+            return obj
+        if isinstance(obj, (int, float)):
+            return "#"
+        if isinstance(obj, list):
+            return [shape(v) for v in obj]
+        if isinstance(obj, dict):
+            return {k: shape(v) for k, v in obj.items()}
+        return repr(type(obj))
+
+    renamed = [dict(op, value=dict(op["value"], name="<sample>"))
+               if isinstance(op.get("value"), dict) and "modifiers" in op["value"] else op for op in ops]
+    return json.dumps(shape(renamed), sort_keys=True)
+
+
+def _check_patch_keys(patchset: dict[str, Any], source: Path | str) -> None:
+    """pyhf.PatchSet's own checks (unique names and values, one value per label) without its slow schema pass.
+
+    ``pyhf.PatchSet`` validates the whole document again with pure-Python jsonschema (seconds for thousands of
+    points) before these checks; the schema was just checked by :mod:`recastflow.stats.pyhfschema`.
+    """
+    labels = patchset["metadata"]["labels"]
+    names: set[str] = set()
+    values: set[tuple[Any, ...]] = set()
+    for patch in patchset["patches"]:
+        name, vals = patch["metadata"]["name"], tuple(patch["metadata"]["values"])
+        if name in names:
+            raise RecastError(f"two points are named {name!r}", path=str(source), field="points")
+        if vals in values:
+            raise RecastError(f"two points have the values {list(vals)} (point {name!r}); each point needs its own",
+                              path=str(source), field="points")
+        if len(vals) != len(labels):
+            raise RecastError(f"point {name!r} has {len(vals)} values for {len(labels)} parameters", path=str(source),
+                              field="points")
+        names.add(name)
+        values.add(vals)
 
 
 def patch_for_point(patchset: dict[str, Any], bkg: dict[str, Any], name: str, source: Path | str) -> list[dict[str, Any]]:
