@@ -269,3 +269,17 @@ def test_a_scaled_fit_that_fails_is_redone_unscaled(monkeypatch):
     assert all(f.converged for f in broken.fits)
     ref = plain.cls(1.0)
     assert [result.obs, *result.exp] == pytest.approx([ref.obs, *ref.exp], rel=1e-7)
+
+
+def test_numerical_trouble_inside_a_fit_fails_the_point_in_one_line(monkeypatch):
+    model, data = simple()
+    lik = Likelihood(model, data)
+
+    def broken(*args, **kwargs):
+        raise ValueError("array must not contain infs or NaNs\nTraceback (most recent call last): ...")
+
+    monkeypatch.setattr(pyhf.infer.mle, "fit", broken)
+    with pytest.raises(FitFailed) as err:
+        lik.cls(1.0)
+    assert str(err.value) == "free fit to data failed: ValueError: array must not contain infs or NaNs"
+    assert lik.fits[-1].converged is False

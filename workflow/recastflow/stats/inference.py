@@ -205,7 +205,14 @@ class Likelihood:
             # exactly what pyhf.infer.mle.fixed_poi_fit does
             init[self._poi] = poi_value
             fixed[self._poi] = True
-        pars, fval, res = self._minimize(data, init, fixed, label)
+        try:
+            pars, fval, res = self._minimize(data, init, fixed, label)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            # numerical trouble inside pyhf or scipy (a NaN rate, an overflow): the point fails with the
+            # reason in one line, never a library traceback
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            self.fits.append(FitQuality(label, False, 0, math.nan, (), False, reason))
+            raise FitFailed(f"{label} failed: {type(exc).__name__}: {reason}") from None
         pars = np.asarray(pars, dtype=float)
         quality = self._quality(label, pars, float(fval), res, init, fixed, data, detailed=record)
         # limit-search fits are too many to list one by one; they are summarised in issues()
@@ -247,7 +254,7 @@ class Likelihood:
             self.fits.append(
                 FitQuality(label, False, int(getattr(result, "nit", 0) or 0), math.nan, (), True, str(msg))
             )
-            raise FitFailed(f"{label} did not converge: {msg}") from None
+            raise FitFailed(f"{label} did not converge: {(str(msg).strip().splitlines() or ['?'])[0]}") from None
 
     def _quality(
         self, label: str, pars: np.ndarray, fval: float, res: Any, init: list[float], fixed: list[bool], data: Any,
