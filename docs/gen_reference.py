@@ -2,7 +2,7 @@
 
 Run by the mkdocs hook (docs/hooks.py) before every build, so the reference cannot drift from the code:
 
-    python docs/gen_reference.py     # writes docs/reference/{config,cli,api}.md
+    python docs/gen_reference.py     # writes docs/reference/{config,cli,api,catalogue}.md
 """
 
 from __future__ import annotations
@@ -143,10 +143,26 @@ def api_reference() -> str:
     return "\n".join(lines)
 
 
+def catalogue_reference() -> str:
+    """The catalogue of the project's analysis bundles (``recastflow catalogue``), from ``config/``."""
+    from recastflow.analyses.catalogue import catalogue, markdown
+
+    config = HERE.parent / "config"
+    return "\n".join([
+        "# Analysis catalogue", "",
+        "Every bundle of `config/analyses/`: its paper, what it supports, how it is validated and where its "
+        "published material comes from (fetched into the cache, never committed). Generated from the bundles "
+        "by `python docs/gen_reference.py`; `recastflow catalogue` prints the same table for any configuration. "
+        "To add a bundle, see [adding an analysis](../tutorials/add-analysis.md).", "",
+        markdown(catalogue(config / "analyses", config / "signals")),
+    ])
+
+
 def main() -> None:
     out = HERE / "reference"
     out.mkdir(exist_ok=True)
-    pages = (("config.md", config_reference()), ("cli.md", cli_reference()), ("api.md", api_reference()))
+    pages = (("config.md", config_reference()), ("cli.md", cli_reference()), ("api.md", api_reference()),
+             ("catalogue.md", catalogue_reference()))
     for name, text in pages:
         path = out / name
         if not path.exists() or path.read_text() != text:

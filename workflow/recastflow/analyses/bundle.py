@@ -256,7 +256,7 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
     doc = load_validated(path, "analysis")
     if doc["id"] != analysis_id:
         raise RecastError(f"id {doc['id']!r} differs from the folder name {analysis_id!r}", path=str(path), field="id")
-    sources = {name: fetch.source_from_doc(name, src, path) for name, src in doc.get("sources", {}).items()}
+    sources = sources_of(doc, path)
     workspaces = {}
     for name, ws in doc["workspaces"].items():
         regions = tuple(Region(r, v["channel"], v["bins"]) for r, v in ws["regions"].items())
@@ -420,6 +420,36 @@ def resolve_path(text: str, base: Path, sources: dict[str, Source], *, source: P
                           "without a member", path=str(source), field=field)
     fetch.safe_member_name(member, source=src)
     return src.path(member)
+
+
+def fetched_path(text: str, base: Path, sources: dict[str, Source], *, source: Path, field: str) -> Path:
+    """Like :func:`resolve_path`, but a ``source:`` path is fetched (cache, mirror, network) before it is returned.
+
+    For files read at once by the command that names them (an ONNX model of a selection, its scaling
+    file), where no workflow step fetched them beforehand. The fetch verifies the source's sha256 and,
+    for an archive, that the member exists; any failure is the fetch layer's one-line error.
+
+    Args:
+        text: the path as written.
+        base: folder that relative paths are relative to.
+        sources: the file's sources by name.
+        source: the file that contains the path (for messages).
+        field: the key that contains it (for messages).
+    """
+    path = resolve_path(text, base, sources, source=source, field=field)
+    if text.startswith(SOURCE_PREFIX):
+        name, _, member = text[len(SOURCE_PREFIX):].partition("/")
+        fetch.ensure(sources[name], {member: None} if member else None)
+    return path
+
+
+def sources_of(doc: dict[str, Any], path: Path) -> dict[str, Source]:
+    """The ``sources`` of a schema-validated document (bundle or selection file) as :class:`Source` records."""
+    out: dict[str, Source] = {}
+    for name, src in doc.get("sources", {}).items():
+        # in file order: an archive published inside another names that one, declared above it
+        out[name] = fetch.source_from_doc(name, src, path, out)
+    return out
 
 
 def _check_patch_globs(source: Source, doc: dict[str, Any], bundle: Path) -> None:

@@ -8,7 +8,9 @@ whether it is an archive). :func:`ensure` makes the file, or the archive's membe
    whole), so its presence is the proof and a second fetch reads nothing and copies nothing;
 2. the mirror folders of ``RECASTFLOW_MIRROR`` (``os.pathsep``-separated): files are found by name
    anywhere below a folder and used only if their sha256 matches;
-3. the network (``urllib``), with ``Accept: application/x-tar`` for HEPData DOIs, which answer a wrong
+3. for a source ``within`` another one (an archive inside a published archive), that member of the
+   other source, fetched first;
+4. the network (``urllib``), with ``Accept: application/x-tar`` for HEPData DOIs, which answer a wrong
    ``Accept`` header with HTTP 406.
 
 Everything is verified (sha256 of the file, then members and workspace digests) in a temporary
@@ -87,6 +89,8 @@ class Source:
         origin: a human description of the origin (DOI or URL) for messages and the catalogue.
         licence: the licence of the material, for the catalogue.
         bundle: the file that declares the source (for messages).
+        within: for a file published inside another source's archive (a nested archive), that
+            source and the member's path in it.
     """
 
     name: str
@@ -99,6 +103,7 @@ class Source:
     origin: str = ""
     licence: str = ""
     bundle: Path | None = None
+    within: tuple["Source", str] | None = None
 
     @property
     def where(self) -> str:
@@ -135,8 +140,16 @@ class Source:
         return self.directory.is_dir()
 
 
-def source_from_doc(name: str, doc: Mapping[str, Any], bundle: Path | None = None) -> Source:
-    """A :class:`Source` from its entry in a bundle's ``sources`` (schema-checked already)."""
+def source_from_doc(name: str, doc: Mapping[str, Any], bundle: Path | None = None,
+                    others: Mapping[str, Source] | None = None) -> Source:
+    """A :class:`Source` from its entry in a bundle's ``sources`` (schema-checked already).
+
+    Args:
+        name: the entry's key.
+        doc: the entry.
+        bundle: the file that declares it (for messages).
+        others: the sources declared before it, by name: an entry ``within`` another names one of them.
+    """
     url = doc.get("url")
     accept = doc.get("accept")
     if url is None and "doi" in doc:
@@ -147,6 +160,18 @@ def source_from_doc(name: str, doc: Mapping[str, Any], bundle: Path | None = Non
     if "/" in file or "\\" in file or file in ("", ".", ".."):
         raise RecastError(f"file {file!r} must be a plain file name", path=str(bundle) if bundle else None,
                           field=f"sources.{name}.file")
+    within = None
+    if "within" in doc:
+        outer, member = doc["within"]["source"], doc["within"]["member"]
+        if outer not in (others or {}):
+            raise RecastError(f"{outer!r} is not a source declared before {name!r} (declared: "
+                              f"{', '.join(others or {}) or 'none'})", path=str(bundle) if bundle else None,
+                              field=f"sources.{name}.within.source")
+        if (others or {})[outer].unpack not in ("tar", "zip"):
+            raise RecastError(f"source {outer!r} is not an archive: nothing is inside it",
+                              path=str(bundle) if bundle else None, field=f"sources.{name}.within.source")
+        safe_member_name(member, archive=str(bundle) if bundle else None)
+        within = (others[outer], member)  # type: ignore[index]
     return Source(
         name=name,
         file=file,
@@ -158,6 +183,7 @@ def source_from_doc(name: str, doc: Mapping[str, Any], bundle: Path | None = Non
         origin=f"doi:{doc['doi']}" if "doi" in doc else (url or ""),
         licence=doc.get("licence", ""),
         bundle=bundle,
+        within=within,
     )
 
 
@@ -354,7 +380,8 @@ def _unpack_zip(archive: Path, out: Path, source: Source) -> None:
             for info in infos:
                 rel = safe_member_name(info.filename, source=source)
                 mode = info.external_attr >> 16
-                if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                # no file-type bits (Windows tools, Python's zipfile.writestr): a plain file
+                if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     raise RecastError(f"member {info.filename!r} is a link or special file: refused",
                                       path=source.file, field=source.where)
                 target = out.joinpath(*rel.parts)
@@ -417,13 +444,25 @@ def ensure(source: Source, members: Mapping[str, str | None] | None = None) -> P
     return obtain(source, members)[0]
 
 
-def obtain(source: Source, members: Mapping[str, str | None] | None = None) -> tuple[Path, str]:
+def _from_within(source: Source) -> Path | None:
+    """The member of the enclosing source that is this source's file (the enclosing one fetched first)."""
+    if source.within is None:
+        return None
+    outer, member = source.within
+    ensure(outer, {member: None})
+    return outer.path(member)
+
+
+def obtain(source: Source, members: Mapping[str, str | None] | None = None, *,
+           local: Path | None = None) -> tuple[Path, str]:
     """Make the source available in the cache; its folder and where it came from (cache, mirror, download).
 
     Args:
         source: the published file.
         members: members (of an archive; the file name otherwise) that must exist, each with the
             pyhf content digest it must have (None: existence only).
+        local: a copy of the file to try first (``recastflow bundle new --from-archive`` puts the
+            archive it read into the cache this way); verified like a mirror's copy.
 
     Raises:
         RecastError: on any failure (no mirror copy and no network, HTTP error, truncation, wrong
@@ -445,8 +484,13 @@ def obtain(source: Source, members: Mapping[str, str | None] | None = None) -> t
             return obtain(source, members)
         work = Path(tempfile.mkdtemp(prefix=f"{source.sha256[:12]}.", dir=root / "tmp"))
         try:
-            blob, others = _from_mirror(source)
+            blob, others = (local, []) if local is not None and sha256_file(local) == source.sha256 \
+                else _from_mirror(source)
             origin = f"mirror {blob}" if blob is not None else f"download {source.url}"
+            if blob is None:
+                blob = _from_within(source)
+                if blob is not None:
+                    origin = f"member {source.within[1]} of {source.within[0].file}"  # type: ignore[index]
             if blob is None:
                 blob = work / "download"
                 try:

@@ -6,8 +6,9 @@ reusable ML models (SciPost Phys. Comm. Rep. 3): it says exactly what the publis
 expects, so that recastflow can refuse a file or a description that does not match.
 
 ``file`` / ``sha256``
-    the ONNX file (relative to the selection file's folder) and its SHA-256; a different
-    file is refused.
+    the ONNX file (relative to the selection file's folder, or ``source:<name>`` for a published
+    file declared in the selection's ``sources``, fetched through :mod:`recastflow.analyses.fetch`
+    from the cache, a mirror folder or its origin) and its SHA-256; a different file is refused.
 ``opset`` / ``onnxruntime``
     the default-domain opset of the file and the onnxruntime version the contract (and its
     validation vectors) were checked with; the opset must match the file, the runtime
@@ -278,7 +279,7 @@ def file_info(path: Path) -> FileInfo:
 
 
 def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_input: Callable[[str, str], Any],
-                numeric: Callable[[Any], str]) -> ModelDef:
+                numeric: Callable[[Any], str], sources: Mapping[str, Any] | None = None) -> ModelDef:
     """Check a model contract against its file and compile its input expressions.
 
     Args:
@@ -287,6 +288,9 @@ def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_inpu
         source: the selection file (paths are relative to its folder; named in messages).
         compile_input: compiles an input expression for a field of the selection file.
         numeric: "number", "per-object" or a description of another kind, for an expression.
+        sources: the selection's ``sources`` (:class:`recastflow.analyses.fetch.Source` by name); a
+            ``file`` written ``source:<name>[/<member>]`` is fetched through them (cache, mirror,
+            network) before the contract's own sha256 check.
 
     Raises:
         RecastError: one line naming the selection file and the contract field.
@@ -295,11 +299,12 @@ def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_inpu
 
     where = f"models.{name}"
     folder = Path(source).parent
+    sources = dict(sources or {})
 
     def fail(message: str, key: str = "") -> RecastError:
         return RecastError(message, path=source, field=f"{where}.{key}" if key else where)
 
-    path = inside(folder, spec["file"], source=Path(source), field=f"{where}.file")
+    path = model_file(spec["file"], folder, sources, source=source, field=f"{where}.file")
     if not path.is_file():
         raise fail(f"model file {spec['file']!r} not found (looked in {folder})", "file")
     digest = sha256_file(path)
@@ -335,7 +340,7 @@ def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_inpu
         if isinstance(shape[1], int) and shape[1] != width:
             raise fail(f"{width} input columns declared but the file's input {tensor!r} takes {shape[1]} "
                        f"(shape {shape})", f"{key}.variables")
-        offset, scale = _scaling(tspec["scaling"], names, width, folder, source, f"{key}.scaling", fail)
+        offset, scale = _scaling(tspec["scaling"], names, width, folder, source, f"{key}.scaling", fail, sources)
         inputs.append(TensorInput(tensor, variables, offset, scale))
     missing = sorted(set(file_inputs) - seen)
     if missing:
@@ -356,6 +361,18 @@ def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_inpu
                     index, vectors, spec.get("surrogate"), source)
 
 
+def model_file(text: str, folder: Path, sources: dict[str, Any], *, source: str, field: str) -> Path:
+    """The path of a file a contract names: relative to the selection's folder, or a fetched ``source:``.
+
+    Published models are not committed: the selection's ``sources`` say where they come from and
+    their sha256, and the fetch layer (:mod:`recastflow.analyses.fetch`) puts them in the cache from
+    a mirror folder or their origin, so every command and job that loads the contract has them.
+    """
+    from recastflow.analyses.bundle import fetched_path
+
+    return fetched_path(text, folder, sources, source=Path(source), field=field)
+
+
 def _variable(spec: Mapping[str, Any], key: str, compile_input: Callable[[str, str], Any],
               numeric: Callable[[Any], str], fail: Callable[[str, str], RecastError]) -> InputVariable:
     expr = compile_input(spec["expression"], f"{key}.expression")
@@ -374,14 +391,15 @@ def _variable(spec: Mapping[str, Any], key: str, compile_input: Callable[[str, s
 
 
 def _scaling(spec: Any, names: list[str], width: int, folder: Path, source: str, key: str,
-             fail: Callable[[str, str], RecastError]) -> tuple[np.ndarray | None, np.ndarray | None]:
+             fail: Callable[[str, str], RecastError],
+             sources: Mapping[str, Any] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Offset and scale arrays (or None for ``none``), checked against the variables."""
-    from recastflow.core.config import inside, read_document
+    from recastflow.core.config import read_document
 
     if spec == "none":
         return None, None
     if "file" in spec:
-        path = inside(folder, spec["file"], source=Path(source), field=f"{key}.file")
+        path = model_file(spec["file"], folder, dict(sources or {}), source=source, field=f"{key}.file")
         doc = read_document(path)
         if not isinstance(doc, dict) or not all(k in doc for k in ("variables", "offset", "scale")):
             raise fail(f"{spec['file']} must have 'variables', 'offset' and 'scale' lists", f"{key}.file")
