@@ -44,5 +44,5 @@ rule all:
         # the other outputs of those jobs: Snakemake redoes a job only for outputs that something
         # asks for, so without these a deleted CSV or PDF would never be made again
         companions=expand("results/limits/{grid}/{name}", grid=GRIDS, name=("limits.csv", "exclusion.pdf"))
-        + [f.removesuffix(".txt") + ext for f in YIELD_CHECK_OUTPUTS for ext in (".json", ".png", ".pdf")]
-        + [f.removesuffix(".txt") + ".json" for f in CHECK_OUTPUTS + REWEIGHT_CHECK_OUTPUTS + MODEL_CHECK_OUTPUTS],
+        + CHECK_JSONS + YIELD_CHECK_JSONS + YIELD_CHECK_PLOTS + YIELD_CHECK_PDFS + REWEIGHT_CHECK_JSONS
+        + MODEL_CHECK_JSONS,

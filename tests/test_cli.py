@@ -90,13 +90,13 @@ def test_unknown_point_one_line(project):
 def test_limits_batch_shares_one_compiled_likelihood_and_feeds_the_table(project):
     assert run(["patch", "--grid", "TOYGRID", "--output", "r/ps.json"], project).returncode == 0
     proc = run(["limits", "--grid", "TOYGRID", "--points", "P0", "P1", "P2", "--patchset", "r/ps.json",
-                "--output", "r/b000.json"], project)
+                "--upper-limit-points", "P1", "--output", "r/b000.json"], project)
     assert proc.returncode == 0, proc.stderr
     batch = json.loads((project / "r" / "b000.json").read_text())
     assert batch["format"] == "recastflow-limits-batch/1" and batch["method"] == "fast"
     assert [p["point"] for p in batch["points"]] == ["P0", "P1", "P2"]
     assert "1 likelihood compilation(s)" in proc.stderr
-    # upper limits for the points the config names (TOYGRID/P1), not the others
+    # upper limits for exactly the points the caller names (the workflow passes the config's upper_limits)
     assert [p["mu_ul_obs"] is not None for p in batch["points"]] == [False, True, False]
     # the fast method's CLs equal the exact method's (pyhf's own fits) on this model
     exact = run(["limits", "--grid", "TOYGRID", "--point", "P1", "--patchset", "r/ps.json", "--output", "r/P1.json",
@@ -105,7 +105,57 @@ def test_limits_batch_shares_one_compiled_likelihood_and_feeds_the_table(project
     rec = json.loads((project / "r" / "P1.json").read_text())
     assert rec["software"]["method"] == "exact"
     assert batch["points"][1]["cls_obs"] == pytest.approx(rec["cls_obs"], rel=1e-4)
-    proc = run(["table", "--grid", "TOYGRID", "--inputs", "r/b000.json", "--outdir", "r/t"], project)
+    proc = run(["table", "--grid", "TOYGRID", "--inputs", "r/b000.json", "--json", "r/t/limits.json", "--csv",
+                "r/t/limits.csv", "--plot", "r/t/exclusion.png", "--plot-pdf", "r/t/exclusion-print.pdf"], project)
     assert proc.returncode == 0, proc.stderr
+    # exactly the files named, nothing beside them
+    assert sorted(p.name for p in (project / "r" / "t").iterdir()) == [
+        "exclusion-print.pdf", "exclusion.png", "limits.csv", "limits.json"]
     table = json.loads((project / "r" / "t" / "limits.json").read_text())
     assert [p["point"] for p in table["points"]] == ["P0", "P1", "P2"]
+
+
+def test_version():
+    from recastflow import __version__
+
+    proc = run(["--version"], Path.cwd())
+    assert proc.returncode == 0 and proc.stdout.strip() == f"recastflow {__version__}"
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    from recastflow.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}"
+               for name, p in [("recastflow", parser), *subparsers.choices.items()]
+               for a in p._actions if not isinstance(a, argparse._SubParsersAction) and not a.help]
+    assert not missing, missing
+
+
+def test_a_job_does_not_read_the_run_configuration(project):
+    """Given its settings as options, a job works even when the run configuration file is unreadable."""
+    (project / "config" / "config.yaml").write_text("grids: [unclosed\n")
+    settings = ["--analyses-dir", "config/analyses", "--signals-dir", "config/signals"]
+    assert run([*settings, "patch", "--grid", "TOYGRID", "--output", "r/ps.json"], project).returncode == 0
+    proc = run([*settings, "limits", "--grid", "TOYGRID", "--points", "P0", "P1", "--patchset", "r/ps.json",
+                "--cl", "0.9", "--method", "exact", "--upper-limit-points", "P1", "--output", "r/b.json"], project)
+    assert proc.returncode == 0, proc.stderr
+    batch = json.loads((project / "r" / "b.json").read_text())
+    assert batch["method"] == "exact" and [p["cl"] for p in batch["points"]] == [0.9, 0.9]
+    assert [p["mu_ul_obs"] is not None for p in batch["points"]] == [False, True]
+    # the interactive form still reads (and validates) the file, and says what is wrong with it
+    assert_user_error(run(["patch", "--grid", "TOYGRID", "--output", "r/x.json"], project), "config/config.yaml")
+    # one source of settings per command
+    assert_user_error(run(["--config", "config/config.yaml", *settings, "patch", "--grid", "TOYGRID", "--output",
+                           "r/y.json"], project), "give --config or --analyses-dir, --signals-dir, not both")
+
+
+def test_upper_limits_only_for_points_of_the_batch(project):
+    assert run(["patch", "--grid", "TOYGRID", "--output", "r/ps.json"], project).returncode == 0
+    assert_user_error(run(["limits", "--grid", "TOYGRID", "--points", "P0", "--patchset", "r/ps.json",
+                           "--upper-limit-points", "P2", "--output", "r/b.json"], project),
+                      "--upper-limit-points", "P2", "does not hold")
+    assert not (project / "r" / "b.json").exists()

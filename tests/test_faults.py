@@ -115,8 +115,11 @@ def is_job(p: psutil.Process) -> bool:
 
 
 def subcommand(job: psutil.Process) -> str:
-    cmd = job.cmdline()  # python .../recastflow --config <file> <subcommand> ...
-    return cmd[4] if len(cmd) > 4 else "?"
+    cmd = job.cmdline()  # python .../recastflow [settings options] <subcommand> ...
+    from recastflow.cli import build_parser
+
+    names = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    return next((part for part in cmd[2:] if part in names), "?")
 
 
 def kill_while_running(proc: subprocess.Popen, kind: str, nth: int, delay: float, pick: float) -> list[str] | None:

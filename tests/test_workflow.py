@@ -83,7 +83,7 @@ def test_bad_config_stops_before_any_job(project):
 
 
 @pytest.mark.slow
-def test_configfile_replaces_default_and_config_overrides_refused(project):
+def test_configfile_replaces_default_and_config_overrides_work(project):
     copy_workflow(project)
     (project / "other.yaml").write_text(yaml.safe_dump({"grids": ["TOYGRID"], "cl": 0.9}))
     proc = snakemake(project, "results/limits/TOYGRID/batches/b000.json", "--configfile", "other.yaml")
@@ -91,9 +91,26 @@ def test_configfile_replaces_default_and_config_overrides_refused(project):
     rec = json.loads((project / "results/limits/TOYGRID/batches/b000.json").read_text())["points"][1]
     # cl comes from other.yaml; no upper limit because other.yaml (unlike config/config.yaml) asks for none
     assert rec["cl"] == 0.9 and rec["mu_ul_obs"] is None
-    proc = snakemake(project, "-n", "--config", "cl=0.8")
+
+    # --config overrides apply on top of the file: the changed settings re-run the job, which gets them
+    # as options (the file still says cl 0.95 and method fast, and the job never reads it)
+    proc = snakemake(project, "-p", "results/limits/TOYGRID/batches/b000.json", "--config", "cl=0.8",
+                     "limits={method: exact}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    batch = json.loads((project / "results/limits/TOYGRID/batches/b000.json").read_text())
+    assert batch["method"] == "exact" and {p["cl"] for p in batch["points"]} == {0.8}
+    assert {p["software"]["method"] for p in batch["points"]} == {"exact"}
+    assert batch["points"][1]["mu_ul_obs"] is not None  # upper_limits of config/config.yaml still apply
+    assert "--cl 0.8 --method exact" in proc.stdout + proc.stderr
+    assert "--config" not in "".join(l for l in (proc.stdout + proc.stderr).splitlines() if "recastflow " in l)
+
+    # an override is validated like the file, before any job
+    proc = snakemake(project, "-n", "--config", "cl=2")
     assert proc.returncode != 0
-    assert "--config overrides are not supported" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "configuration error" in out and "--config cl" in out and "cl" in out and "Traceback" not in out, out
+    proc = snakemake(project, "-n", "--config", "limits={method: slow}")
+    assert proc.returncode != 0 and "'slow'" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

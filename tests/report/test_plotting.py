@@ -55,13 +55,13 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, list[str]]]:
     seen: list[dict[str, list[str]]] = []
     original = plotting.save_png_and_pdf
 
-    def spy(fig: Any, out: Path) -> None:
+    def spy(fig: Any, out: Path, pdf: Path | None = None) -> None:
         texts = [t.get_text() for ax in fig.axes for t in ax.texts]
         legends = [
             t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()
         ]
         seen.append({"texts": texts, "legend": legends})
-        original(fig, out)
+        original(fig, out, pdf)
 
     monkeypatch.setattr(plotting, "save_png_and_pdf", spy)
     return seen

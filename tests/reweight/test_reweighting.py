@@ -356,7 +356,8 @@ def test_cli_reweight_writes_yields_that_patch_accepts(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text((REPO / "config" / "config.yaml").read_text() + f"\nallowed_paths: [{json.dumps(str(tmp_path))}]\n")
     cmd = [sys.executable, "-m", "recastflow", "--config", str(config), "reweight", "--grid", "TChiWH_1Lbb_BR", "--point",
-           "TChiWH_700_0_BRh050", "--input", str(sel), "--outdir", str(out)]
+           "TChiWH_700_0_BRh050", "--input", str(sel), "--yields", str(out / "yields.json"), "--diagnostics",
+           str(out / "diagnostics.json")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     yields = json.loads((out / "yields.json").read_text())
@@ -368,7 +369,9 @@ def test_cli_reweight_writes_yields_that_patch_accepts(tmp_path: Path) -> None:
     assert "flagged: one event carries" in proc.stderr
     # events of another point: a one-line error, nothing written
     other = write_selected(tmp_path / "other.parquet", modes=MODES, point="TChiWH_500_0")
-    proc = subprocess.run(cmd[:-4] + ["--input", str(other), "--outdir", str(tmp_path / "o2")], cwd=REPO,
+    o2 = tmp_path / "o2"
+    proc = subprocess.run(cmd[:-6] + ["--input", str(other), "--yields", str(o2 / "yields.json"), "--diagnostics",
+                                      str(o2 / "diagnostics.json")], cwd=REPO,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "holds the selected events of point 'TChiWH_500_0'" in proc.stderr and not (tmp_path / "o2").exists()

@@ -22,7 +22,6 @@ from recastflow.select.selection import load_selection, run_selection, select_fi
 
 REPO = Path(__file__).resolve().parents[2]
 HIGP = REPO / "config/models/ATLAS-HIGP-2024-32"
-NONRES_EVEN = "ANA-HIGP-2024-32_nonresDNN_model_even"
 HEADER = {"format": RECO, "point": "p", "n_events": 0, "sum_weights": 1.0, "xsec_pb": 1.0, "xsec_source": "test",
           "br_factor": 1.0}
 
@@ -42,6 +41,15 @@ def events(n: int, seed: int = 3, n_jets: tuple[int, int] = (2, 8)) -> ak.Array:
                     "photons": [], "met": {"pt": float(rng.exponential(100.0)), "phi": float(rng.uniform(-3, 3))},
                     "truth": {"bhadrons": sorted(bh, key=lambda b: -b["pt"])}})
     return ak.Array(out)
+
+
+def higp_published(name: str) -> Path:
+    """A published file of the HIGP selection's ``sources``, fetched (cache, then the mirror) like a run does."""
+    from recastflow.analyses.bundle import fetched_path, sources_of
+
+    path = HIGP / "selection.yaml"
+    sources = sources_of(yaml.safe_load(path.read_text()), path)
+    return fetched_path(f"source:{name}", HIGP, sources, source=path, field="test")
 
 
 def copy_higp(tmp_path: Path) -> Path:
@@ -71,12 +79,40 @@ def test_atlas_contracts_load_and_agree_with_the_files() -> None:
         assert info.opsets["ai.onnx"] == model.opset == 9
         (tensor, _, shape), = info.inputs
         assert model.inputs[0].tensor == tensor and shape[1] == model.inputs[0].width == 10
-        variables = json.loads(Path(str(model.path).replace(".onnx", "_variables.json")).read_text())
+        variables = json.loads(higp_published(f"{model.name}_scaling").read_text())
         assert [v.name for v in model.inputs[0].variables] == variables["variables"]
         assert np.array_equal(model.inputs[0].offset, variables["offset"])
-    sums = dict(line.split()[::-1] for line in (HIGP / "SHA256SUMS").read_text().splitlines())
-    for path, digest in sums.items():
-        assert sha256_file(HIGP / path) == digest
+    # the published files come from the fetch cache (never from the repository), with the declared bytes
+    from recastflow.analyses.fetch import cache_dir
+
+    doc = yaml.safe_load((HIGP / "selection.yaml").read_text())
+    for model in selection.models:
+        assert doc["models"][model.name]["file"] == f"source:{model.name}"
+        assert model.path.is_relative_to(cache_dir()) and not model.path.is_relative_to(REPO)
+        assert sha256_file(model.path) == model.sha256 == doc["sources"][model.name]["sha256"]
+
+
+def test_a_model_source_with_other_bytes_is_refused_and_leaves_nothing(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # the mirror's file has other bytes than the declared sha256: no network here, so a one-line refusal
+    monkeypatch.setenv("RECASTFLOW_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECASTFLOW_OFFLINE", "1")
+    folder = copy_higp(tmp_path)
+    doc = yaml.safe_load((folder / "selection.yaml").read_text())
+    doc["sources"]["nonres_even"]["sha256"] = "0" * 64
+    (folder / "selection.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(RecastError) as err:
+        load_selection(folder / "selection.yaml")
+    message = str(err.value)
+    assert "sources.nonres_even" in message and "other bytes" in message and "\n" not in message
+    assert not (tmp_path / "cache" / "objects" / ("0" * 64)).exists()
+    assert not any((tmp_path / "cache" / "tmp").iterdir())
+
+
+def test_a_contract_naming_an_undeclared_source_is_refused(tmp_path: Path) -> None:
+    path = edit_contract(copy_higp(tmp_path), "nonres_even", lambda m: m.update(file="source:nonres_evn"))
+    with pytest.raises(RecastError, match=r"models\.nonres_even\.file: .*'nonres_evn'"):
+        load_selection(path)
 
 
 def test_atlas_validation_vectors_pass() -> None:
@@ -93,7 +129,7 @@ def test_atlas_scores_in_the_selection_equal_per_event_onnxruntime_calls() -> No
     sel = result.selected
     assert len(sel) > 20
     model = next(m for m in selection.models if m.name == "nonres_even")
-    variables = json.loads((HIGP / "onnx" / f"{NONRES_EVEN}_variables.json").read_text())
+    variables = json.loads(higp_published("nonres_even_scaling").read_text())
     session = ort.InferenceSession(str(model.path), providers=["CPUExecutionProvider"])
     for i in range(len(sel)):
         x = np.array([[float(sel.variables[v][i]) for v in variables["variables"]]])
@@ -182,7 +218,8 @@ def test_model_check_cli_writes_the_table(tmp_path: Path, capsys: pytest.Capture
     monkeypatch.chdir(tmp_path)  # the project: the command refuses paths outside it
     out = tmp_path / "models.txt"
     folder = copy_higp(tmp_path)
-    assert main(["model-check", "--selection", str(folder / "selection.yaml"), "--output", str(out)]) == 0
+    assert main(["model-check", "--selection", str(folder / "selection.yaml"), "--output", str(out),
+                 "--json", str(out.with_suffix(".json"))]) == 0
     records = json.loads(out.with_suffix(".json").read_text())
     assert len(records) == 6 and all(r["passed"] and r["max_abs_dev"] <= 1e-6 for r in records)
 
@@ -344,4 +381,4 @@ def test_select_file_records_the_models_in_the_header(tmp_path: Path) -> None:
                 cutflow_out=tmp_path / "c.json", selected_out=tmp_path / "s.parquet")
     header = read_header(tmp_path / "s.parquet")
     assert header["models"]["res_even"]["onnxruntime_validated"] == "1.31.1"
-    assert header["models"]["res_even"]["sha256"] == sha256_file(HIGP / "onnx/ANA-HIGP-2024-32_resDNN_model_even.onnx")
+    assert header["models"]["res_even"]["sha256"] == sha256_file(higp_published("res_even"))

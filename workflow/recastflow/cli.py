@@ -1,7 +1,10 @@
 """The recastflow command line: one subcommand per workflow stage.
 
-Every subcommand reads the run configuration, writes its outputs atomically and
-turns user mistakes into a one-line message with a non-zero exit code.
+Each subcommand parses its options and calls one function of the package. A workflow job gets
+the settings it needs as options (``--analyses-dir``, ``--signals-dir``, ``--allowed-path`` and
+the subcommand's own); interactive use may give ``--config FILE`` instead, which is read and
+validated. Outputs are written atomically, and user mistakes become a one-line message with a
+non-zero exit code.
 """
 
 from __future__ import annotations
@@ -10,30 +13,48 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from recastflow.core.errors import CheckFailed, RecastError
+from recastflow import __version__
+from recastflow.core.errors import RecastError
+from recastflow.core.settings import RunSettings
+
+#: The run configuration read when a command is given neither ``--config`` nor settings options.
+DEFAULT_CONFIG = "config/config.yaml"
 
 
 @dataclass(frozen=True)
 class Context:
-    """The validated run configuration and where its bundles and grids live."""
+    """The run settings of one command and where its bundles and grids live."""
 
-    config: dict[str, Any]
-    analyses_dir: Path
-    signals_dir: Path
+    settings: RunSettings
 
-    @classmethod
-    def load(cls, path: Path) -> "Context":
-        """Read and validate ``config.yaml``."""
-        from recastflow.core.config import load_validated
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The validated run configuration, if the command was given one (interactive use)."""
+        return self.settings.config
 
-        cfg = load_validated(path, "config")
-        return cls(cfg, Path(cfg["analyses_dir"]), Path(cfg["signals_dir"]))
+    @property
+    def analyses_dir(self) -> Path:
+        """Folder of the analysis bundles."""
+        return self.settings.analyses_dir
 
-    def grid(self, name: str):  # -> Grid
+    @property
+    def signals_dir(self) -> Path:
+        """Folder of the signal grids."""
+        return self.settings.signals_dir
+
+    def require_config(self, command: str) -> dict[str, Any]:
+        """The run configuration, for the commands that work on a whole run (``validate``)."""
+        if self.settings.config is None:
+            raise RecastError(f"'{command}' works on a whole run configuration: give --config FILE instead of "
+                              "--analyses-dir/--signals-dir/--allowed-path")
+        return self.settings.config
+
+    def grid(self, name: str) -> tuple[Any, Any]:
         """Load a grid and the bundle it belongs to."""
         from recastflow.analyses.bundle import load_analysis, load_grid
 
@@ -46,11 +67,22 @@ def _log(msg: str) -> None:
     print(f"[recastflow] {msg}", file=sys.stderr, flush=True)
 
 
+def _paths(values: list[str] | None) -> list[Path]:
+    return [Path(v) for v in values or []]
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
 # -- subcommands ------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
     """Validate the config, every grid, every bundle and the workspaces' sha256."""
+    from recastflow.core.pointref import PointRef
+
+    cfg = ctx.require_config("validate")
     seen = set()
-    for name in ctx.config["grids"]:
+    for name in cfg["grids"]:
         grid, analysis = ctx.grid(name)
         wsref = analysis.workspace(grid.workspace, source=grid.path)
         if (analysis.id, wsref.name) not in seen:
@@ -61,17 +93,19 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
         n_events = check_front_end(grid, analysis, with_pythia=True)
         extra = f" ({n_events} from events: cards, spectra and selection ok)" if n_events else ""
         _log(f"grid {name}: {len(grid.points)} points{extra}, {analysis.id} {grid.workspace} ok")
-    grids = {name: ctx.grid(name)[0] for name in ctx.config["grids"]}
+    grids = {name: ctx.grid(name)[0] for name in cfg["grids"]}
     if any(p.reweight is not None for g in grids.values() for p in g.points):
         from recastflow.reweight.reweighting import check_reweighted
 
         _log(f"{check_reweighted(grids)} reweighted points: sources, specs and parameters ok")
-    for entry in ctx.config.get("upper_limits", []) + ctx.config.get("fit_plots", []):
-        gname, pname = entry.split("/")
-        if gname not in ctx.config["grids"]:
-            raise RecastError(f"{entry!r} names grid {gname!r}, which is not in 'grids'", path=str(args.config))
-        if pname != "*":
-            ctx.grid(gname)[0].point(pname)
+    for key in ("upper_limits", "fit_plots"):
+        for entry in cfg.get(key, []):
+            ref = PointRef.parse(entry, source=str(args.config), field=key)
+            if ref.grid not in grids:
+                raise RecastError(f"{entry!r} names grid {ref.grid!r}, which is not in 'grids'", path=str(args.config),
+                                  field=key)
+            if not ref.whole_grid:
+                grids[ref.grid].point(ref.point)
     print("configuration valid")
 
 
@@ -103,137 +137,40 @@ def cmd_extract_yields(args: argparse.Namespace, ctx: Context) -> None:
     _log(f"{point.name}: yields of {len(doc['regions'])} regions -> {args.output}")
 
 
-def _limits_settings(ctx: Context, method: str | None) -> tuple[str, dict[str, Any], dict[str, str]]:
-    settings = ctx.config.get("limits", {})
-    checks = {"fallback": settings.get("fallback", "exact-converged"), "verify": settings.get("verify", "near")}
-    return method or settings.get("method", "fast"), dict(ctx.config.get("fit") or {}), checks
-
-
-def _point_record(ctx: Context, grid: Any, analysis: Any, point: Any) -> Any:
-    from recastflow.core.io import read_json
-    from recastflow.stats.limits import PointResult
-
-    xsec_pb, xsec_source = point.xsec_pb, point.xsec_source
-    made_here = point.from_events or point.reweight is not None
-    if made_here and xsec_pb is None and point.yields is not None and point.yields.is_file():
-        # the front end records the cross-section x branching fraction its yields are normalised to
-        norm = read_json(point.yields).get("normalisation", {})
-        if norm.get("xsec_pb") is not None:
-            # the production cross-section: the forced decays' (Standard Model) branching fractions are
-            # part of the signal model, so limits in pb are on sigma(production), as published
-            xsec_pb = norm["xsec_pb"]
-            xsec_source = norm.get("xsec_source", "")
-    record = PointResult(
-        analysis=analysis.id, grid=grid.name, point=point.name, workspace=grid.workspace,
-        values=point.values, xsec_pb=xsec_pb, xsec_source=xsec_source, cl=ctx.config["cl"],
-    )
-    if point.reweight is not None and point.yields is not None:
-        # written with the yields by `recastflow reweight`: a reweighting that cannot be trusted
-        # (too small an effective sample) flags the point's limits too
-        diag = point.yields.with_name("diagnostics.json")
-        if diag.is_file():
-            doc = read_json(diag)
-            if doc.get("verdict") not in (None, "ok"):
-                record.issues.append("reweighting flagged: " + "; ".join(doc.get("reasons") or [doc["verdict"]]))
-    return record
-
-
 def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
-    """CLs (observed, expected band) and optional upper limits for one point or a batch of points.
-
-    A batch shares one compiled likelihood per workspace structure (method ``fast``), so
-    the cost of compiling is paid once per job, not once per point.
-    """
-    from recastflow.core.io import read_json, write_json_atomic
-    from recastflow.stats.limits import BATCH_FORMAT, evaluate_point
-    from recastflow.stats.patching import patches_by_name, shared_copy
+    """CLs (observed, expected band) and optional upper limits for one point or a batch of points."""
+    from recastflow.stats.points import LimitSettings, compute_limits
 
     grid, analysis = ctx.grid(args.grid)
     names = [args.point] if args.point else list(dict.fromkeys(args.points))
-    points = [grid.point(n) for n in names]
-    method, fit_options, checks = _limits_settings(ctx, args.method)
-    wanted_ul = set()
-    if args.upper_limit_points is not None:
-        wanted_ul.update(args.upper_limit_points)
+    if ctx.config is not None and args.fit_maxiter is None and args.fit_tolerance is None:
+        fit = dict(ctx.settings.pick(None, "fit"))
     else:
-        for entry in ctx.config.get("upper_limits", []):
-            gname, pname = entry.split("/")
-            if gname == grid.name:
-                wanted_ul.update(names if pname == "*" else [pname])
-    wsref = analysis.workspace(grid.workspace, source=grid.path)
-    bkg = wsref.load(validate=False)  # patched spec is validated
-    ops_of = patches_by_name(read_json(Path(args.patchset)), bkg, names, args.patchset)
-    bkg = shared_copy(bkg)  # the points' models share the workspace instead of copying it each
-    from recastflow.stats.compiled import LikelihoodCompiler
-
-    # fast: one compilation per structure for the batch; exact: only for verification fits
-    compiler = LikelihoodCompiler()
-    records = []
-    t_all = time.perf_counter()
-    for i, point in enumerate(points, 1):
-        ops = ops_of[point.name]
-        record = _point_record(ctx, grid, analysis, point)
-        t0 = time.perf_counter()
-        evaluate_point(bkg, ops, record, upper_limit=args.upper_limit or point.name in wanted_ul,
-                       fit_options=fit_options, source=args.patchset, method=method, compiler=compiler,
-                       analysis=analysis, wsref=wsref, **checks)
-        records.append(record.to_dict())
-        msg = f"[{i}/{len(points)}] {grid.name}/{point.name}: {record.status} (method {record.method})"
-        if record.cls_obs is not None:
-            msg += f", CLs_obs={record.cls_obs:.4g}, CLs_exp={record.cls_exp[2]:.4g}"
-        if record.mu_ul_obs is not None:
-            msg += f", mu_UL={record.mu_ul_obs:.4g} (exp {record.mu_ul_exp[2]:.4g})"
-        _log(msg + f" [{time.perf_counter() - t0:.2f} s]")
-        for issue in record.issues:
-            _log(f"  flagged: {issue}")
-    if args.point:
-        write_json_atomic(Path(args.output), records[0])
-    else:
-        write_json_atomic(Path(args.output), {"format": BATCH_FORMAT, "grid": grid.name, "method": method,
-                                              "points": records})
-    extra = f", {compiler.compiled} likelihood compilation(s)" if compiler.compiled else ""
-    fallbacks = sum(1 for r in records if r.get("fallback"))
-    if fallbacks:
-        extra += f"; {fallbacks} point(s) NOT computed with method {method} (fallback stated per point)"
-    _log(f"{len(points)} point(s) in {time.perf_counter() - t_all:.1f} s (method {method}{extra}) -> {args.output}")
+        fit = {k: v for k, v in (("maxiter", args.fit_maxiter), ("tolerance", args.fit_tolerance)) if v is not None}
+    settings = LimitSettings(cl=ctx.settings.pick(args.cl, "cl"), method=ctx.settings.pick(args.method, "limits", "method"),
+                             fallback=ctx.settings.pick(args.fallback, "limits", "fallback"),
+                             verify=ctx.settings.pick(args.verify, "limits", "verify"), fit_options=fit)
+    # the caller says which points get upper limits (the workflow passes its list); nothing is inferred here
+    wanted = set(names) if args.upper_limit else set(args.upper_limit_points or [])
+    compute_limits(grid, analysis, names, patchset=Path(args.patchset), output=Path(args.output),
+                   single=args.point is not None, upper_limit_points=wanted, settings=settings,
+                   diagnostics=_paths(args.diagnostics), log=_log)
 
 
 def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
-    """Collect point results into CSV/JSON tables and the exclusion plot."""
-    from recastflow.core.io import read_json, write_json_atomic, write_text_atomic
-    from recastflow.stats.limits import BATCH_FORMAT, rows_to_csv, summary, table_rows
+    """Collect point results into JSON and CSV tables and the exclusion plot."""
+    from recastflow.stats.points import write_table
 
     grid, analysis = ctx.grid(args.grid)
-    records = []
-    for path in args.inputs:
-        doc = read_json(Path(path))
-        # batch files of `recastflow limits --points` or single-point records
-        records.extend(doc["points"] if isinstance(doc, dict) and doc.get("format") == BATCH_FORMAT else [doc])
-    order = {p.name: i for i, p in enumerate(grid.points)}
-    records.sort(key=lambda r: order.get(r["point"], len(order)))
-    outdir = Path(args.outdir)
-    counts = summary(records)
-    params = list(grid.parameters)
-    write_json_atomic(outdir / "limits.json", {"analysis": analysis.id, "grid": grid.name, "parameters": params,
-                                               "summary": counts, "points": records})
-    write_text_atomic(outdir / "limits.csv", rows_to_csv(table_rows(records, params)))
-    if grid.plot:
-        from recastflow.report.plots import plot_exclusion
-
-        x, y = grid.plot
-        plot_exclusion(records, x, y, outdir / "exclusion.png",
-                       title=f"{analysis.id} {grid.workspace}: {grid.name}",
-                       xlabel=grid.parameters[x]["label"], ylabel=grid.parameters[y]["label"], level=1 - ctx.config["cl"])
-    fallback = f", {counts['fallback']} computed with a fallback method" if counts["fallback"] else ""
-    _log(f"{grid.name}: {len(records)} points: {counts['trusted']} trusted, {counts['flagged']} flagged, "
-         f"{counts['failed']} failed{fallback} -> {outdir}")
+    write_table(grid, analysis, _paths(args.inputs), cl=ctx.settings.pick(args.cl, "cl"), json_out=Path(args.json),
+                csv_out=Path(args.csv), plot=_opt_path(args.plot), plot_pdf=_opt_path(args.plot_pdf), log=_log)
 
 
 def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
     """cabinetry pre-/post-fit data/MC plots and pulls for one point."""
     from recastflow.core.io import read_json
-    from recastflow.stats.patching import apply_patch, patch_for_point
     from recastflow.report.plots import fit_plots
+    from recastflow.stats.patching import apply_patch, patch_for_point
 
     grid, analysis = ctx.grid(args.grid)
     point = grid.point(args.point)
@@ -248,36 +185,23 @@ def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
 def cmd_check(args: argparse.Namespace, ctx: Context) -> None:
     """Compare results with an analysis bundle's reference values."""
     from recastflow.analyses.bundle import load_analysis
-    from recastflow.checks.references import compare, format_table
-    from recastflow.core.io import read_json, write_json_atomic, write_text_atomic
+    from recastflow.checks.runner import CheckOutputs, check_references
 
     analysis = load_analysis(args.analysis, ctx.analyses_dir)
-    results = {}
-    for path in args.results:
-        doc = read_json(Path(path))
-        for rec in doc["points"]:
-            results[(rec["grid"], rec["point"])] = rec
-    refs = tuple(r for r in analysis.references if r.grid in ctx.config["grids"])
-    rows = compare(refs, results)
-    text = f"Regression check of {analysis.id} ({len(refs)} references)\n" + format_table(rows)
-    print(text)
-    failed = [r for r in rows if not r.passed]
-    if failed:
-        raise CheckFailed(f"{len(failed)} of {len(rows)} values of {analysis.id} outside tolerance (table above)")
-    write_text_atomic(Path(args.output), text + "\n")
-    write_json_atomic(Path(args.output).with_suffix(".json"), [
-        {"grid": r.grid, "point": r.point, "quantity": r.quantity, "value": r.value, "reference": r.reference,
-         "rtol": r.rtol, "atol": r.atol, "passed": r.passed, "note": r.note, "source": r.source} for r in rows])
+    grids = args.grids if args.grids is not None else ctx.require_config("check without --grids")["grids"]
+    check_references(analysis, _paths(args.results), list(grids),
+                     CheckOutputs(table=Path(args.output), json=_opt_path(args.json)))
 
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
     """Write the HTML report: exclusion plots, limit tables, checks, fit plots."""
     from recastflow.report.assemble import build_report
 
-    build_report(ctx, tables=[Path(p) for p in args.tables], checks=[Path(p) for p in args.checks],
-                 fitplot_dirs=[Path(p) for p in args.fitplots], yield_checks=[Path(p) for p in args.yield_checks],
-                 cutflows=[Path(p) for p in args.cutflows], output=Path(args.output),
-                 reweight=[Path(p) for p in args.reweight], reweight_checks=[Path(p) for p in args.reweight_checks])
+    build_report(tables=_paths(args.tables), exclusion_plots=_paths(args.exclusion_plots), checks=_paths(args.checks),
+                 yield_checks=_paths(args.yield_checks), yield_plots=_paths(args.yield_plots),
+                 cutflows=_paths(args.cutflows), reweight=_paths(args.reweight),
+                 reweight_checks=_paths(args.reweight_checks), fitplot_dirs=_paths(args.fitplots),
+                 output=Path(args.output))
     _log(f"report -> {args.output}")
 
 
@@ -285,8 +209,16 @@ def cmd_archive(args: argparse.Namespace, ctx: Context) -> None:
     """Pack workflow, inputs, results, MANIFEST.json and RO-Crate metadata into one .tar.gz."""
     from recastflow.preserve.archive import create_archive
 
-    summary = create_archive(Path(args.output), config=ctx.config, config_path=Path(args.config),
-                             results=Path(args.results))
+    if args.run_config is not None:  # a workflow job: the file is packed as it is, the settings come as options
+        if not args.grids:
+            raise RecastError("give the run's grids with --grids when --run-config names the file to pack",
+                              field="--grids")
+        config: dict[str, Any] = {"grids": list(args.grids), "analyses_dir": str(ctx.analyses_dir),
+                                  "signals_dir": str(ctx.signals_dir)}
+        config_path = Path(args.run_config)
+    else:
+        config, config_path = ctx.require_config("archive without --run-config"), Path(args.config or DEFAULT_CONFIG)
+    summary = create_archive(Path(args.output), config=config, config_path=config_path, results=Path(args.results))
     c = summary.counts
     _log(f"archive: {c['workflow']} workflow, {c['inputs']} input and {c['results']} result files"
          f" (commit {summary.commit or 'none'}) -> {args.output}")
@@ -312,8 +244,8 @@ def _events_point(ctx: Context, grid_name: str, point_name: str):  # -> (Grid, A
 
 def cmd_generate(args: argparse.Namespace, ctx: Context) -> None:
     """Generate one chunk of a point's events with Pythia 8."""
-    from recastflow.generate.pythia import generate_chunk
     from recastflow.core.seeds import chunk_sizes, derive_seed
+    from recastflow.generate.pythia import generate_chunk
 
     grid, _, point, spec = _events_point(ctx, args.grid, args.point)
     if point.slha is None:
@@ -334,8 +266,8 @@ def cmd_generate(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_handoff(args: argparse.Namespace, ctx: Context) -> None:
     """Validate events made elsewhere (LHE, HepMC3, Delphes ROOT) and convert them."""
-    from recastflow.generate.handoff import handoff
     from recastflow.core.seeds import derive_seed
+    from recastflow.generate.handoff import handoff
 
     if args.manifest:  # a file on its own, outside any grid: check and convert it
         header = handoff(Path(args.manifest), Path(args.output), point=args.point, seed=args.seed, progress=True)
@@ -355,8 +287,8 @@ def cmd_handoff(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_emulate(args: argparse.Namespace, ctx: Context) -> None:
     """Detector emulation of one chunk: jets, leptons, photons, MET, b-tagging."""
-    from recastflow.emulate.emulation import emulate_file
     from recastflow.core.seeds import derive_seed
+    from recastflow.emulate.emulation import emulate_file
 
     grid, _, point, spec = _events_point(ctx, args.grid, args.point)
     t0 = time.perf_counter()
@@ -380,37 +312,21 @@ def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
     from recastflow.checks.preflight import check_selection_regions
 
     check_selection_regions(grid, analysis)  # before any event is read: yields for another layout are useless
-    outdir = Path(args.outdir)
-    select_file([Path(p) for p in args.inputs], analysis.selection, luminosity_ifb=analysis.luminosity_ifb,
-                point=point.name, yields_out=outdir / "yields.json", cutflow_out=outdir / "cutflow.json",
-                selected_out=outdir / "selected.parquet")
-    _log(f"{grid.name}/{point.name}: yields, cutflow and selected events -> {outdir}")
+    select_file(_paths(args.inputs), analysis.selection, luminosity_ifb=analysis.luminosity_ifb,
+                point=point.name, yields_out=Path(args.yields), cutflow_out=Path(args.cutflow),
+                selected_out=Path(args.selected))
+    _log(f"{grid.name}/{point.name}: yields, cutflow and selected events -> {args.yields}, {args.cutflow}, "
+         f"{args.selected}")
 
 
 def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
     """Compare a grid's front-end yields with the published signal patches of its bundle."""
-    from recastflow.core.io import write_json_atomic, write_text_atomic
-    from recastflow.checks.yields import compare_yields, format_yield_table, plot_yields, rows_to_json
+    from recastflow.checks.runner import CheckOutputs, check_yields
 
     grid, analysis = ctx.grid(args.grid)
-    if analysis.yield_references is None:
-        raise RecastError(f"analysis {analysis.id} has no 'yield_references'", path=str(analysis.folder / "analysis.yaml"))
-    given = {Path(p) for p in args.inputs}
-    files = {p.name: p.yields for p in grid.points if p.from_events and p.yields in given}
-    bkg = analysis.workspace(grid.workspace, source=grid.path).load()
-    rows = compare_yields(grid, analysis, files, bkg)
-    if not rows:
-        raise RecastError(f"no point of grid {grid.name} has a published signal patch to compare with",
-                          path=str(grid.path))
-    text = format_yield_table(rows, analysis)
-    print(text)
-    failed = [r for r in rows if r.gated and not r.passed]
-    out = Path(args.output)
-    if failed:
-        raise CheckFailed(f"{len(failed)} of {len(rows)} points' signal-region yields outside tolerance (table above)")
-    plot_yields(rows, analysis, out.with_suffix(".png"))
-    write_json_atomic(out.with_suffix(".json"), rows_to_json(rows))
-    write_text_atomic(out, text + "\n")
+    check_yields(grid, analysis, _paths(args.inputs),
+                 CheckOutputs(table=Path(args.output), json=_opt_path(args.json), plot=_opt_path(args.plot),
+                              plot_pdf=_opt_path(args.plot_pdf)))
 
 
 # -- machine-learned models: inspection and validation vectors ---------------------
@@ -474,32 +390,18 @@ def cmd_model_vectors(args: argparse.Namespace, ctx: Context | None) -> None:
 
 def cmd_model_check(args: argparse.Namespace, ctx: Context | None) -> None:
     """Re-run every model on its validation vectors; fail if a score moved beyond tolerance."""
-    from recastflow.core.io import write_json_atomic, write_text_atomic
-    from recastflow.select.mlmodels import check_vectors, checks_json, format_checks
+    from recastflow.checks.runner import CheckOutputs, check_models
 
     _, models = _models_of(args.selection, args.model)
-    checks = [check_vectors(m) for m in models if m.vectors is not None]
-    if not checks:
-        raise RecastError("no model names a 'vectors' file to check", path=args.selection, field="models")
-    text = f"Validation vectors of {args.selection} ({len(checks)} models)\n" + format_checks(checks)
-    print(text)
-    failed = [c for c in checks if not c.passed]
-    if failed:
-        worst = max(failed, key=lambda c: c.max_abs_dev)
-        raise CheckFailed(f"{len(failed)} of {len(checks)} models outside tolerance; largest deviation "
-                          f"{worst.max_abs_dev:.3g} ({worst.model}, atol {worst.atol:g}; vectors written with "
-                          f"onnxruntime {worst.written_with}, running {worst.running})")
-    if args.output:
-        write_text_atomic(Path(args.output), text + "\n")
-        write_json_atomic(Path(args.output).with_suffix(".json"), checks_json(checks))
+    check_models(Path(args.selection), models, CheckOutputs(table=_opt_path(args.output), json=_opt_path(args.json)))
 
 
 # -- reweighting: yields of new hypotheses from selected events ---------------------
 def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
     """Reweight a source point's selected events to a target point: yields and diagnostics."""
-    from recastflow.core.io import write_json_atomic
     from recastflow.analyses.bundle import load_grid
     from recastflow.core.config import validate
+    from recastflow.core.io import write_json_atomic
     from recastflow.reweight.reweighting import load_spec, reweight_selected, target_parameters
 
     grid, _ = ctx.grid(args.grid)
@@ -518,10 +420,9 @@ def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
         raise RecastError(f"holds the selected events of point {diag['source']['point']!r}, but {point.name} is "
                           f"reweighted from {'/'.join(ref.source)}", path=args.input)
     diag["source"]["grid_point"] = "/".join(ref.source)
-    outdir = Path(args.outdir)
-    validate(yields, "yields", outdir / "yields.json")
-    write_json_atomic(outdir / "diagnostics.json", diag)
-    write_json_atomic(outdir / "yields.json", yields)
+    validate(yields, "yields", Path(args.yields))
+    write_json_atomic(Path(args.diagnostics), diag)
+    write_json_atomic(Path(args.yields), yields)
     _log(f"{grid.name}/{point.name}: reweighted {diag['n_selected']} selected events of {'/'.join(ref.source)} with "
          f"{spec.name} {params} in {time.perf_counter() - t0:.2f} s: ESS fraction {diag['ess_fraction']:.3f}, "
          f"largest weight share {diag['max_weight_share']:.3f} -> {diag['verdict']}")
@@ -531,31 +432,11 @@ def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_check_reweight(args: argparse.Namespace, ctx: Context) -> None:
     """Reweighting closure: reweighted yields against yields generated directly at the same hypothesis."""
-    from recastflow.core.io import read_json, write_json_atomic, write_text_atomic
-    from recastflow.reweight.reweighting import CLOSURE_FORMAT, closure_rows, format_closure
+    from recastflow.checks.runner import CheckOutputs, check_closure
 
     grid, _ = ctx.grid(args.grid)
-    rows = []
-    for point in grid.points:
-        ref = point.reweight
-        if ref is None or ref.compare_with is None:
-            continue
-        direct = ctx.grid(ref.compare_with[0])[0].point(ref.compare_with[1])
-        rows += closure_rows(point.name, "/".join(ref.compare_with), read_json(point.yields), read_json(direct.yields))
-    if not rows:
-        raise RecastError(f"no point of grid {grid.name} has reweight.compare_with", path=str(grid.path))
-    text = format_closure(rows)
-    print(text)
-    out = Path(args.output)
-    write_json_atomic(out.with_suffix(".json"), {"format": CLOSURE_FORMAT, "grid": grid.name, "rows": [
-        {"point": r.point, "direct": r.direct, "region": r.region, "reweighted": r.reweighted,
-         "reweighted_stat": r.reweighted_stat, "value": r.value, "value_stat": r.value_stat, "pull": r.pull,
-         "passed": r.passed} for r in rows]})
-    failed = [r for r in rows if not r.passed]
-    if failed:
-        raise CheckFailed(f"{len(failed)} of {len(rows)} reweighted region totals of {grid.name} do not close on "
-                          "the directly generated yields (table above)")
-    write_text_atomic(out, text + "\n")
+    check_closure(grid, lambda g, p: ctx.grid(g)[0].point(p),
+                  CheckOutputs(table=Path(args.output), json=_opt_path(args.json)))
 
 
 def cmd_fetch(args: argparse.Namespace, ctx: Context) -> None:
@@ -577,100 +458,174 @@ def cmd_catalogue(args: argparse.Namespace, ctx: Context) -> None:
         print(text, end="")
 
 
+def cmd_bundle_new(args: argparse.Namespace, ctx: Context) -> None:
+    """Write an analysis bundle and a grid of the published points from a likelihood archive or record."""
+    from recastflow.analyses import bundle_new as bn
+
+    if (args.from_archive is None) == (args.from_record is None):
+        raise RecastError("give one of --from-archive FILE and --from-record DOI", field="bundle new")
+    if args.from_record and not (args.file and args.sha256):
+        raise RecastError("--from-record needs --file (the archive's name) and --sha256", field="--from-record")
+    fetched = bn.from_record(args.from_record, args.file, args.sha256) if args.from_record else None
+    result = bn.new_bundle(Path(args.from_archive) if args.from_archive else None, args.id,
+                           Path(args.output_dir) if args.output_dir else ctx.analyses_dir / args.id,
+                           Path(args.signals_dir) if args.signals_dir else ctx.signals_dir,
+                           doi=args.doi or args.from_record, url=args.url, record=args.record, arxiv=args.arxiv,
+                           title=args.title, force=args.force, fetched=fetched)
+    print(bn.summary(result))
+
+
 # -- parser -------------------------------------------------------------------------
+GRID_HELP = "signal grid name (config/signals/<GRID>.yaml under --signals-dir)"
+POINT_HELP = "point name within the grid"
+
+
+def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+    """The run settings, as a run configuration file (interactive) or as options (workflow jobs)."""
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version of recastflow and exit")
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"run configuration to read and validate, for interactive use (default: {DEFAULT_CONFIG} "
+                             "unless the settings below are given; workflow jobs get those instead)")
+    # dest job_*: subcommands may have options of the same name (bundle new --signals-dir) for their own use
+    parser.add_argument("--analyses-dir", metavar="DIR", dest="job_analyses_dir",
+                        help="folder of the analysis bundles (a job's setting; default: config/analyses)")
+    parser.add_argument("--signals-dir", metavar="DIR", dest="job_signals_dir",
+                        help="folder of the signal grids (a job's setting; default: config/signals)")
+    parser.add_argument("--allowed-path", action="append", metavar="DIR",
+                        help="folder outside the project that inputs and outputs may be in (a job's setting; "
+                             "repeat for several)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="recastflow", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="config/config.yaml", help="run configuration (default: %(default)s)")
+    _add_settings_options(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace, Context], None], help_: str) -> argparse.ArgumentParser:
+    def add(name: str, fn: Callable[[argparse.Namespace, Any], None], help_: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         p.set_defaults(func=fn)
         return p
 
     add("validate", cmd_validate, "validate the configuration, grids, bundles and workspace checksums")
     p = add("patch", cmd_patch, "build a grid's signal PatchSet (from yields, published patches or a patchset)")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--output", required=True, help="the PatchSet (.json)")
     p = add("extract-yields", cmd_extract_yields, "write the signal yields of a point's published patch")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--point", required=True)
-    p.add_argument("--output", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--point", required=True, help=POINT_HELP)
+    p.add_argument("--output", required=True, help="the yields file (.json)")
     p = add("generate", cmd_generate, "generate one chunk of a point's events with Pythia 8")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--point", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--point", required=True, help=POINT_HELP)
     p.add_argument("--chunk", type=int, default=0, help="chunk index (default: %(default)s)")
     p.add_argument("--output", required=True, help="event file (.parquet)")
     p = add("handoff", cmd_handoff, "validate and convert a point's events made elsewhere (LHE, HepMC3, Delphes)")
-    p.add_argument("--grid")
-    p.add_argument("--point")
+    p.add_argument("--grid", help=GRID_HELP + " (with --point)")
+    p.add_argument("--point", help=POINT_HELP + " (a point with a 'manifest')")
     p.add_argument("--manifest", help="convert this manifest's file on its own (no grid needed)")
     p.add_argument("--seed", type=int, default=1, help="shower seed with --manifest (default: %(default)s)")
     p.add_argument("--output", required=True, help="event file (.parquet)")
     p = add("emulate", cmd_emulate, "detector emulation of one chunk of events")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--point", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--point", required=True, help=POINT_HELP)
     p.add_argument("--chunk", type=int, default=0, help="chunk index, for the seed (default: %(default)s)")
     p.add_argument("--input", required=True, help="particle-level event file")
     p.add_argument("--output", required=True, help="reconstructed event file (.parquet)")
     p = add("select", cmd_select, "event selection: cutflows, yields per region and bin, selected events")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--point", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--point", required=True, help=POINT_HELP)
     p.add_argument("--inputs", nargs="+", required=True, help="reconstructed event files (all chunks of the point)")
-    p.add_argument("--outdir", required=True, help="folder for yields.json, cutflow.json, selected.parquet")
+    p.add_argument("--yields", required=True, help="yields per region and bin (.json)")
+    p.add_argument("--cutflow", required=True, help="cutflows per region (.json)")
+    p.add_argument("--selected", required=True, help="selected events with their truth record (.parquet)")
     p = add("check-yields", cmd_check_yields, "compare a grid's yields with the bundle's published signal patches")
-    p.add_argument("--grid", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
     p.add_argument("--inputs", nargs="+", required=True, help="yields.json files of the grid's points")
-    p.add_argument("--output", required=True, help="table (.txt); .json and .png/.pdf are written next to it")
+    p.add_argument("--output", required=True, help="the comparison table (.txt)")
+    p.add_argument("--json", help="the comparison as JSON (not written if not given)")
+    p.add_argument("--plot", help="the per-bin plot (.png; not drawn if not given)")
+    p.add_argument("--plot-pdf", help="the per-bin plot as PDF (default: --plot with the suffix .pdf)")
     p = add("reweight", cmd_reweight, "reweight a source point's selected events to a target point's hypothesis")
-    p.add_argument("--grid", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
     p.add_argument("--point", required=True, help="the target point (it has a 'reweight' section)")
     p.add_argument("--input", required=True, help="selected.parquet of the source point")
-    p.add_argument("--outdir", required=True, help="folder for yields.json and diagnostics.json")
+    p.add_argument("--yields", required=True, help="the reweighted yields (.json)")
+    p.add_argument("--diagnostics", required=True, help="the effective-sample-size diagnostics (.json)")
     p = add("check-reweight", cmd_check_reweight, "reweighting closure: reweighted against directly generated yields")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--output", required=True, help="table (.txt); the .json is written next to it")
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--output", required=True, help="the closure table (.txt)")
+    p.add_argument("--json", help="the closure as JSON (not written if not given)")
     p = add("limits", cmd_limits, "CLs with expected band (and optionally upper limits) for one point or a batch")
-    p.add_argument("--grid", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--point", help="one point: the output is its record")
     which.add_argument("--points", nargs="+", help="a batch: the output lists their records")
-    p.add_argument("--patchset", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--upper-limit", action="store_true",
-                   help="also compute 95%% CL upper limits (default: for the points the config's upper_limits names)")
-    p.add_argument("--upper-limit-points", nargs="*", metavar="POINT",
-                   help="compute upper limits for these points (default: those the config's upper_limits names)")
+    p.add_argument("--patchset", required=True, help="the grid's PatchSet (from 'recastflow patch')")
+    p.add_argument("--output", required=True, help="the point's record or the batch's records (.json)")
+    ul = p.add_mutually_exclusive_group()
+    ul.add_argument("--upper-limit", action="store_true", help="also compute upper limits for every point given")
+    ul.add_argument("--upper-limit-points", nargs="*", metavar="POINT",
+                    help="compute upper limits for these points only (default: none)")
+    p.add_argument("--diagnostics", nargs="*", metavar="FILE",
+                   help="reweighting diagnostics (.json) of reweighted points: a flagged reweighting flags the point")
+    p.add_argument("--cl", type=float, help="confidence level (default: the config's cl, else 0.95)")
     p.add_argument("--method", choices=["fast", "exact"],
-                   help="fast: one compiled likelihood for the batch; exact: pyhf's own fits (default: config limits.method)")
+                   help="fast: one compiled likelihood for the batch; exact: pyhf's own fits (default: the config's "
+                        "limits.method, else fast)")
+    p.add_argument("--fallback", choices=["exact-converged", "none"],
+                   help="what a point gets when the fast method cannot reproduce its likelihood (default: the "
+                        "config's limits.fallback, else exact-converged)")
+    p.add_argument("--verify", choices=["near", "all"],
+                   help="which points get verification fits (default: the config's limits.verify, else near)")
+    p.add_argument("--fit-maxiter", type=int, metavar="N",
+                   help="iteration limit of each fit (default: the config's fit.maxiter, else the minimiser's)")
+    p.add_argument("--fit-tolerance", type=float, metavar="TOL",
+                   help="convergence tolerance of the minimiser (default: the config's fit.tolerance, else the "
+                        "method's)")
     p = add("table", cmd_table, "collect a grid's point results into tables and the exclusion plot")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--inputs", nargs="+", required=True)
-    p.add_argument("--outdir", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--inputs", nargs="+", required=True, help="batch or point records of 'recastflow limits'")
+    p.add_argument("--json", required=True, help="the table as JSON (limits.json)")
+    p.add_argument("--csv", required=True, help="the table as CSV (limits.csv)")
+    p.add_argument("--plot", help="the exclusion plot (.png; needed when the grid declares a 'plot')")
+    p.add_argument("--plot-pdf", help="the exclusion plot as PDF (default: --plot with the suffix .pdf)")
+    p.add_argument("--cl", type=float, help="confidence level of the contours (default: the config's cl, else 0.95)")
     p = add("fitplots", cmd_fitplots, "cabinetry pre-/post-fit plots and pulls for one point")
-    p.add_argument("--grid", required=True)
-    p.add_argument("--point", required=True)
-    p.add_argument("--patchset", required=True)
-    p.add_argument("--outdir", required=True)
+    p.add_argument("--grid", required=True, help=GRID_HELP)
+    p.add_argument("--point", required=True, help=POINT_HELP)
+    p.add_argument("--patchset", required=True, help="the grid's PatchSet (from 'recastflow patch')")
+    p.add_argument("--outdir", required=True, help="folder for the plots (one PNG per channel and the pulls)")
     p = add("check", cmd_check, "compare results with an analysis bundle's reference values")
-    p.add_argument("--analysis", required=True)
+    p.add_argument("--analysis", required=True, help="analysis bundle id (a folder of --analyses-dir)")
     p.add_argument("--results", nargs="+", required=True, help="limits.json files of the grids")
-    p.add_argument("--output", required=True)
+    p.add_argument("--grids", nargs="+", metavar="GRID",
+                   help="the run's grids: references of other grids are not checked (default: the config's grids)")
+    p.add_argument("--output", required=True, help="the check table (.txt)")
+    p.add_argument("--json", help="the check as JSON (not written if not given)")
     p = add("report", cmd_report, "write the HTML report")
-    p.add_argument("--tables", nargs="*", default=[])
-    p.add_argument("--checks", nargs="*", default=[])
-    p.add_argument("--fitplots", nargs="*", default=[])
-    p.add_argument("--yield-checks", nargs="*", default=[], help="check-yields tables (.txt; .json/.png beside)")
+    p.add_argument("--tables", nargs="*", default=[], help="limits.json files of the grids")
+    p.add_argument("--exclusion-plots", nargs="*", default=[],
+                   help="exclusion plots (.png), one per table in the same order (or none)")
+    p.add_argument("--checks", nargs="*", default=[], help="reference checks (.json of 'recastflow check')")
+    p.add_argument("--fitplots", nargs="*", default=[], help="folders of fit plots ('recastflow fitplots')")
+    p.add_argument("--yield-checks", nargs="*", default=[], help="yield checks (.json of 'recastflow check-yields')")
+    p.add_argument("--yield-plots", nargs="*", default=[],
+                   help="yield-check plots (.png), one per yield check in the same order (or none)")
     p.add_argument("--cutflows", nargs="*", default=[], help="cutflow.json files of front-end points")
     p.add_argument("--reweight", nargs="*", default=[], help="diagnostics.json files of reweighted points")
-    p.add_argument("--reweight-checks", nargs="*", default=[], help="reweighting closure tables (.txt; .json beside)")
-    p.add_argument("--output", required=True)
+    p.add_argument("--reweight-checks", nargs="*", default=[],
+                   help="reweighting closures (.json of 'recastflow check-reweight')")
+    p.add_argument("--output", required=True, help="the HTML page")
     p = add("archive", cmd_archive, "pack the workflow, inputs, results and their manifest into one .tar.gz")
     p.add_argument("--output", required=True, help="the archive, e.g. archive/recastflow-run.tar.gz")
     p.add_argument("--results", default="results", help="results folder of the finished run (default: %(default)s)")
+    p.add_argument("--run-config", metavar="FILE",
+                   help="the run configuration file to pack as it is (workflow jobs; with --grids)")
+    p.add_argument("--grids", nargs="+", metavar="GRID", help="the run's grids, with --run-config")
     p = add("unarchive", cmd_unarchive, "extract an archive safely into an empty folder and verify it")
-    p.add_argument("archive")
+    p.add_argument("archive", help="the archive (.tar.gz) to extract")
     p.add_argument("--into", required=True, help="new or empty folder to extract into")
     p.set_defaults(needs_config=False)  # read by main() once it skips the config for such commands
     p = add("model-inspect", cmd_model_inspect,
@@ -680,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", help="inspect this ONNX file on its own, without a contract")
     p.set_defaults(needs_config=False)
     p = add("model-vectors", cmd_model_vectors, "write models' validation vectors from events of a trusted run")
-    p.add_argument("--selection", required=True)
+    p.add_argument("--selection", required=True, help="selection file declaring the models (their contracts)")
     p.add_argument("--model", nargs="*", help="only these models (default: all)")
     p.add_argument("--events", nargs="+", required=True, help="reconstructed event files")
     p.add_argument("--max-rows", type=int, default=200, help="input rows per model (default: %(default)s)")
@@ -688,16 +643,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing vectors")
     p.set_defaults(needs_config=False)
     p = add("model-check", cmd_model_check, "check models against their validation vectors (largest deviation)")
-    p.add_argument("--selection", required=True)
+    p.add_argument("--selection", required=True, help="selection file declaring the models (their contracts)")
     p.add_argument("--model", nargs="*", help="only these models (default: all)")
-    p.add_argument("--output", help="table (.txt); a .json is written next to it")
+    p.add_argument("--output", help="the check table (.txt; not written if not given)")
+    p.add_argument("--json", help="the check as JSON (not written if not given)")
     p.set_defaults(needs_config=False)
     p = add("fetch", cmd_fetch, "fetch analysis bundles' published files (sha256 and digest checked) into the cache")
     p.add_argument("analyses", nargs="*", metavar="ANALYSIS-ID", help="bundles to fetch (default: all)")
     p.add_argument("--manifest", help="write what was fetched, and where it is, to this JSON file")
     p = add("catalogue", cmd_catalogue, "list the analysis bundles: what each supports, its validation, its sources")
     p.add_argument("--output", help="write the Markdown table here instead of printing it")
+    p = add("bundle", cmd_bundle_new, "bundle new: an analysis bundle and its published grid from a likelihood archive")
+    p.add_argument("action", choices=["new"], help="what to do with a bundle: new writes one")
+    p.add_argument("--id", required=True, metavar="ANALYSIS-ID", help="the bundle id, e.g. ATLAS-SUSY-2018-31")
+    p.add_argument("--from-archive", metavar="FILE", help="HEPData likelihood archive (.tar.gz, .zip) or folder")
+    p.add_argument("--from-record", metavar="DOI", help="fetch the archive by its HEPData resource DOI (cache, mirror)")
+    p.add_argument("--file", help="with --from-record: the archive's file name")
+    p.add_argument("--sha256", help="with --from-record: the archive's sha256")
+    p.add_argument("--output-dir", help="bundle folder (default: <analyses_dir>/<ANALYSIS-ID>)")
+    p.add_argument("--signals-dir", help="folder for the grid files (default: the config's signals_dir)")
+    p.add_argument("--doi", help="the archive's HEPData resource DOI (written to its source)")
+    p.add_argument("--url", help="the archive's download URL (written to its source)")
+    p.add_argument("--record", help="HEPData record, e.g. ins1748602")
+    p.add_argument("--arxiv", help="the paper's arXiv number")
+    p.add_argument("--title", help="the paper's title")
+    p.add_argument("--force", action="store_true", help="overwrite an existing bundle and grids")
     return parser
+
+
+def _settings(args: argparse.Namespace) -> RunSettings:
+    """The run settings from the options (a workflow job) or from the run configuration (interactive)."""
+    given = [o for o, v in (("--analyses-dir", args.job_analyses_dir), ("--signals-dir", args.job_signals_dir),
+                            ("--allowed-path", args.allowed_path)) if v is not None]
+    if given:
+        if args.config is not None:
+            raise RecastError(f"give --config or {', '.join(given)}, not both: the settings come from one place")
+        return RunSettings.from_options(args.job_analyses_dir, args.job_signals_dir, args.allowed_path)
+    return RunSettings.from_config_file(Path(args.config or DEFAULT_CONFIG))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -705,12 +687,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # BLAS threads make pyhf fits 2-5x slower here
     try:
-        ctx = Context.load(Path(args.config)) if getattr(args, "needs_config", True) else None
+        ctx = Context(_settings(args)) if getattr(args, "needs_config", True) else None
         from recastflow.core.io import confine_arguments
 
         # every path of the command (options, and those in the files it reads) stays in the project,
-        # the cache, the mirrors or the config's allowed_paths, also through symbolic links
-        with confine_arguments(args, ctx.config if ctx else None, args.config if ctx else None):
+        # the cache, the mirrors or the allowed paths, also through symbolic links
+        # a job's allowed paths come from the run configuration the workflow validated: messages name it
+        with confine_arguments(args, ctx.settings.policy_config() if ctx else None,
+                               (ctx.settings.source or "the run configuration") if ctx else None):
             args.func(args, ctx)
     except RecastError as exc:
         print(f"recastflow {args.command}: error: {exc}", file=sys.stderr)

@@ -14,7 +14,10 @@ rule archive:
     output:
         archive="archive/recastflow-run.tar.gz",
     params:
+        settings=SETTINGS_ARGS,
+        # the file is packed as it is; the grids it names (after any --config override) come as options
         config=CONFIGFILE,
+        grids=" ".join(GRIDS),
     log:
         "logs/archive.log",
     resources:
@@ -26,4 +29,5 @@ rule archive:
         "../../envs/stats.yaml"
     shell:
         # packs results/ (the CLI's default --results)
-        "recastflow --config {params.config} archive --output {output.archive} > {log} 2>&1"
+        "recastflow {params.settings} archive --run-config {params.config} --grids {params.grids}"
+        " --output {output.archive} > {log} 2>&1"

@@ -15,7 +15,9 @@ rule check:
         ),
         table="results/check/{analysis}.json",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
+        # the run's grids: references of grids outside the run are not checked
+        grids=" ".join(GRIDS),
     log:
         "logs/check/{analysis}.log",
     benchmark:
@@ -29,8 +31,8 @@ rule check:
         "../../envs/stats.yaml"
     shell:
         # tee: the table of value, reference and tolerance also reaches the terminal
-        "recastflow --config {params.config} check --analysis {wildcards.analysis} --results {input.tables}"
-        " --output {output.report} 2>&1 | tee {log}"
+        "recastflow {params.settings} check --analysis {wildcards.analysis} --results {input.tables}"
+        " --grids {params.grids} --output {output.report} --json {output.table} 2>&1 | tee {log}"
 
 
 rule check_yields:
@@ -54,10 +56,9 @@ rule check_yields:
             subcategory="{grid}",
             labels={"result": "signal-yield plot"},
         ),
-        # written with the PNG; declared so that Snakemake removes it with the rest if the job fails
         pdf="results/check/yields/{grid}.pdf",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/check/yields/{grid}.log",
     benchmark:
@@ -71,8 +72,8 @@ rule check_yields:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "recastflow --config {params.config} check-yields --grid {wildcards.grid} --inputs {input.yields}"
-        " --output {output.table} 2>&1 | tee {log}"
+        "recastflow {params.settings} check-yields --grid {wildcards.grid} --inputs {input.yields}"
+        " --output {output.table} --json {output.json} --plot {output.plot} --plot-pdf {output.pdf} 2>&1 | tee {log}"
 
 
 # check_models: the technical validation vectors of the ML models of config/models/<bundle>/
@@ -92,7 +93,6 @@ rule check_models:
         ),
         json="results/check/models/{bundle}.json",
     params:
-        config=CONFIGFILE,
         selection=lambda w: f"config/models/{w.bundle}/selection.yaml",
     log:
         "logs/check/models/{bundle}.log",
@@ -106,5 +106,5 @@ rule check_models:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow --config {params.config} model-check --selection {params.selection}"
-        " --output {output.table} 2>&1 | tee {log}"
+        "recastflow model-check --selection {params.selection} --output {output.table} --json {output.json}"
+        " 2>&1 | tee {log}"

@@ -1,38 +1,53 @@
 # Configuration, validated before any job runs, and the helpers the rules share.
 
+import copy
 import os
+import shlex
 from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from recastflow.analyses.bundle import load_analysis, load_grid
-from recastflow.core.config import read_document, validate
+from recastflow.core.config import read_document, schema, validate
 from recastflow.core.errors import RecastError
+from recastflow.core.pointref import PointRef
+from recastflow.core.settings import schema_default
 
-# The recastflow CLI reads the run configuration file itself, so the workflow uses
-# exactly one file: config/config.yaml, or the one given with --configfile, which
-# replaces it (Snakemake would otherwise merge the two, and the CLI would not see that).
+# The run configuration is read and validated here, once, when the workflow starts; jobs get the
+# settings they need as options (SETTINGS_ARGS, LIMITS_ARGS, ...) and never read the file again.
+# config/config.yaml, or the one given with --configfile, which replaces it (Snakemake would
+# otherwise merge the two); Snakemake --config key=value overrides apply on top and are validated
+# like the file.
 _CLI_CONFIGFILES = list(workflow.config_settings.configfiles)
 CONFIGFILE = os.path.relpath(_CLI_CONFIGFILES[-1]) if _CLI_CONFIGFILES else "config/config.yaml"
 
 
+def _merged(base, overrides):
+    """``base`` with ``overrides`` applied as Snakemake applies --config: mappings merge, the rest replaces."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def _load_run_config():
     try:
-        if workflow.config_settings.config:
-            raise RecastError(
-                "command-line --config overrides are not supported: the recastflow CLI would not see them; "
-                "write the run configuration to a file and pass it with --configfile",
-                path=CONFIGFILE,
-            )
         if len(_CLI_CONFIGFILES) > 1:
             raise RecastError("give one --configfile: the run configuration is one file", path=CONFIGFILE)
         doc = read_document(Path(CONFIGFILE))
         if not isinstance(doc, dict):
             raise RecastError("the run configuration must be a mapping of keys", path=CONFIGFILE)
+        overrides = dict(workflow.config_settings.config or {})
+        # messages about an override name it as such, not the file it does not come from
+        source = CONFIGFILE + (f" with --config {' '.join(sorted(overrides))}" if overrides else "")
         config.clear()
-        config.update(doc)
-        validate(config, "config", CONFIGFILE)
-        signals_dir = Path(config.get("signals_dir", "config/signals"))
-        analyses_dir = Path(config.get("analyses_dir", "config/analyses"))
+        config.update(_merged(doc, overrides))
+        validate(config, "config", source)
+        # the schema's defaults, filled in once here, so that the rules read every setting from one place
+        for key, sub in schema("config")["properties"].items():
+            if "default" in sub:
+                config.setdefault(key, copy.deepcopy(sub["default"]))
+        signals_dir = Path(config["signals_dir"])
+        analyses_dir = Path(config["analyses_dir"])
         grids = {name: load_grid(name, signals_dir, analyses_dir) for name in config["grids"]}
         analyses = {g.analysis: load_analysis(g.analysis, analyses_dir) for g in grids.values()}
         for g in grids.values():
@@ -48,36 +63,54 @@ def _load_run_config():
 
             # sources, specs and parameters of reweighted points: a mistake stops the run up front
             check_reweighted(grids)
+        selected = {key: _selected(key, grids, source) for key in ("upper_limits", "fit_plots")}
     except RecastError as exc:
         raise WorkflowError(f"recastflow: configuration error: {exc}") from None
-    return grids, analyses
+    return grids, analyses, selected
 
 
-GRIDS, ANALYSES = _load_run_config()
-
-
-def _selected(key):
-    """'<grid>/<point>' entries of a config list, with '<grid>/*' expanded."""
+def _selected(key, grids, source):
+    """The (grid, point) pairs of a config list of '<grid>/<point>' entries, '<grid>/*' expanded."""
     out = set()
     for entry in config.get(key, []):
-        gname, pname = entry.split("/")
-        if gname not in GRIDS:
-            raise WorkflowError(f"recastflow: configuration error: {CONFIGFILE}: {key}: grid {gname!r} is not in 'grids'")
-        names = [p.name for p in GRIDS[gname].points]
-        if pname != "*" and pname not in names:
-            raise WorkflowError(
-                f"recastflow: configuration error: {CONFIGFILE}: {key}: grid {gname} has no point {pname!r}"
-            )
-        out.update((gname, n) for n in (names if pname == "*" else [pname]))
+        ref = PointRef.parse(entry, source=source, field=key)
+        if ref.grid not in grids:
+            raise RecastError(f"grid {ref.grid!r} is not in 'grids'", path=source, field=key)
+        names = [p.name for p in grids[ref.grid].points]
+        if not ref.whole_grid and ref.point not in names:
+            raise RecastError(f"grid {ref.grid} has no point {ref.point!r}", path=source, field=key)
+        out.update((ref.grid, n) for n in ref.expand(names))
     return out
 
 
-UPPER_LIMITS = _selected("upper_limits")
-FIT_PLOTS = sorted(_selected("fit_plots"))
+GRIDS, ANALYSES, _SELECTED = _load_run_config()
+
+
+def _args(*pairs):
+    """Command-line options from (option, value) pairs, each value quoted for the shell; None values left out."""
+    out = []
+    for option, value in pairs:
+        if value is not None:
+            out += [option, shlex.quote(str(value))]
+    return " ".join(out)
+
+
+# The settings every job needs: where bundles and grids live and which outside folders are allowed.
+SETTINGS_ARGS = _args(("--analyses-dir", config["analyses_dir"]), ("--signals-dir", config["signals_dir"]),
+                      *(("--allowed-path", p) for p in config["allowed_paths"]))
+# The settings of the limits jobs (CLs, methods, fit options) and of the table job (the CL of the contours).
+LIMITS_ARGS = _args(("--cl", config["cl"]),
+                    *((f"--{key}", config["limits"].get(key, schema_default("limits", key)))
+                      for key in ("method", "fallback", "verify")),
+                    ("--fit-maxiter", config["fit"].get("maxiter")), ("--fit-tolerance", config["fit"].get("tolerance")))
+TABLE_ARGS = _args(("--cl", config["cl"]))
+UPPER_LIMITS = _SELECTED["upper_limits"]
+FIT_PLOTS = sorted(_SELECTED["fit_plots"])
 CHECKED_ANALYSES = sorted(
     a.id for a in ANALYSES.values() if config.get("checks", True) and any(r.grid in GRIDS for r in a.references)
 )
 CHECK_OUTPUTS = expand("results/check/{analysis}.txt", analysis=CHECKED_ANALYSES)
+CHECK_JSONS = expand("results/check/{analysis}.json", analysis=CHECKED_ANALYSES)
 # grids whose front-end yields are compared with the bundle's published signal patches
 YIELD_CHECK_GRIDS = sorted(
     name for name, g in GRIDS.items()
@@ -85,6 +118,9 @@ YIELD_CHECK_GRIDS = sorted(
     and any(p.from_events and ANALYSES[g.analysis].yield_references.for_values(p.values) for p in g.points)
 )
 YIELD_CHECK_OUTPUTS = expand("results/check/yields/{grid}.txt", grid=YIELD_CHECK_GRIDS)
+YIELD_CHECK_JSONS = expand("results/check/yields/{grid}.json", grid=YIELD_CHECK_GRIDS)
+YIELD_CHECK_PLOTS = expand("results/check/yields/{grid}.png", grid=YIELD_CHECK_GRIDS)
+YIELD_CHECK_PDFS = expand("results/check/yields/{grid}.pdf", grid=YIELD_CHECK_GRIDS)
 
 
 wildcard_constraints:
@@ -196,13 +232,34 @@ def reco_events(wildcards):
     return [f"results/emulate/{grid.name}/{point.name}/chunk{i}.parquet" for i in range(grid.events.chunks)]
 
 
+# Where the front end's per-point results go: the select and reweight rules' outputs, spelled here only.
+SELECT_OUT = "results/select/{grid}/{point}/{name}"
+REWEIGHT_OUT = "results/reweight/{grid}/{point}/{name}"
+
+
+def _check_result_paths():
+    """The grids' loader names each front-end point's yields file too; it must be the rule's output."""
+    for g in GRIDS.values():
+        for p in g.points:
+            pattern = SELECT_OUT if p.from_events else REWEIGHT_OUT if p.reweight is not None else None
+            if pattern is not None and str(p.yields) != pattern.format(grid=g.name, point=p.name, name="yields.json"):
+                raise WorkflowError(
+                    f"recastflow: {g.path}: point {p.name}: its yields are read from {p.yields}, but the rules "
+                    f"write them to {pattern.format(grid=g.name, point=p.name, name='yields.json')}"
+                )
+
+
+_check_result_paths()
+
+
 def grid_yields(wildcards):
     grid = GRIDS[wildcards.grid]
-    return [str(p.yields) for p in grid.points if p.from_events]
+    return [SELECT_OUT.format(grid=grid.name, point=p.name, name="yields.json") for p in grid.points if p.from_events]
 
 
 FRONT_END_CUTFLOWS = [
-    str(p.yields.with_name("cutflow.json")) for g in GRIDS.values() for p in g.points if p.from_events
+    SELECT_OUT.format(grid=g.name, point=p.name, name="cutflow.json") for g in GRIDS.values() for p in g.points
+    if p.from_events
 ]
 
 
@@ -212,12 +269,13 @@ def front_end_cutflows(wildcards):
 
 # -- reweighting: reweighted points' yields come from another point's selected events ---
 REWEIGHTED = sorted((g.name, p.name) for g in GRIDS.values() for p in g.points if p.reweight is not None)
-REWEIGHT_DIAGNOSTICS = [f"results/reweight/{g}/{p}/diagnostics.json" for g, p in REWEIGHTED]
+REWEIGHT_DIAGNOSTICS = [REWEIGHT_OUT.format(grid=g, point=p, name="diagnostics.json") for g, p in REWEIGHTED]
 # grids with reweighted points that name a directly generated point: their closure is checked
 REWEIGHT_CHECK_GRIDS = sorted(
     {g for g, p in REWEIGHTED if config.get("checks", True) and GRIDS[g].point(p).reweight.compare_with}
 )
 REWEIGHT_CHECK_OUTPUTS = expand("results/check/reweight/{grid}.txt", grid=REWEIGHT_CHECK_GRIDS)
+REWEIGHT_CHECK_JSONS = expand("results/check/reweight/{grid}.json", grid=REWEIGHT_CHECK_GRIDS)
 
 
 def _reweight_ref(wildcards):
@@ -230,7 +288,7 @@ def _reweight_ref(wildcards):
 def reweight_source(wildcards):
     """The selected events of the point a reweighted point is made from."""
     grid, point = _reweight_ref(wildcards).source
-    return f"results/select/{grid}/{point}/selected.parquet"
+    return SELECT_OUT.format(grid=grid, point=point, name="selected.parquet")
 
 
 def reweight_spec(wildcards):
@@ -266,7 +324,7 @@ def workspace_of(wildcards):
 
 # Limits run in batches of points: each job compiles the grid's likelihood once (method fast) and
 # a grid of a thousand points is a few dozen jobs, not a thousand.
-POINTS_PER_JOB = config.get("limits", {}).get("points_per_job", 25)
+POINTS_PER_JOB = config["limits"].get("points_per_job", schema_default("limits", "points_per_job"))
 LIMIT_BATCHES = {
     name: {f"b{i // POINTS_PER_JOB:03d}": [p.name for p in g.points[i:i + POINTS_PER_JOB]]
            for i in range(0, len(g.points), POINTS_PER_JOB)}
@@ -279,7 +337,15 @@ def batch_points(wildcards):
 
 
 def batch_upper_limits(wildcards):
+    # passed even when empty: the job computes upper limits for exactly these points
     return " ".join(n for n in LIMIT_BATCHES[wildcards.grid][wildcards.batch] if (wildcards.grid, n) in UPPER_LIMITS)
+
+
+def batch_diagnostics(wildcards):
+    """The reweighting diagnostics of the batch's reweighted points: a flagged reweighting flags the point."""
+    grid = GRIDS[wildcards.grid]
+    return [REWEIGHT_OUT.format(grid=grid.name, point=n, name="diagnostics.json")
+            for n in LIMIT_BATCHES[wildcards.grid][wildcards.batch] if grid.point(n).reweight is not None]
 
 
 def batch_results(wildcards):
@@ -345,6 +411,9 @@ def stage_container(stage):
 MODEL_BUNDLES = sorted(p.parent.name for p in Path("config/models").glob("*/selection.yaml"))
 MODEL_CHECK_OUTPUTS = (
     expand("results/check/models/{bundle}.txt", bundle=MODEL_BUNDLES) if config.get("checks", True) else []
+)
+MODEL_CHECK_JSONS = (
+    expand("results/check/models/{bundle}.json", bundle=MODEL_BUNDLES) if config.get("checks", True) else []
 )
 
 

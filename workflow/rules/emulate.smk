@@ -9,7 +9,7 @@ rule emulate:
     output:
         reco="results/emulate/{grid}/{point}/chunk{chunk}.parquet",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/emulate/{grid}/{point}/chunk{chunk}.log",
     benchmark:
@@ -23,5 +23,5 @@ rule emulate:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow --config {params.config} emulate --grid {wildcards.grid} --point {wildcards.point}"
+        "recastflow {params.settings} emulate --grid {wildcards.grid} --point {wildcards.point}"
         " --chunk {wildcards.chunk} --input {input.events} --output {output.reco} > {log} 2>&1"

@@ -11,7 +11,7 @@ rule fetch:
     output:
         manifest=temp("results/fetch/{analysis}.json"),
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/fetch/{analysis}.log",
     benchmark:
@@ -25,4 +25,4 @@ rule fetch:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "recastflow --config {params.config} fetch {wildcards.analysis} --manifest {output.manifest} > {log} 2>&1"
+        "recastflow {params.settings} fetch {wildcards.analysis} --manifest {output.manifest} > {log} 2>&1"

@@ -9,7 +9,7 @@ rule generate:
     output:
         events="results/generate/{grid}/{point}/chunk{chunk}.parquet",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
         # not read by the command (it reads the grid), listed so that changing them re-runs the job
         statistics=generation_settings,
     log:
@@ -25,7 +25,7 @@ rule generate:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow --config {params.config} generate --grid {wildcards.grid} --point {wildcards.point}"
+        "recastflow {params.settings} generate --grid {wildcards.grid} --point {wildcards.point}"
         " --chunk {wildcards.chunk} --output {output.events} > {log} 2>&1"
 
 
@@ -35,7 +35,7 @@ rule handoff:
     output:
         events="results/generate/{grid}/{point}/handoff.parquet",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/generate/{grid}/{point}/handoff.log",
     benchmark:
@@ -49,5 +49,5 @@ rule handoff:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow --config {params.config} handoff --grid {wildcards.grid} --point {wildcards.point}"
+        "recastflow {params.settings} handoff --grid {wildcards.grid} --point {wildcards.point}"
         " --output {output.events} > {log} 2>&1"

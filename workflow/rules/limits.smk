@@ -6,6 +6,7 @@ rule limits_batch:
     input:
         patchset="results/patch/{grid}/patchset.json",
         workspace=workspace_of,
+        diagnostics=batch_diagnostics,
     output:
         result=report(
             "results/limits/{grid}/batches/{batch}.json",
@@ -15,7 +16,8 @@ rule limits_batch:
             labels={"point": "batch {batch}", "file": "fit records (JSON)"},
         ),
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
+        limits=LIMITS_ARGS,
         points=batch_points,
         upper_limits=batch_upper_limits,
     log:
@@ -31,8 +33,9 @@ rule limits_batch:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} recastflow --config {params.config} limits --grid {wildcards.grid} --points {params.points}"
-        " --upper-limit-points {params.upper_limits} --patchset {input.patchset} --output {output.result} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} recastflow {params.settings} limits --grid {wildcards.grid} --points {params.points}"
+        " --upper-limit-points {params.upper_limits} --diagnostics {input.diagnostics} {params.limits}"
+        " --patchset {input.patchset} --output {output.result} > {log} 2>&1"
 
 
 rule limits_table:
@@ -54,10 +57,10 @@ rule limits_table:
             subcategory="{grid}",
             labels={"result": "exclusion plot"},
         ),
-        # written with the PNG; declared so that Snakemake removes it with the rest if the job fails
         pdf="results/limits/{grid}/exclusion.pdf",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
+        table=TABLE_ARGS,
     log:
         "logs/limits/{grid}/table.log",
     benchmark:
@@ -70,8 +73,8 @@ rule limits_table:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "recastflow --config {params.config} table --grid {wildcards.grid} --inputs {input.batches}"
-        " --outdir results/limits/{wildcards.grid} > {log} 2>&1"
+        "recastflow {params.settings} table --grid {wildcards.grid} --inputs {input.batches} {params.table}"
+        " --json {output.table} --csv {output.csv} --plot {output.plot} --plot-pdf {output.pdf} > {log} 2>&1"
 
 
 rule fitplots:
@@ -89,7 +92,7 @@ rule fitplots:
             labels=lambda w: {"point": w.point, "file": w.plot.removeprefix(f"{w.grid}-{w.point}_")},
         ),
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/limits/{grid}/fitplots_{point}.log",
     benchmark:
@@ -103,5 +106,5 @@ rule fitplots:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} recastflow --config {params.config} fitplots --grid {wildcards.grid} --point {wildcards.point}"
+        "OMP_NUM_THREADS={threads} recastflow {params.settings} fitplots --grid {wildcards.grid} --point {wildcards.point}"
         " --patchset {input.patchset} --outdir {output.plots} > {log} 2>&1"

@@ -7,7 +7,7 @@ rule patch:
     output:
         patchset="results/patch/{grid}/patchset.json",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/patch/{grid}.log",
     benchmark:
@@ -21,4 +21,4 @@ rule patch:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "recastflow --config {params.config} patch --grid {wildcards.grid} --output {output.patchset} > {log} 2>&1"
+        "recastflow {params.settings} patch --grid {wildcards.grid} --output {output.patchset} > {log} 2>&1"

@@ -3,18 +3,16 @@
 
 rule report:
     input:
+        # every file the page is made from is named here and passed to the command: it reads nothing else
         tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
         plots=expand("results/limits/{grid}/exclusion.png", grid=GRIDS),
-        checks=CHECK_OUTPUTS,
-        yield_checks=YIELD_CHECK_OUTPUTS,
+        checks=CHECK_JSONS,
+        yield_checks=YIELD_CHECK_JSONS,
+        yield_plots=YIELD_CHECK_PLOTS,
         cutflows=front_end_cutflows,
         reweight=reweight_diagnostics,
-        reweight_checks=REWEIGHT_CHECK_OUTPUTS,
+        reweight_checks=REWEIGHT_CHECK_JSONS,
         fitplots=[f"results/limits/{g}/fitplots/{p}" for g, p in FIT_PLOTS],
-        # files the report reads beside the .txt tables it is given: without them as inputs, a
-        # missing yield plot would be left out of the page silently instead of being made again
-        beside=[f.removesuffix(".txt") + ".json" for f in CHECK_OUTPUTS + YIELD_CHECK_OUTPUTS + REWEIGHT_CHECK_OUTPUTS]
-        + [f.removesuffix(".txt") + ".png" for f in YIELD_CHECK_OUTPUTS],
     output:
         html=report(
             "results/report/index.html",
@@ -23,7 +21,7 @@ rule report:
             labels={"result": "HTML page"},
         ),
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/report.log",
     benchmark:
@@ -36,6 +34,7 @@ rule report:
     conda:
         "../../envs/stats.yaml"
     shell:
-        "recastflow --config {params.config} report --tables {input.tables} --checks {input.checks}"
-        " --fitplots {input.fitplots} --yield-checks {input.yield_checks} --cutflows {input.cutflows}"
-        " --reweight {input.reweight} --reweight-checks {input.reweight_checks} --output {output.html} > {log} 2>&1"
+        "recastflow {params.settings} report --tables {input.tables} --exclusion-plots {input.plots}"
+        " --checks {input.checks} --fitplots {input.fitplots} --yield-checks {input.yield_checks}"
+        " --yield-plots {input.yield_plots} --cutflows {input.cutflows} --reweight {input.reweight}"
+        " --reweight-checks {input.reweight_checks} --output {output.html} > {log} 2>&1"

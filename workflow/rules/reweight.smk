@@ -11,10 +11,9 @@ rule reweight:
         yields="results/reweight/{grid}/{point}/yields.json",
         diagnostics="results/reweight/{grid}/{point}/diagnostics.json",
     params:
-        config=CONFIGFILE,
-        outdir=lambda w: f"results/reweight/{w.grid}/{w.point}",
+        settings=SETTINGS_ARGS,
         # not read by the command (it reads the grid), listed so that changing them re-runs the job
-        settings=reweight_settings,
+        hypothesis=reweight_settings,
     log:
         "logs/reweight/{grid}/{point}.log",
     benchmark:
@@ -28,8 +27,8 @@ rule reweight:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow --config {params.config} reweight --grid {wildcards.grid} --point {wildcards.point}"
-        " --input {input.selected} --outdir {params.outdir} > {log} 2>&1"
+        "recastflow {params.settings} reweight --grid {wildcards.grid} --point {wildcards.point}"
+        " --input {input.selected} --yields {output.yields} --diagnostics {output.diagnostics} > {log} 2>&1"
 
 
 rule check_reweight:
@@ -45,7 +44,7 @@ rule check_reweight:
         ),
         json="results/check/reweight/{grid}.json",
     params:
-        config=CONFIGFILE,
+        settings=SETTINGS_ARGS,
     log:
         "logs/check/reweight/{grid}.log",
     benchmark:
@@ -59,5 +58,5 @@ rule check_reweight:
         "../../envs/stats.yaml"
     shell:
         # tee: the closure table also reaches the terminal
-        "recastflow --config {params.config} check-reweight --grid {wildcards.grid} --output {output.table}"
-        " 2>&1 | tee {log}"
+        "recastflow {params.settings} check-reweight --grid {wildcards.grid} --output {output.table}"
+        " --json {output.json} 2>&1 | tee {log}"

@@ -11,8 +11,7 @@ rule select:
         cutflow="results/select/{grid}/{point}/cutflow.json",
         selected="results/select/{grid}/{point}/selected.parquet",
     params:
-        config=CONFIGFILE,
-        outdir=lambda w: f"results/select/{w.grid}/{w.point}",
+        settings=SETTINGS_ARGS,
     log:
         "logs/select/{grid}/{point}.log",
     benchmark:
@@ -26,6 +25,7 @@ rule select:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow --config {params.config} select --grid {wildcards.grid} --point {wildcards.point}"
-        " --inputs {input.reco} --outdir {params.outdir} > {log} 2>&1"
+        "recastflow {params.settings} select --grid {wildcards.grid} --point {wildcards.point}"
+        " --inputs {input.reco} --yields {output.yields} --cutflow {output.cutflow}"
+        " --selected {output.selected} > {log} 2>&1"
 

@@ -105,8 +105,15 @@ def rows_to_json(rows: list[YieldRow]) -> list[dict[str, Any]]:
     return [dict(asdict(r), deviation=r.deviation) for r in rows]
 
 
-def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path) -> None:
-    """One panel per point: our yields (with MC-stat error) and ATLAS's, bin by bin."""
+def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path, pdf: Path | None = None) -> None:
+    """One panel per point: our yields (with MC-stat error) and ATLAS's, bin by bin.
+
+    Args:
+        rows: the comparison of :func:`compare_yields`.
+        analysis: the bundle (title and luminosity).
+        output: the PNG file.
+        pdf: the PDF file (default: ``output`` with the suffix ``.pdf``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,5 +142,5 @@ def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path) -> None:
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{analysis.id}: signal yields, {analysis.luminosity_ifb:g} fb⁻¹", fontsize=10)
     fig.tight_layout()
-    save_png_and_pdf(fig, output)  # PNG for the report, PDF for papers; both atomic and reproducible
+    save_png_and_pdf(fig, output, pdf)  # PNG for the report, PDF for papers; both atomic and reproducible
     plt.close(fig)

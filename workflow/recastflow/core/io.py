@@ -38,14 +38,25 @@ def check_output_target(path: Path, *, field: str | None = None) -> None:
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise RecastError(f"cannot use it as an output ({exc.strerror}); give a new file name", path=str(path),
-                          field=field) from None
+        raise RecastError(
+            f"cannot use it as an output ({exc.strerror}); give a new file name", path=str(path), field=field
+        ) from None
     if stat.S_ISREG(mode):
         return
-    kind = ("a directory" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-    raise RecastError(f"is {kind}; outputs are written only to regular files or new paths: give a file name",
-                      path=str(path), field=field)
+    kind = (
+        "a directory"
+        if stat.S_ISDIR(mode)
+        else "a symbolic link"
+        if stat.S_ISLNK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    raise RecastError(
+        f"is {kind}; outputs are written only to regular files or new paths: give a file name",
+        path=str(path),
+        field=field,
+    )
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -133,8 +144,9 @@ class PathPolicy:
 _POLICY: PathPolicy | None = None
 
 
-def set_path_policy(project: Path | None, allowed: Iterable[str | Path] = (), *, source: Path | str | None = None
-                    ) -> PathPolicy | None:
+def set_path_policy(
+    project: Path | None, allowed: Iterable[str | Path] = (), *, source: Path | str | None = None
+) -> PathPolicy | None:
     """Confine the paths of this process to the project, the cache, the mirrors and named folders.
 
     Args:
@@ -188,17 +200,54 @@ def confined(path: Path | str, *, source: str | None = None, field: str | None =
     if any(resolved == root or resolved.is_relative_to(root) for root in policy.roots):
         return Path(path)
     via = f" (it leads to {resolved})" if str(resolved) != str(Path(path).absolute()) else ""
-    fix = (f"name its folder in allowed_paths in {policy.source}" if policy.source
-           else "run the command from a folder that holds it")  # a command without a run configuration
-    raise RecastError(f"path {str(path)!r}{via} is outside the project {policy.project}, the cache and the mirrors; "
-                      f"copy the file into the project, or {fix}", path=source, field=field)
+    fix = (
+        f"name its folder in allowed_paths in {policy.source}"
+        if policy.source
+        else "run the command from a folder that holds it"
+    )  # a command without a run configuration
+    raise RecastError(
+        f"path {str(path)!r}{via} is outside the project {policy.project}, the cache and the mirrors; "
+        f"copy the file into the project, or {fix}",
+        path=source,
+        field=field,
+    )
 
 
 #: Command-line options that name input or output files or folders (argparse attribute names).
 PATH_OPTIONS: tuple[str, ...] = (
-    "input", "inputs", "output", "outdir", "manifest", "patchset", "results", "tables", "checks", "fitplots",
-    "yield_checks", "cutflows", "reweight", "reweight_checks", "selection", "onnx", "events",
+    "input",
+    "inputs",
+    "output",
+    "outdir",
+    "manifest",
+    "patchset",
+    "results",
+    "tables",
+    "checks",
+    "fitplots",
+    "yield_checks",
+    "cutflows",
+    "reweight",
+    "reweight_checks",
+    "selection",
+    "onnx",
+    "events",
+    # the files a command writes are each named by their own option (no sidecar beside --output)
+    "json",
+    "csv",
+    "plot",
+    "plot_pdf",
+    "yields",
+    "cutflow",
+    "selected",
+    "diagnostics",
+    "exclusion_plots",
+    "yield_plots",
+    "run_config",
 )
+
+#: Options that name one file a command writes (each must be a regular file or a new path).
+OUTPUT_OPTIONS: tuple[str, ...] = ("output", "json", "csv", "plot", "plot_pdf", "cutflow", "selected")
 
 
 #: Commands whose own options may name paths outside the project (see :func:`_check_arguments`).
@@ -221,11 +270,12 @@ def confine_arguments(args: Any, config: dict[str, Any] | None, config_path: Pat
     global _POLICY
     previous = _POLICY
     allowed = (config or {}).get("allowed_paths", ())
-    set_path_policy(Path.cwd(), allowed, source=config_path if config is not None else None)
+    source = str(config_path) if config is not None and config_path is not None else None
+    set_path_policy(Path.cwd(), allowed, source=source)
     try:
         for key in ("analyses_dir", "signals_dir"):
             if config is not None and key in config:
-                confined(config[key], source=str(config_path), field=key)
+                confined(config[key], source=source, field=key)
         _check_arguments(args)
         yield
     finally:
@@ -244,8 +294,9 @@ def _check_arguments(args: Any) -> None:
             continue
         for item in value if isinstance(value, list) else [value]:
             confined(item, field="--" + name.replace("_", "-"))
-    if isinstance(getattr(args, "output", None), str):
-        check_output_target(Path(args.output), field="--output")
+    for name in OUTPUT_OPTIONS:
+        if isinstance(getattr(args, name, None), str):
+            check_output_target(Path(getattr(args, name)), field="--" + name.replace("_", "-"))
     outdir = getattr(args, "outdir", None)
     if isinstance(outdir, str) and os.path.lexists(outdir) and not Path(outdir).is_dir():
         raise RecastError("exists and is not a folder; give a new or existing folder", path=outdir, field="--outdir")

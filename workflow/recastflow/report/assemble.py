@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recastflow.core.errors import RecastError
 from recastflow.core.io import read_json
-from recastflow.stats.limits import table_rows
 from recastflow.report.html import ReportSection, write_report
+from recastflow.stats.limits import table_rows
 
 _SHOWN = ("point", "status", "method", "cls_obs", "cls_exp", "cls_exp_m1", "cls_exp_p1", "xsec_pb", "mu_ul_obs", "mu_ul_exp",
           "xsec_ul_obs_pb", "xsec_ul_exp_pb", "issues")
 
 
-def _grid_section(table: Path) -> ReportSection:
+def _grid_section(table: Path, plot: Path | None) -> ReportSection:
     doc = read_json(table)
     params = doc.get("parameters") or (list(doc["points"][0]["values"]) if doc["points"] else [])
     rows = table_rows(doc["points"], params)
@@ -27,15 +28,14 @@ def _grid_section(table: Path) -> ReportSection:
             "(slope left at its end), ended on a parameter bound, a free fit ended above a constrained one, a "
             "verification fit by another minimiser found a lower minimum, or the requested method was not used; "
             "flagged points are listed with the reason and left out of the exclusion contours.")
-    plot = table.parent / "exclusion.png"
     images = [(plot, f"Exclusion in the grid plane: observed (solid), expected (dashed) with ±1σ band, "
                      f"CLs at μ=1, asymptotic q̃μ. Analysis {doc['analysis']}, grid {doc['grid']}.")] \
-        if plot.is_file() else []
+        if plot is not None else []
     return ReportSection(heading=f"{doc['analysis']} — {doc['grid']}", text=text, table=shown, images=images)
 
 
 def _check_section(path: Path) -> ReportSection:
-    rows: list[dict[str, Any]] = read_json(path.with_suffix(".json"))
+    rows: list[dict[str, Any]] = read_json(path)
     table = [{"point": f"{r['grid']}/{r['point']}", "quantity": r["quantity"], "value": r["value"],
               "reference": r["reference"], "rel. deviation": (r["value"] / r["reference"] - 1) if r["value"] else None,
               "rtol": r["rtol"], "status": "trusted" if r["passed"] else "failed", "source": r["source"]} for r in rows]
@@ -52,8 +52,8 @@ def _fitplot_section(folder: Path) -> ReportSection:
                               "signal strength free.", images=images)
 
 
-def _yield_check_section(path: Path) -> ReportSection:
-    rows: list[dict[str, Any]] = read_json(path.with_suffix(".json"))
+def _yield_check_section(path: Path, plot: Path | None) -> ReportSection:
+    rows: list[dict[str, Any]] = read_json(path)
     table = [{"point": r["point"], "SR total (ours)": r["sr_total"], "MC stat": r["sr_total_stat"],
               "SR total (ATLAS)": r["sr_total_atlas"], "rel. deviation": r["deviation"], "rtol": r["rtol"],
               "status": ("trusted" if r["passed"] else "failed") if r["gated"] else "info", "note": r["note"]}
@@ -62,8 +62,7 @@ def _yield_check_section(path: Path) -> ReportSection:
     text = (f"Signal yields from the front end (generation, detector emulation, selection) against ATLAS's own "
             f"signal patches: {sum(r['passed'] for r in gated)} of {len(gated)} gated points agree within tolerance "
             "in the total over the signal-region bins. The plot compares every bin.")
-    plot = path.with_suffix(".png")
-    images = [(plot, f"Signal yields per bin, {path.stem}")] if plot.is_file() else []
+    images = [(plot, f"Signal yields per bin, {path.stem}")] if plot is not None else []
     return ReportSection(heading=f"Front-end validation: {path.stem}", text=text, table=table, images=images)
 
 
@@ -108,7 +107,7 @@ def _reweight_section(diagnostics: list[Path], closures: list[Path]) -> ReportSe
             "below the spec's min_ess_fraction of the unweighted one, or one event carries more than "
             "max_weight_share of the reweighted sum; its yields then rest on too few events to be trusted.")
     for path in closures:
-        rows = read_json(path.with_suffix(".json"))["rows"]
+        rows = read_json(path)["rows"]
         worst = max((abs(r["pull"]) for r in rows if r["pull"] is not None), default=0.0)
         text += (f" Closure ({path.stem}): {sum(r['passed'] for r in rows)} of {len(rows)} region totals of reweighted "
                  f"points agree with the directly generated ones within 3 combined standard deviations "
@@ -116,28 +115,47 @@ def _reweight_section(diagnostics: list[Path], closures: list[Path]) -> ReportSe
     return ReportSection(heading="Reweighted points", text=text, table=table)
 
 
-def build_report(ctx: Any, *, tables: list[Path], checks: list[Path], fitplot_dirs: list[Path],
-                 yield_checks: list[Path] | None = None, cutflows: list[Path] | None = None, output: Path,
-                 reweight: list[Path] | None = None, reweight_checks: list[Path] | None = None) -> None:
-    """Write the HTML report.
+def _paired(files: list[Path], companions: list[Path], *, option: str, companion_option: str) -> list[Path | None]:
+    """The companion of each file (same order), or ``None`` for all when none are given."""
+    if not companions:
+        return [None] * len(files)
+    if len(companions) != len(files):
+        raise RecastError(f"{len(companions)} file(s) for {len(files)} of {option}: give one per file, in the same "
+                          "order", field=companion_option)
+    return list(companions)
+
+
+def build_report(*, tables: list[Path], output: Path, exclusion_plots: list[Path] | None = None,
+                 checks: list[Path] | None = None, yield_checks: list[Path] | None = None,
+                 yield_plots: list[Path] | None = None, cutflows: list[Path] | None = None,
+                 reweight: list[Path] | None = None, reweight_checks: list[Path] | None = None,
+                 fitplot_dirs: list[Path] | None = None) -> None:
+    """Write the HTML report from the files the caller names (nothing is looked up beside them).
 
     Args:
-        ctx: the CLI context (run configuration).
         tables: limits.json of each grid.
-        checks: check reports (``.txt``; the ``.json`` beside each is read).
-        fitplot_dirs: folders of cabinetry plots.
-        yield_checks: check-yields tables (``.txt``; the ``.json`` and ``.png`` beside each are read).
-        cutflows: cutflow.json files of front-end points.
         output: the HTML file.
+        exclusion_plots: the exclusion plot (PNG) of each table, in the same order (or none).
+        checks: reference checks (JSON of ``recastflow check``).
+        yield_checks: signal-yield checks (JSON of ``recastflow check-yields``).
+        yield_plots: the plot (PNG) of each yield check, in the same order (or none).
+        cutflows: cutflow.json files of front-end points.
         reweight: diagnostics.json files of reweighted points.
-        reweight_checks: reweighting closure tables (``.txt``; the ``.json`` beside each is read).
+        reweight_checks: reweighting closures (JSON of ``recastflow check-reweight``).
+        fitplot_dirs: folders of cabinetry plots.
+
+    Raises:
+        RecastError: if plots are given, but not one per table or yield check.
     """
-    sections = [_grid_section(t) for t in tables]
-    sections += [_check_section(c) for c in checks]
-    sections += [_yield_check_section(c) for c in (yield_checks or [])]
+    plots = _paired(tables, exclusion_plots or [], option="--tables", companion_option="--exclusion-plots")
+    sections = [_grid_section(t, p) for t, p in zip(tables, plots)]
+    sections += [_check_section(c) for c in (checks or [])]
+    ycs = yield_checks or []
+    yplots = _paired(ycs, yield_plots or [], option="--yield-checks", companion_option="--yield-plots")
+    sections += [_yield_check_section(c, p) for c, p in zip(ycs, yplots)]
     if cutflows:
         sections.append(_cutflow_section(cutflows))
     if reweight:
         sections.append(_reweight_section(reweight, reweight_checks or []))
-    sections += [_fitplot_section(d) for d in fitplot_dirs]
+    sections += [_fitplot_section(d) for d in (fitplot_dirs or [])]
     write_report(output, title="recastflow: reinterpretation report", sections=sections)

@@ -97,6 +97,7 @@ def plot_exclusion(
     xlabel: str,
     ylabel: str,
     level: float = 0.05,
+    pdf: Path | None = None,
 ) -> None:
     """Draw observed and expected CLs exclusion contours over a signal grid.
 
@@ -112,11 +113,12 @@ def plot_exclusion(
             -2σ ... +2σ).
         x: grid parameter on the horizontal axis (a key of ``values``).
         y: grid parameter on the vertical axis.
-        out: PNG file to write; a PDF with the same stem is written next to it.
+        out: PNG file to write.
         title: figure title.
         xlabel: horizontal axis label.
         ylabel: vertical axis label.
         level: CLs value that defines exclusion, e.g. 0.05 for 95% CL.
+        pdf: PDF file to write the same figure to (default: ``out`` with the suffix ``.pdf``).
 
     Raises:
         RecastError: if ``out`` is not a ``.png`` path, ``level`` is not in
@@ -133,7 +135,7 @@ def plot_exclusion(
         _set_limits(ax, groups)
         _decorate(fig, ax, title=title, xlabel=xlabel, ylabel=ylabel)
         _draw_side_panel(side, _contour_handles(contours, level) + handles, contours.notes)
-        save_png_and_pdf(fig, out)
+        save_png_and_pdf(fig, out, pdf)
     finally:
         plt.close(fig)
 
@@ -466,10 +468,14 @@ def _draw_side_panel(side: Axes, handles: list[Any], notes: Sequence[str]) -> No
         )
 
 
-def save_png_and_pdf(fig: Figure, out: Path) -> None:
-    """Write the figure as ``out`` (PNG) and as a PDF with the same stem."""
+def save_png_and_pdf(fig: Figure, out: Path, pdf: Path | None = None) -> None:
+    """Write the figure as ``out`` (PNG) and as ``pdf`` (default: a PDF with the same stem).
+
+    Commands pass ``pdf`` explicitly: the workflow declares both files, so none is written by a rule of thumb.
+    """
     write_bytes_atomic(out, _figure_bytes(fig, "png", PNG_METADATA))
-    write_bytes_atomic(out.with_suffix(".pdf"), _figure_bytes(fig, "pdf", PDF_METADATA))
+    pdf_out = Path(pdf) if pdf is not None else out.with_suffix(".pdf")
+    write_bytes_atomic(pdf_out, _figure_bytes(fig, "pdf", PDF_METADATA))
 
 
 def _figure_bytes(fig: Figure, fmt: str, metadata: dict[str, Any]) -> bytes:

@@ -61,12 +61,15 @@ are computed on the survivors alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import keyword
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -74,10 +77,33 @@ import numpy as np
 from recastflow.core.config import load_validated, validate
 from recastflow.core.errors import RecastError
 from recastflow.core.events import RECO, SELECTED, merge_events, write_events
-from recastflow.select.expressions import (BOOL, COLL, CONSTANTS, FUNCTIONS, JBOOL, JNUM, NUM, OBJ, SELF, Collection, Env,
-                                    Columns, Expression, Kind, Layout, Particle, PerObject, Scope, collection_kind,
-                                    compile_expression, evaluate_on, object_kind, pick, with_article)
 from recastflow.core.io import sha256_file, write_json_atomic
+from recastflow.select.expressions import (
+    BOOL,
+    COLL,
+    CONSTANTS,
+    FUNCTIONS,
+    JBOOL,
+    JNUM,
+    NUM,
+    OBJ,
+    SELF,
+    Collection,
+    Columns,
+    Env,
+    Expression,
+    Kind,
+    Layout,
+    Particle,
+    PerObject,
+    Scope,
+    collection_kind,
+    compile_expression,
+    evaluate_on,
+    object_kind,
+    pick,
+    with_article,
+)
 
 #: Reco collections and the type of each field (NUM or BOOL).
 RECO_COLLECTIONS: dict[str, dict[str, str]] = {
@@ -165,15 +191,16 @@ class Selection:
     preselection: tuple[Cut, ...]
     regions: tuple[Region, ...]
     definitions: Mapping[str, Callable[[Env], Any]] = field(repr=False, default_factory=dict)
-    models: tuple[Any, ...] = ()           # recastflow.select.mlmodels.ModelDef
+    models: tuple[Any, ...] = ()  # recastflow.select.mlmodels.ModelDef
     efficiency_maps: tuple[Any, ...] = ()  # recastflow.select.effmaps.EfficiencyMap
 
     @property
     def output_variables(self) -> tuple[str, ...]:
         """Variables with one number or condition per event, model scores and efficiencies (written with the
         selected events)."""
-        return tuple(name for name, expr in self.variables if expr.kind.tag in (NUM, BOOL)) + \
-            tuple(m.name for m in self.models + self.efficiency_maps)
+        return tuple(name for name, expr in self.variables if expr.kind.tag in (NUM, BOOL)) + tuple(
+            m.name for m in self.models + self.efficiency_maps
+        )
 
 
 def load_selection(path: Path) -> Selection:
@@ -198,8 +225,18 @@ def load_selection(path: Path) -> Selection:
     definitions.update({name: expr.fn for name, expr in variables})
     definitions.update({m.name: m.env_function() for m in models})
     definitions.update({m.name: m.env_function() for m in maps})
-    return Selection(path, hashlib.sha256(path.read_bytes()).hexdigest(), doc.get("analysis"), objects, variables,
-                     preselection, regions, definitions, models, maps)
+    return Selection(
+        path,
+        hashlib.sha256(path.read_bytes()).hexdigest(),
+        doc.get("analysis"),
+        objects,
+        variables,
+        preselection,
+        regions,
+        definitions,
+        models,
+        maps,
+    )
 
 
 class _Builder:
@@ -211,8 +248,12 @@ class _Builder:
         self.names: dict[str, Kind] = {n: collection_kind(n, f) for n, f in INPUT_COLLECTIONS.items()}
         self.names["met"] = object_kind("met", MET_FIELDS)
         self.names["weight"] = Kind(NUM)
-        self.pending = set(doc["objects"]) | set(doc["variables"]) | set(doc.get("models", {})) | \
-            set(doc.get("efficiency_maps", {}))
+        self.pending = (
+            set(doc["objects"])
+            | set(doc["variables"])
+            | set(doc.get("models", {}))
+            | set(doc.get("efficiency_maps", {}))
+        )
         self.scored: set[str] = set()  # names of models and efficiency maps
 
     def fail(self, message: str, field: str) -> RecastError:
@@ -227,8 +268,11 @@ class _Builder:
     def declare(self, name: str, kind: Kind, field: str) -> None:
         """Make ``name`` usable by later expressions, refusing clashes."""
         if name in RESERVED or keyword.iskeyword(name):
-            raise self.fail(f"{name!r} is a reserved name (reco collection, met, weight, constant, function or "
-                            "Python keyword); choose another", field)
+            raise self.fail(
+                f"{name!r} is a reserved name (reco collection, met, weight, constant, function or "
+                "Python keyword); choose another",
+                field,
+            )
         if name in self.names:
             raise self.fail(f"{name!r} is defined twice (objects and variables share one namespace)", field)
         self.pending.discard(name)
@@ -250,15 +294,20 @@ class _Builder:
             cond = self.compile(spec["where"], f"{where}.where", fields)
             if not (cond.kind.tag == BOOL or (cond.kind.tag == JBOOL and cond.kind.coll == SELF)):
                 of = f" of {cond.kind.coll}" if cond.kind.coll else ""
-                raise self.fail(f"'where' must be a condition on each object using its bare fields "
-                                f"({', '.join(fields)}), e.g. 'pt > 30 and abs(eta) < 2.5'; got "
-                                f"{with_article(cond.kind.tag)}{of}", f"{where}.where")
-        overlaps = tuple(self._overlap(item, i, fields, name, where)
-                         for i, item in enumerate(spec.get("remove_overlap", [])))
+                raise self.fail(
+                    f"'where' must be a condition on each object using its bare fields "
+                    f"({', '.join(fields)}), e.g. 'pt > 30 and abs(eta) < 2.5'; got "
+                    f"{with_article(cond.kind.tag)}{of}",
+                    f"{where}.where",
+                )
+        overlaps = tuple(
+            self._overlap(item, i, fields, name, where) for i, item in enumerate(spec.get("remove_overlap", []))
+        )
         sort_by = spec.get("sort_by", "pt")
         if sort_by is not None and fields.get(sort_by) != NUM:
-            raise self.fail(f"sort_by {sort_by!r} is not a numeric field (fields: {', '.join(fields)})",
-                            f"{where}.sort_by")
+            raise self.fail(
+                f"sort_by {sort_by!r} is not a numeric field (fields: {', '.join(fields)})", f"{where}.sort_by"
+            )
         self.declare(name, collection_kind(name, fields), where)
         return ObjectDef(name, sources, fields, cond, overlaps, sort_by)
 
@@ -279,6 +328,7 @@ class _Builder:
         kind = self.names.get(source)
         if kind is None or kind.tag != COLL:
             import difflib
+
             colls = [n for n, k in self.names.items() if k.tag == COLL]
             close = difflib.get_close_matches(source, colls, n=3, cutoff=0.6)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
@@ -296,8 +346,11 @@ class _Builder:
         if isinstance(cone, str):
             expr = self.compile(cone, f"{field}.dr", fields)
             if not (expr.kind.tag == NUM or (expr.kind.tag == JNUM and expr.kind.coll == SELF)):
-                raise self.fail(f"the cone must be a number per object, e.g. 'min(0.4, 0.04 + 10 / pt)'; got "
-                                f"{with_article(expr.kind.tag)}", f"{field}.dr")
+                raise self.fail(
+                    f"the cone must be a number per object, e.g. 'min(0.4, 0.04 + 10 / pt)'; got "
+                    f"{with_article(expr.kind.tag)}",
+                    f"{field}.dr",
+                )
             return Overlap(item["with"], expr)
         if not (cone >= 0 and math.isfinite(cone)):
             raise self.fail(f"the cone must be a finite number >= 0, got {cone}", f"{field}.dr")
@@ -312,9 +365,12 @@ class _Builder:
             field = f"variables.{name}"
             expr = self.compile(text, field)
             if expr.kind.tag not in (NUM, BOOL, OBJ):
-                raise self.fail(f"a variable must have one value per event (a number, condition or object); got "
-                                f"{with_article(expr.kind.tag)}: reduce it with n/sum/min/max/any/all or pick one "
-                                "with [i]", field)
+                raise self.fail(
+                    f"a variable must have one value per event (a number, condition or object); got "
+                    f"{with_article(expr.kind.tag)}: reduce it with n/sum/min/max/any/all or pick one "
+                    "with [i]",
+                    field,
+                )
             self.declare(name, expr.kind, field)
             out.append((name, expr))
         return tuple(out)
@@ -326,9 +382,16 @@ class _Builder:
         def kind_of(expr: Expression) -> str:
             tag = expr.kind.tag
             return "number" if tag in (NUM, BOOL) else "per-object" if tag in (JNUM, JBOOL) else with_article(tag)
+
+        from recastflow.analyses.bundle import sources_of
+
+        # published models are named by their source (fetched on first use), not committed
+        sources = sources_of(self.doc, Path(self.path))
         out = []
         for name, spec in self.doc.get("models", {}).items():
-            model = build_model(name, spec, source=self.path, compile_input=self.compile, numeric=kind_of)
+            model = build_model(
+                name, spec, source=self.path, compile_input=self.compile, numeric=kind_of, sources=sources
+            )
             self.declare(name, Kind(NUM), f"models.{name}")
             self.scored.add(name)
             out.append(model)
@@ -341,9 +404,13 @@ class _Builder:
         def axis(text: str, field: str) -> Expression:
             expr = self.compile(text, field)
             if expr.kind.tag not in (NUM, BOOL):
-                raise self.fail(f"an axis must be a number per event, e.g. 'truth_bhadrons[0].pt'; got "
-                                f"{with_article(expr.kind.tag)}", field)
+                raise self.fail(
+                    f"an axis must be a number per event, e.g. 'truth_bhadrons[0].pt'; got "
+                    f"{with_article(expr.kind.tag)}",
+                    field,
+                )
             return expr
+
         out = []
         for name, spec in self.doc.get("efficiency_maps", {}).items():
             emap = build_map(name, spec, source=self.path, compile_axis=axis)
@@ -365,14 +432,20 @@ class _Builder:
             if isinstance(text, dict):  # a weight step: {weight: expression}
                 expr = self.compile(text["weight"], f"{field}.weight")
                 if expr.kind.tag != NUM:
-                    raise self.fail(f"a weight must be a number per event, e.g. an efficiency map's name; got "
-                                    f"{with_article(expr.kind.tag)}", f"{field}.weight")
+                    raise self.fail(
+                        f"a weight must be a number per event, e.g. an efficiency map's name; got "
+                        f"{with_article(expr.kind.tag)}",
+                        f"{field}.weight",
+                    )
                 out.append(Cut(name, expr, True, tuple(sorted(expr.names & self.scored))))
                 continue
             expr = self.compile(text, field)
             if expr.kind.tag != BOOL:
-                raise self.fail(f"a cut must be a condition with one value per event, e.g. 'met.pt > 240'; got "
-                                f"{with_article(expr.kind.tag)}", field)
+                raise self.fail(
+                    f"a cut must be a condition with one value per event, e.g. 'met.pt > 240'; got "
+                    f"{with_article(expr.kind.tag)}",
+                    field,
+                )
             out.append(Cut(name, expr, False, tuple(sorted(expr.names & self.scored))))
         return tuple(out)
 
@@ -387,12 +460,17 @@ class _Builder:
         kind = self.names.get(variable)
         if kind is None or kind.tag != NUM:
             numeric = [n for n, k in self.names.items() if k.tag == NUM and n != "weight"]
-            raise self.fail(f"{variable!r} is not a numeric variable defined under 'variables' "
-                            f"(numeric variables: {', '.join(numeric) or 'none'})", f"{where}.bins.variable")
+            raise self.fail(
+                f"{variable!r} is not a numeric variable defined under 'variables' "
+                f"(numeric variables: {', '.join(numeric) or 'none'})",
+                f"{where}.bins.variable",
+            )
         edges = tuple(float(e) for e in bins["edges"])
-        if any(math.isnan(e) for e in edges) or any(b <= a for a, b in zip(edges, edges[1:])):
-            raise self.fail(f"edges must be strictly increasing numbers (.inf allowed at the ends), got {list(edges)}",
-                            f"{where}.bins.edges")
+        if any(math.isnan(e) for e in edges) or any(b <= a for a, b in itertools.pairwise(edges)):
+            raise self.fail(
+                f"edges must be strictly increasing numbers (.inf allowed at the ends), got {list(edges)}",
+                f"{where}.bins.edges",
+            )
         return Region(name, cuts, variable, edges)
 
 
@@ -401,6 +479,7 @@ class _Builder:
 
 def _object_builder(obj: ObjectDef) -> Callable[[Env], Collection]:
     """The function that computes one derived collection in an environment."""
+
     def build(env: Env) -> Collection:
         parts = [env[s] for s in obj.sources]
         coll = parts[0] if len(parts) == 1 else merge_collections(parts, tuple(obj.fields))
@@ -417,6 +496,7 @@ def _object_builder(obj: ObjectDef) -> Callable[[Env], Collection]:
             if remove.any():
                 coll = coll.filter(~remove)
         return sort_collection(coll, obj.sort_by) if obj.sort_by else coll
+
     return build
 
 
@@ -455,9 +535,13 @@ def merge_collections(parts: list[Collection], fields: tuple[str, ...]) -> Colle
         for dest, column in zip(destinations(), columns):
             out[dest] = column
         return out
+
     # a subset of the events merges the subsets of the parts, whatever was placed here
-    return Collection(layout, Columns({k: (lambda k=k: place(k)) for k in fields}),
-                      derive=lambda kept: merge_collections([p.take_events(kept) for p in parts], fields))
+    return Collection(
+        layout,
+        Columns({k: functools.partial(place, k) for k in fields}),
+        derive=lambda kept: merge_collections([p.take_events(kept) for p in parts], fields),
+    )
 
 
 def sort_collection(coll: Collection, key: str) -> Collection:
@@ -482,8 +566,14 @@ def sort_collection(coll: Collection, key: str) -> Collection:
     def load(name: str) -> np.ndarray:
         perm = order()
         return coll.field(name) if perm is None else pick(coll.field(name), perm)
-    return Collection(coll.layout, Columns({k: (lambda k=k: load(k)) for k in coll.names}), None, key,
-                      derive=lambda kept: sort_collection(coll.take_events(kept), key))
+
+    return Collection(
+        coll.layout,
+        Columns({k: functools.partial(load, k) for k in coll.names}),
+        None,
+        key,
+        derive=lambda kept: sort_collection(coll.take_events(kept), key),
+    )
 
 
 def _sort_order(coll: Collection, key: str) -> np.ndarray | None:
@@ -551,8 +641,8 @@ def mark_overlaps(remove: np.ndarray, coll: Collection, other: Collection, cone:
     key = top - n_outer
     rows = np.argsort(key.astype(np.uint16) if top < 1 << 16 else key, kind="stable")
     # left[k]: inner objects with more than k partners, i.e. the length of the k-th step
-    left = np.cumsum(np.bincount(key, minlength=top + 1))[top - 1::-1]
-    rows = rows[:int(left[0])]
+    left = np.cumsum(np.bincount(key, minlength=top + 1))[top - 1 :: -1]
+    rows = rows[: int(left[0])]
     first = pick(outer.layout.offsets, pick(ev, rows))
     eta = inner.field_at("eta", rows)
     o_eta = outer.field("eta")
@@ -622,12 +712,18 @@ class _Input:
         if name in TRUTH_COLLECTIONS:
             part = name.removeprefix("truth_")
             if "truth" not in self.reco.fields or part not in self.reco["truth"].fields:
-                raise RecastError(f"the events have no truth.{part} record, which the selection's {name!r} needs "
-                                  "(generated and hand-off events carry it; Delphes files do not)", field=name)
+                raise RecastError(
+                    f"the events have no truth.{part} record, which the selection's {name!r} needs "
+                    "(generated and hand-off events carry it; Delphes files do not)",
+                    field=name,
+                )
             return self.reco["truth"][part]
         if name not in self.reco.fields:
-            raise RecastError(f"the events have no {name!r} column, which the selection needs "
-                              f"(columns: {', '.join(self.reco.fields)}); is this a {RECO} file?", field=name)
+            raise RecastError(
+                f"the events have no {name!r} column, which the selection needs "
+                f"(columns: {', '.join(self.reco.fields)}); is this a {RECO} file?",
+                field=name,
+            )
         return self.reco[name]
 
     def _plain(self, name: str) -> Any:
@@ -645,11 +741,12 @@ class _Input:
         """The offsets of a list column as stored (the usual layout), or None."""
         layout = self._plain(name)
         if isinstance(layout, ak.contents.ListOffsetArray):
-            return np.asarray(layout.offsets, dtype=np.int64)[:len(self._top) + 1]
+            return np.asarray(layout.offsets, dtype=np.int64)[: len(self._top) + 1]
         return None
 
     def offsets(self, name: str) -> np.ndarray:
         """Start of each event's objects of collection ``name``, plus the total."""
+
         def load() -> np.ndarray:
             column = self.column(name)
             offsets = self._list_offsets(name)
@@ -660,14 +757,17 @@ class _Input:
             out = np.zeros(len(counts) + 1, dtype=np.int64)
             np.cumsum(counts, out=out[1:])
             return out
+
         return self._get(("offsets", name), load)
 
     def field(self, name: str, key: str) -> np.ndarray:
         """Flat values of one field of a collection, each event's objects in descending pT."""
+
         def load() -> np.ndarray:
             values = self._raw(name, key)
             order = self._order(name)
             return values if order is None else pick(values, order)
+
         return self._get((name, key), load)
 
     def _order(self, name: str) -> np.ndarray | None:
@@ -679,30 +779,35 @@ class _Input:
 
     def _raw(self, name: str, key: str) -> np.ndarray:
         """Flat values of one field as stored, as float64 (bool for conditions)."""
+
         def load() -> np.ndarray:
             if key == "m" and name in IMPLICIT_MASS:
                 return np.full(int(self.offsets(name)[-1]), IMPLICIT_MASS[name])
             column = self.column(name)
             if key not in column.fields:
-                raise RecastError(f"the {name!r} collection has no field {key!r} (fields: "
-                                  f"{', '.join(column.fields)})", field=f"{name}.{key}")
+                raise RecastError(
+                    f"the {name!r} collection has no field {key!r} (fields: {', '.join(column.fields)})",
+                    field=f"{name}.{key}",
+                )
             values = None
             offsets = self._list_offsets(name)
             objects = self._plain(name).content if offsets is not None else None
-            if isinstance(objects, ak.contents.RecordArray):
+            if offsets is not None and isinstance(objects, ak.contents.RecordArray):
                 stored = _plain_numbers(objects.content(key))
                 if stored is not None:
-                    values = stored[offsets[0]:offsets[-1]]  # what flattening gives
+                    values = stored[offsets[0] : offsets[-1]]  # what flattening gives
             if values is None:
                 values = _numpy(ak.flatten(column[key], axis=1))
             if INPUT_COLLECTIONS[name][key] == BOOL:
                 return values.astype(bool)
             values = values.astype(np.float64, copy=False)
             return _fold_phi(values) if key == "phi" else values
+
         return self._get(("raw", name, key), load)
 
     def scalar(self, name: str, key: str | None = None) -> np.ndarray:
         """A per-event number: ``weight`` or a field of ``met``."""
+
         def load() -> np.ndarray:
             column = self.column(name)
             layout = self._plain(name)
@@ -712,23 +817,35 @@ class _Input:
                 column = column[key]
                 layout = layout.content(key) if isinstance(layout, ak.contents.RecordArray) else None
             values = _plain_numbers(layout)
-            values = (_numpy(column) if values is None else values[:len(self._top)]).astype(np.float64)
+            values = (_numpy(column) if values is None else values[: len(self._top)]).astype(np.float64)
             return _fold_phi(values) if key == "phi" else values
+
         return self._get((name, key or ""), load)
 
     def definitions(self, start: int, stop: int) -> dict[str, Callable[[Env], Any]]:
         """Loaders of the input names for events ``start:stop``; each runs only if used."""
-        base: dict[str, Callable[[Env], Any]] = {
-            name: (lambda env, n=name: self._collection(n, start, stop)) for name in INPUT_COLLECTIONS}
-        base["met"] = lambda env: Particle({k: (lambda k=k: self.scalar("met", k)[start:stop]) for k in MET_FIELDS})
+
+        # loaders bind their name when made (a factory, functools.partial): mypy cannot type `lambda k=k:` defaults
+        def collection(name: str) -> Callable[[Env], Any]:
+            return lambda env: self._collection(name, start, stop)
+
+        def met(key: str) -> np.ndarray:
+            return self.scalar("met", key)[start:stop]
+
+        base: dict[str, Callable[[Env], Any]] = {name: collection(name) for name in INPUT_COLLECTIONS}
+        base["met"] = lambda env: Particle({k: functools.partial(met, k) for k in MET_FIELDS})
         base["weight"] = lambda env: self.scalar("weight")[start:stop]
         return base
 
     def _collection(self, name: str, start: int, stop: int) -> Collection:
         offsets = self.offsets(name)
         lo, hi = int(offsets[start]), int(offsets[stop])
-        layout = Layout.from_offsets(offsets[start:stop + 1] - lo)
-        columns = Columns({k: (lambda k=k: self.field(name, k)[lo:hi]) for k in INPUT_COLLECTIONS[name]})
+        layout = Layout.from_offsets(offsets[start : stop + 1] - lo)
+
+        def column(key: str) -> np.ndarray:
+            return self.field(name, key)[lo:hi]
+
+        columns = Columns({k: functools.partial(column, k) for k in INPUT_COLLECTIONS[name]})
         return Collection(layout, columns, None, "pt")
 
 
@@ -784,13 +901,19 @@ class SelectionResult:
 
     def yields_doc(self, point: str) -> dict[str, Any]:
         """The ``recastflow-yields/1`` document: regions -> yields and absolute stat per bin, and the normalisation."""
-        return {"format": YIELDS_FORMAT, "point": point, "normalisation": dict(self.sample),
-                "regions": {r.name: {"yields": list(r.yields), "stat": list(r.stat)} for r in self.regions.values()}}
+        return {
+            "format": YIELDS_FORMAT,
+            "point": point,
+            "normalisation": dict(self.sample),
+            "regions": {r.name: {"yields": list(r.yields), "stat": list(r.stat)} for r in self.regions.values()},
+        }
 
     def cutflow_doc(self, point: str) -> dict[str, Any]:
         """The ``recastflow-cutflow/1`` document: per region its steps, raw and weighted."""
         return {
-            "format": CUTFLOW_FORMAT, "point": point, "normalisation": dict(self.sample),
+            "format": CUTFLOW_FORMAT,
+            "point": point,
+            "normalisation": dict(self.sample),
             "expected_per_unit_weight": self.normalisation,
             "regions": {r.name: _region_doc(r) for r in self.regions.values()},
         }
@@ -798,11 +921,20 @@ class SelectionResult:
 
 def _region_doc(region: RegionResult) -> dict[str, Any]:
     # JSON has no infinity: open bin edges are written as the strings "inf" / "-inf"
-    edges = None if region.edges is None else [e if math.isfinite(e) else ("inf" if e > 0 else "-inf")
-                                               for e in region.edges]
-    return {"bins": region.n_bins, "variable": region.variable, "edges": edges, "raw": list(region.raw),
-            "yields": list(region.yields), "stat": list(region.stat),
-            "steps": [_step_doc(s, region.cutflow[i - 1] if i else None) for i, s in enumerate(region.cutflow)]}
+    edges = (
+        None
+        if region.edges is None
+        else [e if math.isfinite(e) else ("inf" if e > 0 else "-inf") for e in region.edges]
+    )
+    return {
+        "bins": region.n_bins,
+        "variable": region.variable,
+        "edges": edges,
+        "raw": list(region.raw),
+        "yields": list(region.yields),
+        "stat": list(region.stat),
+        "steps": [_step_doc(s, region.cutflow[i - 1] if i else None) for i, s in enumerate(region.cutflow)],
+    }
 
 
 def _step_doc(step: CutflowStep, previous: CutflowStep | None) -> dict[str, Any]:
@@ -824,8 +956,9 @@ def normalisation(header: Mapping[str, Any], luminosity_ifb: float) -> float:
         luminosity_ifb: integrated luminosity in fb^-1.
     """
     if not (isinstance(luminosity_ifb, (int, float)) and luminosity_ifb > 0 and math.isfinite(luminosity_ifb)):
-        raise RecastError(f"luminosity must be a positive number of fb^-1, got {luminosity_ifb!r}",
-                          field="luminosity_ifb")
+        raise RecastError(
+            f"luminosity must be a positive number of fb^-1, got {luminosity_ifb!r}", field="luminosity_ifb"
+        )
     values = {}
     for key in ("xsec_pb", "br_factor", "sum_weights"):
         value = header.get(key)
@@ -851,8 +984,14 @@ SHRINK_BELOW = 0.7
 SHRINK_MIN_EVENTS = 4096
 
 
-def run_selection(reco: ak.Array, header: Mapping[str, Any], selection: Selection, luminosity_ifb: float,
-                  *, chunk_events: int = CHUNK_EVENTS) -> SelectionResult:
+def run_selection(
+    reco: ak.Array,
+    header: Mapping[str, Any],
+    selection: Selection,
+    luminosity_ifb: float,
+    *,
+    chunk_events: int = CHUNK_EVENTS,
+) -> SelectionResult:
     """Apply a selection to reco events: yields per region and bin, cutflows and selected events.
 
     Args:
@@ -884,22 +1023,32 @@ def _check_finite(region: RegionResult, selection: Selection) -> None:
         return
     step = next((s for s in region.cutflow if not math.isfinite(s.weighted)), None)
     if step is None or step.name == "all events":
-        raise RecastError(f"event weights are NaN or infinite, so region {region.name}'s yields are not finite "
-                          "(an input that was never normalised?)", field="weight")
+        raise RecastError(
+            f"event weights are NaN or infinite, so region {region.name}'s yields are not finite "
+            "(an input that was never normalised?)",
+            field="weight",
+        )
     pre = {c.name for c in selection.preselection}
-    raise RecastError(f"step {step.name!r} makes event weights NaN or infinite, so the yields {list(region.yields)} "
-                      "are not finite (a division by zero in a weight?); make its expression finite for every event, "
-                      "e.g. guard the denominator", path=str(selection.path),
-                      field="preselection" if step.name in pre else f"regions.{region.name}.cuts")
+    raise RecastError(
+        f"step {step.name!r} makes event weights NaN or infinite, so the yields {list(region.yields)} "
+        "are not finite (a division by zero in a weight?); make its expression finite for every event, "
+        "e.g. guard the denominator",
+        path=str(selection.path),
+        field="preselection" if step.name in pre else f"regions.{region.name}.cuts",
+    )
 
 
 def _sample(header: Mapping[str, Any], luminosity_ifb: float, n_rows: int) -> dict[str, Any]:
     """The numbers the yields are normalised with, for the yields and cutflow documents."""
     n_events = header.get("n_events")
-    return {"luminosity_ifb": float(luminosity_ifb), "xsec_pb": float(header["xsec_pb"]),
-            "xsec_source": str(header.get("xsec_source", "")), "br_factor": float(header["br_factor"]),
-            "n_events": int(n_events) if isinstance(n_events, int) else n_rows,
-            "sum_weights": float(header["sum_weights"])}
+    return {
+        "luminosity_ifb": float(luminosity_ifb),
+        "xsec_pb": float(header["xsec_pb"]),
+        "xsec_source": str(header.get("xsec_source", "")),
+        "br_factor": float(header["br_factor"]),
+        "n_events": int(n_events) if isinstance(n_events, int) else n_rows,
+        "sum_weights": float(header["sum_weights"]),
+    }
 
 
 class _Tally:
@@ -918,22 +1067,31 @@ class _Tally:
     def regions(self, norm: float) -> dict[str, RegionResult]:
         """Per-region results, normalised to the luminosity."""
         head = [CutflowStep("all events", int(self.all[0]), float(self.all[1]) * norm)]
-        head += [CutflowStep(c.name, int(r), float(w) * norm, c.models, c.weight)
-                 for c, (r, w) in zip(self.selection.preselection, self.pre)]
+        head += [
+            CutflowStep(c.name, int(r), float(w) * norm, c.models, c.weight)
+            for c, (r, w) in zip(self.selection.preselection, self.pre)
+        ]
         out = {}
         for region in self.selection.regions:
             names = [c.name for c in region.cuts] + ([f"in {region.variable} bins"] if region.edges else [])
             scored = {m.name for m in self.selection.models + self.selection.efficiency_maps}
-            binned = (region.variable,) if region.variable in scored else ()
+            binned = (region.variable,) if region.variable is not None and region.variable in scored else ()
             models = [c.models for c in region.cuts] + [binned] * (len(names) - len(region.cuts))
             weights = [c.weight for c in region.cuts] + [False] * (len(names) - len(region.cuts))
-            steps = [CutflowStep(n, int(r), float(w) * norm, m, k)
-                     for n, (r, w), m, k in zip(names, self.steps[region.name], models, weights)]
+            steps = [
+                CutflowStep(n, int(r), float(w) * norm, m, k)
+                for n, (r, w), m, k in zip(names, self.steps[region.name], models, weights)
+            ]
             raw, sumw, sumw2 = self.hist[region.name]
-            out[region.name] = RegionResult(region.name, region.variable, region.edges,
-                                            tuple(float(x) for x in sumw * norm),
-                                            tuple(float(x) for x in np.sqrt(sumw2) * norm),
-                                            tuple(int(x) for x in raw), tuple(head + steps))
+            out[region.name] = RegionResult(
+                region.name,
+                region.variable,
+                region.edges,
+                tuple(float(x) for x in sumw * norm),
+                tuple(float(x) for x in np.sqrt(sumw2) * norm),
+                tuple(int(x) for x in raw),
+                tuple(head + steps),
+            )
         return out
 
     def selected_events(self, reco: ak.Array) -> ak.Array:
@@ -944,8 +1102,10 @@ class _Tally:
         events = ak.with_field(events, ak.zip(bins, depth_limit=1), "regions")
         if self.variables:
             kinds = dict(self.selection.variables)
-            columns = {n: _concat(parts, bool if n in kinds and kinds[n].kind.tag == BOOL else np.float64)
-                       for n, parts in self.variables.items()}
+            columns = {
+                n: _concat(parts, bool if n in kinds and kinds[n].kind.tag == BOOL else np.float64)
+                for n, parts in self.variables.items()
+            }
             events = ak.with_field(events, ak.zip(columns, depth_limit=1), "variables")
         return events
 
@@ -1024,6 +1184,8 @@ def _run_region(pre: _Passed, region: Region, tally: _Tally) -> np.ndarray:
     steps = passed.steps
     index = np.zeros(passed.env.n_events, dtype=np.int64)
     if region.edges is not None:
+        if region.variable is None:  # the selection loader gives a binned region its variable
+            raise RecastError(f"region {region.name!r} has bin edges but no variable to bin")
         values = passed.env[region.variable]
         # searchsorted(right) - 1 gives half-open bins [lo, hi); NaN sorts past the last edge
         found = np.searchsorted(np.asarray(region.edges), values, side="right") - 1
@@ -1034,8 +1196,11 @@ def _run_region(pre: _Passed, region: Region, tally: _Tally) -> np.ndarray:
         tally.steps[region.name] += steps
     counted = index >= 0
     w, b = passed.weight[counted], index[counted]
-    tally.hist[region.name] += (np.bincount(b, minlength=region.n_bins), np.bincount(b, w, minlength=region.n_bins),
-                                np.bincount(b, w * w, minlength=region.n_bins))
+    tally.hist[region.name] += (
+        np.bincount(b, minlength=region.n_bins),
+        np.bincount(b, w, minlength=region.n_bins),
+        np.bincount(b, w * w, minlength=region.n_bins),
+    )
     bins = np.full(pre.env.n_events, -1, dtype=np.int8)
     bins[passed.rows] = index
     return bins
@@ -1087,8 +1252,16 @@ def evaluate_expression(text: str, reco: ak.Array, selection: Selection | None =
 # --------------------------------------------------------------------------- the stage on files
 
 
-def select_file(inputs: list[Path], selection_path: Path, *, luminosity_ifb: float, point: str, yields_out: Path,
-                cutflow_out: Path, selected_out: Path) -> SelectionResult:
+def select_file(
+    inputs: list[Path],
+    selection_path: Path,
+    *,
+    luminosity_ifb: float,
+    point: str,
+    yields_out: Path,
+    cutflow_out: Path,
+    selected_out: Path,
+) -> SelectionResult:
     """Select the reco chunks of one point and write yields, cutflow and selected events.
 
     Nothing is written unless everything succeeded; if a later write fails the earlier
@@ -1115,14 +1288,19 @@ def select_file(inputs: list[Path], selection_path: Path, *, luminosity_ifb: flo
     yields = result.yields_doc(point)
     validate(yields, "yields", yields_out)
     out_header = _selected_header(header, selection, paths, result)
-    _write_outputs([(selected_out, lambda p: write_events(p, result.selected, out_header)),
-                    (Path(cutflow_out), lambda p: write_json_atomic(p, result.cutflow_doc(point))),
-                    (Path(yields_out), lambda p: write_json_atomic(p, yields))])
+    _write_outputs(
+        [
+            (selected_out, lambda p: write_events(p, result.selected, out_header)),
+            (Path(cutflow_out), lambda p: write_json_atomic(p, result.cutflow_doc(point))),
+            (Path(yields_out), lambda p: write_json_atomic(p, yields)),
+        ]
+    )
     return result
 
 
-def _selected_header(header: Mapping[str, Any], selection: Selection, inputs: list[Path],
-                     result: SelectionResult) -> dict[str, Any]:
+def _selected_header(
+    header: Mapping[str, Any], selection: Selection, inputs: list[Path], result: SelectionResult
+) -> dict[str, Any]:
     """Header of the selected events: the input's, with the selection recorded.
 
     ``n_events`` and ``sum_weights`` stay those of the whole sample so that the usual
@@ -1138,16 +1316,23 @@ def _selected_header(header: Mapping[str, Any], selection: Selection, inputs: li
     if selection.models:
         from recastflow.select.mlmodels import runtime_version
 
-        out["models"] = {m.name: {"file": str(m.path), "sha256": m.sha256, "opset": m.opset,
-                                  "onnxruntime_validated": m.onnxruntime, "onnxruntime": runtime_version(),
-                                  **({"surrogate": dict(m.surrogate)} if m.surrogate else {})}
-                         for m in selection.models}
+        out["models"] = {
+            m.name: {
+                "file": str(m.path),
+                "sha256": m.sha256,
+                "opset": m.opset,
+                "onnxruntime_validated": m.onnxruntime,
+                "onnxruntime": runtime_version(),
+                **({"surrogate": dict(m.surrogate)} if m.surrogate else {}),
+            }
+            for m in selection.models
+        }
     if selection.efficiency_maps:
-        out["efficiency_maps"] = {e.name: {"out_of_range": e.out_of_range, "axes": [x.text for x in e.expressions]}
-                                  for e in selection.efficiency_maps}
+        out["efficiency_maps"] = {
+            e.name: {"out_of_range": e.out_of_range, "axes": [x.text for x in e.expressions]}
+            for e in selection.efficiency_maps
+        }
     return out
-
-
 
 
 def _write_outputs(writers: list[tuple[Path, Callable[[Path], None]]]) -> None:

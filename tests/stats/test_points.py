@@ -1,0 +1,49 @@
+"""A point's record before its fits: cross-section from the front end, flags from its reweighting."""
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from recastflow.core.errors import RecastError
+from recastflow.stats.points import point_record, reweight_verdicts
+
+GRID = SimpleNamespace(name="G", workspace="main")
+ANALYSIS = SimpleNamespace(id="TOY")
+
+
+def _point(tmp_path: Path, *, xsec_pb: float | None = None, reweight: object = None) -> SimpleNamespace:
+    yields = tmp_path / "yields.json"
+    yields.write_text(json.dumps({"normalisation": {"xsec_pb": 0.25, "xsec_source": "pythia"}}))
+    return SimpleNamespace(name="P", values={"m": 1.0}, xsec_pb=xsec_pb, xsec_source="grid" if xsec_pb else "",
+                           from_events=reweight is None, reweight=reweight, yields=yields)
+
+
+def test_front_end_points_take_the_cross_section_their_yields_are_normalised_to(tmp_path: Path) -> None:
+    rec = point_record(GRID, ANALYSIS, _point(tmp_path), cl=0.9)
+    assert (rec.xsec_pb, rec.xsec_source, rec.cl, rec.issues) == (0.25, "pythia", 0.9, [])
+    # a cross-section the grid states wins
+    assert point_record(GRID, ANALYSIS, _point(tmp_path, xsec_pb=1.5), cl=0.95).xsec_pb == 1.5
+
+
+def test_a_flagged_reweighting_flags_the_point(tmp_path: Path) -> None:
+    point = _point(tmp_path, reweight=object())
+    flagged = {"point": "P", "verdict": "flagged", "reasons": ["ESS fraction 0.05 < 0.2"]}
+    rec = point_record(GRID, ANALYSIS, point, cl=0.95, diagnostics=flagged)
+    assert rec.issues == ["reweighting flagged: ESS fraction 0.05 < 0.2"]
+    ok = point_record(GRID, ANALYSIS, point, cl=0.95, diagnostics={"point": "P", "verdict": "ok", "reasons": []})
+    assert ok.issues == []
+
+
+def test_diagnostics_files_are_matched_by_the_point_they_name(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({"point": "P1", "verdict": "ok"}))
+    b.write_text(json.dumps({"point": "P2", "verdict": "flagged"}))
+    assert set(reweight_verdicts([a, b])) == {"P1", "P2"}
+    b.write_text(json.dumps({"point": "P1", "verdict": "flagged"}))
+    with pytest.raises(RecastError, match=r"b\.json: point: a second diagnostics file for point 'P1'"):
+        reweight_verdicts([a, b])
+    b.write_text(json.dumps({"verdict": "flagged"}))
+    with pytest.raises(RecastError, match=r"b\.json: point: names no 'point'"):
+        reweight_verdicts([b])
