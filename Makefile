@@ -20,7 +20,7 @@ ifdef RECASTFLOW_MIRROR
 export RECASTFLOW_MIRROR
 endif
 
-.PHONY: setup run test lint clean images run-containers report archive fetch
+.PHONY: setup run test lint docs clean images run-containers report archive fetch
 
 $(BIN)/recastflow: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,11 +42,19 @@ test: setup
 fetch: setup
 	$(BIN)/recastflow fetch
 
+# the workflow's rules, then the package: lint, format and types (settings in pyproject.toml)
 lint: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(SNAKEMAKE) --lint
+	$(BIN)/ruff check workflow/recastflow
+	$(BIN)/ruff format --check workflow/recastflow
+	$(BIN)/mypy
+
+# the documentation site into site/ (warnings are errors; references regenerated from schemas, parser, code)
+docs: setup
+	$(BIN)/mkdocs build --strict
 
 clean:
-	rm -rf results logs archive benchmarks/results .snakemake
+	rm -rf results logs archive benchmarks/results .snakemake site
 
 images:
 	bash containers/install-podman.sh

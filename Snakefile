@@ -46,3 +46,7 @@ rule all:
         companions=expand("results/limits/{grid}/{name}", grid=GRIDS, name=("limits.csv", "exclusion.pdf"))
         + CHECK_JSONS + YIELD_CHECK_JSONS + YIELD_CHECK_PLOTS + YIELD_CHECK_PDFS + REWEIGHT_CHECK_JSONS
         + MODEL_CHECK_JSONS,
+        # the PatchSets and limits batches are results too (the archive packs them): a run interrupted after
+        # the tables were made but before one of them was complete must still make it again
+        intermediate=expand("results/patch/{grid}/patchset.json", grid=GRIDS)
+        + [f"results/limits/{g}/batches/{b}.json" for g in LIMIT_BATCHES for b in LIMIT_BATCHES[g]],

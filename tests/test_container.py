@@ -160,9 +160,9 @@ def write_lock(project: Path, stages: dict) -> None:
 
 
 @pytest.mark.parametrize("stages, message", [
-    ({"generate": GOOD, "emulate": GOOD, "select": GOOD, "reweight": GOOD, "patch": GOOD, "limits": GOOD,
-      "check": GOOD}, "no image for stage 'report'"),
-    ({"generate": GOOD, "emulate": GOOD, "select": GOOD, "reweight": GOOD, "patch": GOOD,
+    ({"fetch": GOOD, "generate": GOOD, "emulate": GOOD, "select": GOOD, "reweight": GOOD, "patch": GOOD,
+      "limits": GOOD, "check": GOOD}, "no image for stage 'report'"),
+    ({"fetch": GOOD, "generate": GOOD, "emulate": GOOD, "select": GOOD, "reweight": GOOD, "patch": GOOD,
       "limits": "localhost/recastflow-stats:latest",
       "check": GOOD, "report": GOOD},
      "stage 'limits': 'localhost/recastflow-stats:latest' is not an image reference pinned by @sha256"),
@@ -189,8 +189,8 @@ def test_container_run_needs_a_lock(project):
 
 def test_good_lock_gives_every_rule_its_pinned_image(project):
     copy_workflow(project)
-    write_lock(project, {s: GOOD for s in ("generate", "emulate", "select", "reweight", "patch", "limits", "check", "report",
-                                           "archive")})
+    write_lock(project, {s: GOOD for s in ("fetch", "generate", "emulate", "select", "reweight", "patch", "limits",
+                                           "check", "report", "archive")})
     proc = snakemake(project, "-n", "--sdm", "apptainer", path_dirs=(ADAPTER_DIR, BIN))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"Singularity image docker://{GOOD} will be pulled" in proc.stdout + proc.stderr

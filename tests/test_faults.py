@@ -105,11 +105,22 @@ def jobs(snakemake_proc: psutil.Process) -> list[psutil.Process]:
     return sorted((p for p in children if is_job(p)), key=lambda p: p.pid)
 
 
+def _runs_recastflow(p: psutil.Process) -> bool:
+    cmd = p.cmdline()
+    return len(cmd) > 1 and Path(cmd[1]).name == "recastflow"
+
+
 def is_job(p: psutil.Process) -> bool:
-    """A `recastflow` job process (python .../recastflow ...), not its shell."""
+    """A `recastflow` job process (python .../recastflow ...), not its shell, nor a child it forked.
+
+    A job that starts a subprocess (a library looking up a shared library with ldconfig, say) has, between
+    fork and exec, a child with its own command line; killing that child is not killing the job.
+    """
     try:
-        cmd = p.cmdline()
-        return len(cmd) > 1 and Path(cmd[1]).name == "recastflow" and p.status() != psutil.STATUS_ZOMBIE
+        if not _runs_recastflow(p) or p.status() == psutil.STATUS_ZOMBIE:
+            return False
+        parent = p.parent()
+        return parent is None or not _runs_recastflow(parent)
     except psutil.Error:
         return False
 

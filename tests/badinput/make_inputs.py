@@ -89,22 +89,22 @@ def slha_xsection_negative(path: Path) -> None:
 
 def slha_mass_nan(path: Path) -> None:
     """A neutralino mass of 'nan' (a failed spectrum calculation)."""
-    _slha_with(path, "1000023     700.0   # ~chi_20", "1000023     nan   # ~chi_20")
+    _slha_with(path, "1000023   7.00000000E+02   # ~chi_20", "1000023     nan   # ~chi_20")
 
 
 def slha_width_negative(path: Path) -> None:
     """A negative total width of the neutralino."""
-    _slha_with(path, "DECAY   1000023     0.10000000E+00", "DECAY   1000023     -0.10000000E+00")
+    _slha_with(path, "DECAY   1000023   1.00000000E-03", "DECAY   1000023  -1.00000000E-01")
 
 
 def slha_br_negative(path: Path) -> None:
     """A negative branching ratio of the chargino's only channel."""
-    _slha_with(path, "     1.00000000E+00    2    24    1000022", "    -1.00000000E+00    2    24    1000022")
+    _slha_with(path, "   1.00000000E+00    2        24   1000022", "  -1.00000000E+00    2        24   1000022")
 
 
 def slha_lsp_heavier(path: Path) -> None:
     """The LSP at 800 GeV, heavier than the 700 GeV chargino and neutralino that decay to it."""
-    _slha_with(path, "1000022     0.0   # ~chi_10", "1000022     800.0   # ~chi_10")
+    _slha_with(path, "1000022   0.00000000E+00   # ~chi_10 (", "1000022     800.0   # ~chi_10 (")
 
 
 def _jet(pt: float, eta: float = 0.0, phi: float = 0.0) -> dict[str, Any]:

@@ -40,6 +40,7 @@ DOCUMENTS: dict[str, Path] = {
     "yields": BASE / "signals" / "yields" / "P0.json",
     "detector": REPO / "config" / "detectors" / "ATLAS-Run2.yaml",
     "process": REPO / "config" / "processes" / "TChiWH.yaml",
+    "spectrum": REPO / "config" / "spectra" / "TChiWH.yaml",
 }
 #: Extra documents of a schema, for fields the first one does not have.
 MORE_DOCUMENTS: dict[str, list[Path]] = {

@@ -30,7 +30,9 @@ from recastflow.generate.pythia import (
 REPO = Path(__file__).resolve().parents[2]
 CARD = REPO / "config" / "processes" / "TChiWH.yaml"
 SLHA = Path(__file__).parent.parent / "data" / "TChiWH_700_0_700_0.slha"
-XSEC_700 = 6.99008e-03 + 2.52080e-03  # NLO+NLL chi2 chi1+ plus chi2 chi1- from the SLHA file
+# NLO+NLL chi2 chi1+ plus chi2 chi1- from the SLHA file (config/spectra/TChiWH.yaml: the working group's C1+N2
+# table and its C1+-N2 table minus C1+N2 at 700 GeV, so the sum is the C1+-N2 table's 9.51032 fb)
+XSEC_700 = 6.99008e-03 + 2.52024e-03
 
 EVENT_TYPE = (
     "{weight: float64, particles: var * {pid: int32, charge: float32, px: float64, py: float64, pz: float64, "

@@ -11,7 +11,9 @@ from recastflow.core.errors import RecastError
 from recastflow.generate.slha import SPARTICLES, read_slha, slha_xsec_pb
 
 SLHA = Path(__file__).parent.parent / "data" / "TChiWH_700_0_700_0.slha"
-C1P_N2, C1M_N2 = 6.99008000e-03, 2.52080000e-03  # the file's NLO+NLL values
+# the file's NLO+NLL values: the working group's C1+N2 table and its C1+-N2 table minus C1+N2 at 700 GeV
+# (6.99008 fb; 9.51032 - 6.99008 = 2.52024 fb), as config/spectra/TChiWH.yaml writes them
+C1P_N2, C1M_N2 = 6.99008000e-03, 2.52024000e-03
 
 
 def variant(tmp_path: Path, old: str, new: str) -> Path:
@@ -49,21 +51,21 @@ def test_not_slha(tmp_path: Path) -> None:
 
 
 def test_mass_not_a_number(tmp_path: Path) -> None:
-    path = variant(tmp_path, "   1000023     700.0   # ~chi_20", "   1000023     abc   # ~chi_20")
+    path = variant(tmp_path, "   1000023   7.00000000E+02   # ~chi_20", "   1000023     abc   # ~chi_20")
     with pytest.raises(RecastError, match="entry 1000023 has mass 'abc', not a number") as err:
         read_slha(path)
     assert err.value.field == "BLOCK MASS"
 
 
 def test_missing_modsel(tmp_path: Path) -> None:
-    path = variant(tmp_path, "BLOCK MODSEL  # Model selection\n     1     1   #", "#")
+    path = variant(tmp_path, "BLOCK MODSEL  # Model selection\n     1     0   #", "#")
     with pytest.raises(RecastError, match="no BLOCK MODSEL") as err:
         read_slha(path)
     assert err.value.field == "BLOCK MODSEL" and err.value.path == str(path)
 
 
 def test_missing_sparticle_mass(tmp_path: Path) -> None:
-    path = variant(tmp_path, "   2000001     1.00000000E+05   # ~d_R\n", "")
+    path = variant(tmp_path, "   2000001   1.00000000E+05   # ~d_R (decoupled)\n", "")
     with pytest.raises(RecastError, match=r"lacks PDG id\(s\) 2000001.*500 GeV") as err:
         read_slha(path)
     assert err.value.field == "BLOCK MASS"
@@ -95,8 +97,8 @@ def test_xsec_no_match_lists_the_file_content() -> None:
 def test_xsec_order_selection(tmp_path: Path) -> None:
     # add an NLO (order 1) line next to the NLO+NLL one of the chi2 chi1+ process
     nlo = "  0  1  0  0  0  0    6.00000000E-03 Prospino\n"
-    path = variant(tmp_path, "  0  2  0  0  0  0    6.99008000E-03 SModelSv2.2.1\n",
-                   "  0  2  0  0  0  0    6.99008000E-03 SModelSv2.2.1\n" + nlo)
+    path = variant(tmp_path, "  0  2  0  1.0  1.0  0   6.99008000E-03  resummino  LHCSUSYXSWG-2017-06-15\n",
+                   "  0  2  0  1.0  1.0  0   6.99008000E-03  resummino  LHCSUSYXSWG-2017-06-15\n" + nlo)
     info = read_slha(path)
     assert slha_xsec_pb(info, 13000.0, [(1000023, 1000024)], None) == (pytest.approx(C1P_N2),
                                                                         f"SLHA XSECTION NLO+NLL: {path}")
@@ -110,7 +112,7 @@ def test_xsec_order_selection(tmp_path: Path) -> None:
 
 
 def test_xsec_ambiguous_central_values(tmp_path: Path) -> None:
-    line = "  0  2  0  0  0  0    6.99008000E-03 SModelSv2.2.1\n"
+    line = "  0  2  0  1.0  1.0  0   6.99008000E-03  resummino  LHCSUSYXSWG-2017-06-15\n"
     path = variant(tmp_path, line, line + "  0  2  0  0  0  0    7.10000000E-03 OtherCode\n")
     with pytest.raises(RecastError, match="2 central-scale XSECTION values"):
         slha_xsec_pb(read_slha(path), 13000.0, None, None)
@@ -128,7 +130,7 @@ def test_xsection_not_finite_and_positive_is_refused(tmp_path: Path, value: str)
 
 
 def test_nan_mass_is_refused_naming_the_particle(tmp_path: Path) -> None:
-    path = variant(tmp_path, "1000023     700.0   # ~chi_20", "1000023     nan   # ~chi_20")
+    path = variant(tmp_path, "1000023   7.00000000E+02   # ~chi_20", "1000023     nan   # ~chi_20")
     with pytest.raises(RecastError, match=r"1000023 \(~chi_20\) has mass nan") as err:
         read_slha(path)
     assert err.value.field == "BLOCK MASS"
@@ -136,20 +138,20 @@ def test_nan_mass_is_refused_naming_the_particle(tmp_path: Path) -> None:
 
 def test_negative_mass_is_legitimate(tmp_path: Path) -> None:
     # the sign of a neutralino mass eigenvalue is a convention of the spectrum generators
-    path = variant(tmp_path, "1000022     0.0   # ~chi_10", "1000022     -10.0   # ~chi_10")
+    path = variant(tmp_path, "1000022   0.00000000E+00   # ~chi_10 (", "1000022     -10.0   # ~chi_10 (")
     assert read_slha(path).mass(1000022) == -10.0
 
 
 def test_negative_width_is_refused(tmp_path: Path) -> None:
-    path = variant(tmp_path, "DECAY   1000023     0.10000000E+00", "DECAY   1000023     -0.10000000E+00")
-    with pytest.raises(RecastError, match=r"total width of 1000023 \(~chi_20\) is -0.1") as err:
+    path = variant(tmp_path, "DECAY   1000023   1.00000000E-03", "DECAY   1000023  -1.00000000E-03")
+    with pytest.raises(RecastError, match=r"total width of 1000023 \(~chi_20\) is -0.001") as err:
         read_slha(path)
     assert err.value.field == "DECAY 1000023"
 
 
 @pytest.mark.parametrize("br", ["-1.00000000E+00", "1.50000000E+00", "nan"])
 def test_branching_ratio_outside_0_1_is_refused(tmp_path: Path, br: str) -> None:
-    path = variant(tmp_path, "     1.00000000E+00    2    24    1000022", f"     {br}    2    24    1000022")
+    path = variant(tmp_path, "   1.00000000E+00    2        24   1000022", f"   {br}    2        24   1000022")
     with pytest.raises(RecastError, match=rf"the channel to 24, 1000022 has branching ratio {re.escape(br)}; a branching ratio "
                                           r"is between 0 and 1") as err:
         read_slha(path)
@@ -157,18 +159,18 @@ def test_branching_ratio_outside_0_1_is_refused(tmp_path: Path, br: str) -> None
 
 
 def test_branching_ratios_not_summing_to_one_are_refused(tmp_path: Path) -> None:
-    path = variant(tmp_path, "     1.00000000E+00    2    24    1000022",
-                   "     6.00000000E-01    2    24    1000022")
+    path = variant(tmp_path, "   1.00000000E+00    2        24   1000022",
+                   "   6.00000000E-01    2        24   1000022")
     with pytest.raises(RecastError, match=r"branching ratios of 1000024 \(~chi_1\+\) sum to 0.6, not 1"):
         read_slha(path)
     # rounding of the last digit is not an error
-    ok = variant(tmp_path, "     1.00000000E+00    2    24    1000022",
-                 "     4.99900000E-01    2    24    1000022\n     5.00000000E-01    2    24    1000022")
+    ok = variant(tmp_path, "   1.00000000E+00    2        24   1000022",
+                 "   4.99900000E-01    2        24   1000022\n   5.00000000E-01    2        24   1000022")
     assert read_slha(ok).decays == (1000023, 1000024)
 
 
 def test_lsp_heavier_than_the_decaying_sparticle_names_both(tmp_path: Path) -> None:
-    path = variant(tmp_path, "1000022     0.0   # ~chi_10", "1000022     800.0   # ~chi_10")
+    path = variant(tmp_path, "1000022   0.00000000E+00   # ~chi_10 (", "1000022     800.0   # ~chi_10 (")
     with pytest.raises(RecastError, match=r"impossible spectrum: 1000023 \(~chi_20\) at 700 GeV decays \(channel 1\) "
                                           r"to 1000022 \(~chi_10\) at 800 GeV, which is heavier") as err:
         read_slha(path)

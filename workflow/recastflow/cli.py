@@ -50,8 +50,10 @@ class Context:
     def require_config(self, command: str) -> dict[str, Any]:
         """The run configuration, for the commands that work on a whole run (``validate``)."""
         if self.settings.config is None:
-            raise RecastError(f"'{command}' works on a whole run configuration: give --config FILE instead of "
-                              "--analyses-dir/--signals-dir/--allowed-path")
+            raise RecastError(
+                f"'{command}' works on a whole run configuration: give --config FILE instead of "
+                "--analyses-dir/--signals-dir/--allowed-path"
+            )
         return self.settings.config
 
     def grid(self, name: str) -> tuple[Any, Any]:
@@ -102,8 +104,9 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
         for entry in cfg.get(key, []):
             ref = PointRef.parse(entry, source=str(args.config), field=key)
             if ref.grid not in grids:
-                raise RecastError(f"{entry!r} names grid {ref.grid!r}, which is not in 'grids'", path=str(args.config),
-                                  field=key)
+                raise RecastError(
+                    f"{entry!r} names grid {ref.grid!r}, which is not in 'grids'", path=str(args.config), field=key
+                )
             if not ref.whole_grid:
                 grids[ref.grid].point(ref.point)
     print("configuration valid")
@@ -147,14 +150,27 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
         fit = dict(ctx.settings.pick(None, "fit"))
     else:
         fit = {k: v for k, v in (("maxiter", args.fit_maxiter), ("tolerance", args.fit_tolerance)) if v is not None}
-    settings = LimitSettings(cl=ctx.settings.pick(args.cl, "cl"), method=ctx.settings.pick(args.method, "limits", "method"),
-                             fallback=ctx.settings.pick(args.fallback, "limits", "fallback"),
-                             verify=ctx.settings.pick(args.verify, "limits", "verify"), fit_options=fit)
+    settings = LimitSettings(
+        cl=ctx.settings.pick(args.cl, "cl"),
+        method=ctx.settings.pick(args.method, "limits", "method"),
+        fallback=ctx.settings.pick(args.fallback, "limits", "fallback"),
+        verify=ctx.settings.pick(args.verify, "limits", "verify"),
+        fit_options=fit,
+    )
     # the caller says which points get upper limits (the workflow passes its list); nothing is inferred here
     wanted = set(names) if args.upper_limit else set(args.upper_limit_points or [])
-    compute_limits(grid, analysis, names, patchset=Path(args.patchset), output=Path(args.output),
-                   single=args.point is not None, upper_limit_points=wanted, settings=settings,
-                   diagnostics=_paths(args.diagnostics), log=_log)
+    compute_limits(
+        grid,
+        analysis,
+        names,
+        patchset=Path(args.patchset),
+        output=Path(args.output),
+        single=args.point is not None,
+        upper_limit_points=wanted,
+        settings=settings,
+        diagnostics=_paths(args.diagnostics),
+        log=_log,
+    )
 
 
 def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
@@ -162,8 +178,17 @@ def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
     from recastflow.stats.points import write_table
 
     grid, analysis = ctx.grid(args.grid)
-    write_table(grid, analysis, _paths(args.inputs), cl=ctx.settings.pick(args.cl, "cl"), json_out=Path(args.json),
-                csv_out=Path(args.csv), plot=_opt_path(args.plot), plot_pdf=_opt_path(args.plot_pdf), log=_log)
+    write_table(
+        grid,
+        analysis,
+        _paths(args.inputs),
+        cl=ctx.settings.pick(args.cl, "cl"),
+        json_out=Path(args.json),
+        csv_out=Path(args.csv),
+        plot=_opt_path(args.plot),
+        plot_pdf=_opt_path(args.plot_pdf),
+        log=_log,
+    )
 
 
 def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
@@ -189,19 +214,27 @@ def cmd_check(args: argparse.Namespace, ctx: Context) -> None:
 
     analysis = load_analysis(args.analysis, ctx.analyses_dir)
     grids = args.grids if args.grids is not None else ctx.require_config("check without --grids")["grids"]
-    check_references(analysis, _paths(args.results), list(grids),
-                     CheckOutputs(table=Path(args.output), json=_opt_path(args.json)))
+    check_references(
+        analysis, _paths(args.results), list(grids), CheckOutputs(table=Path(args.output), json=_opt_path(args.json))
+    )
 
 
 def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
     """Write the HTML report: exclusion plots, limit tables, checks, fit plots."""
     from recastflow.report.assemble import build_report
 
-    build_report(tables=_paths(args.tables), exclusion_plots=_paths(args.exclusion_plots), checks=_paths(args.checks),
-                 yield_checks=_paths(args.yield_checks), yield_plots=_paths(args.yield_plots),
-                 cutflows=_paths(args.cutflows), reweight=_paths(args.reweight),
-                 reweight_checks=_paths(args.reweight_checks), fitplot_dirs=_paths(args.fitplots),
-                 output=Path(args.output))
+    build_report(
+        tables=_paths(args.tables),
+        exclusion_plots=_paths(args.exclusion_plots),
+        checks=_paths(args.checks),
+        yield_checks=_paths(args.yield_checks),
+        yield_plots=_paths(args.yield_plots),
+        cutflows=_paths(args.cutflows),
+        reweight=_paths(args.reweight),
+        reweight_checks=_paths(args.reweight_checks),
+        fitplot_dirs=_paths(args.fitplots),
+        output=Path(args.output),
+    )
     _log(f"report -> {args.output}")
 
 
@@ -211,17 +244,23 @@ def cmd_archive(args: argparse.Namespace, ctx: Context) -> None:
 
     if args.run_config is not None:  # a workflow job: the file is packed as it is, the settings come as options
         if not args.grids:
-            raise RecastError("give the run's grids with --grids when --run-config names the file to pack",
-                              field="--grids")
-        config: dict[str, Any] = {"grids": list(args.grids), "analyses_dir": str(ctx.analyses_dir),
-                                  "signals_dir": str(ctx.signals_dir)}
+            raise RecastError(
+                "give the run's grids with --grids when --run-config names the file to pack", field="--grids"
+            )
+        config: dict[str, Any] = {
+            "grids": list(args.grids),
+            "analyses_dir": str(ctx.analyses_dir),
+            "signals_dir": str(ctx.signals_dir),
+        }
         config_path = Path(args.run_config)
     else:
         config, config_path = ctx.require_config("archive without --run-config"), Path(args.config or DEFAULT_CONFIG)
     summary = create_archive(Path(args.output), config=config, config_path=config_path, results=Path(args.results))
     c = summary.counts
-    _log(f"archive: {c['workflow']} workflow, {c['inputs']} input and {c['results']} result files"
-         f" (commit {summary.commit or 'none'}) -> {args.output}")
+    _log(
+        f"archive: {c['workflow']} workflow, {c['inputs']} input and {c['results']} result files"
+        f" (commit {summary.commit or 'none'}) -> {args.output}"
+    )
 
 
 def cmd_unarchive(args: argparse.Namespace, ctx: Context | None) -> None:
@@ -237,8 +276,11 @@ def _events_point(ctx: Context, grid_name: str, point_name: str):  # -> (Grid, A
     grid, analysis = ctx.grid(grid_name)
     point = grid.point(point_name)
     if grid.events is None or not point.from_events:
-        raise RecastError(f"point {point.name} takes its signal from a patch or yields file, not from events; "
-                          "give the grid an 'events' section to run the front end", path=str(grid.path))
+        raise RecastError(
+            f"point {point.name} takes its signal from a patch or yields file, not from events; "
+            "give the grid an 'events' section to run the front end",
+            path=str(grid.path),
+        )
     return grid, analysis, point, grid.events
 
 
@@ -251,17 +293,31 @@ def cmd_generate(args: argparse.Namespace, ctx: Context) -> None:
     if point.slha is None:
         raise RecastError(f"point {point.name} has a hand-off manifest; use 'recastflow handoff'", path=str(grid.path))
     if not 0 <= args.chunk < spec.chunks:
-        raise RecastError(f"chunk {args.chunk} does not exist: the grid has events.chunks = {spec.chunks} "
-                          f"(chunks 0..{spec.chunks - 1})", path=str(grid.path), field="events.chunks")
+        raise RecastError(
+            f"chunk {args.chunk} does not exist: the grid has events.chunks = {spec.chunks} "
+            f"(chunks 0..{spec.chunks - 1})",
+            path=str(grid.path),
+            field="events.chunks",
+        )
     n = chunk_sizes(point.n_events, spec.chunks)[args.chunk]
     t0 = time.perf_counter()
-    header = generate_chunk(spec.process, point.slha, point=point.name, n_events=n,
-                            seed=derive_seed(spec.seed, point.name, "generate"), chunk=args.chunk,
-                            chunks=spec.chunks, output=Path(args.output), progress=True)
+    header = generate_chunk(
+        spec.process,
+        point.slha,
+        point=point.name,
+        n_events=n,
+        seed=derive_seed(spec.seed, point.name, "generate"),
+        chunk=args.chunk,
+        chunks=spec.chunks,
+        output=Path(args.output),
+        progress=True,
+    )
     dt = time.perf_counter() - t0
-    _log(f"{grid.name}/{point.name} chunk {args.chunk}: {header['n_events']} events in {dt:.1f} s "
-         f"({header['n_events'] / dt:.0f} ev/s), sigma = {header['xsec_pb']:.4g} pb ({header['xsec_source']}), "
-         f"BR factor {header['br_factor']:.4g} -> {args.output}")
+    _log(
+        f"{grid.name}/{point.name} chunk {args.chunk}: {header['n_events']} events in {dt:.1f} s "
+        f"({header['n_events'] / dt:.0f} ev/s), sigma = {header['xsec_pb']:.4g} pb ({header['xsec_source']}), "
+        f"BR factor {header['br_factor']:.4g} -> {args.output}"
+    )
 
 
 def cmd_handoff(args: argparse.Namespace, ctx: Context) -> None:
@@ -277,12 +333,21 @@ def cmd_handoff(args: argparse.Namespace, ctx: Context) -> None:
         raise RecastError("give --grid and --point (a grid point with a 'manifest'), or --manifest FILE")
     grid, _, point, spec = _events_point(ctx, args.grid, args.point)
     if point.manifest is None:
-        raise RecastError(f"point {point.name} has no 'manifest'; its events are generated ('recastflow generate')",
-                          path=str(grid.path))
-    header = handoff(point.manifest, Path(args.output), point=point.name,
-                     seed=derive_seed(spec.seed, point.name, "shower"), progress=True)
-    _log(f"{grid.name}/{point.name}: {header['n_events']} {header['format']} events from {point.manifest} "
-         f"-> {args.output}")
+        raise RecastError(
+            f"point {point.name} has no 'manifest'; its events are generated ('recastflow generate')",
+            path=str(grid.path),
+        )
+    header = handoff(
+        point.manifest,
+        Path(args.output),
+        point=point.name,
+        seed=derive_seed(spec.seed, point.name, "shower"),
+        progress=True,
+    )
+    _log(
+        f"{grid.name}/{point.name}: {header['n_events']} {header['format']} events from {point.manifest} "
+        f"-> {args.output}"
+    )
 
 
 def cmd_emulate(args: argparse.Namespace, ctx: Context) -> None:
@@ -292,10 +357,16 @@ def cmd_emulate(args: argparse.Namespace, ctx: Context) -> None:
 
     grid, _, point, spec = _events_point(ctx, args.grid, args.point)
     t0 = time.perf_counter()
-    header = emulate_file(Path(args.input), spec.detector, Path(args.output),
-                          seed=derive_seed(spec.seed, point.name, "emulate", args.chunk))
-    _log(f"{grid.name}/{point.name} chunk {args.chunk}: {header['n_events']} events emulated with {spec.detector} "
-         f"in {time.perf_counter() - t0:.1f} s -> {args.output}")
+    header = emulate_file(
+        Path(args.input),
+        spec.detector,
+        Path(args.output),
+        seed=derive_seed(spec.seed, point.name, "emulate", args.chunk),
+    )
+    _log(
+        f"{grid.name}/{point.name} chunk {args.chunk}: {header['n_events']} events emulated with {spec.detector} "
+        f"in {time.perf_counter() - t0:.1f} s -> {args.output}"
+    )
 
 
 def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
@@ -304,19 +375,33 @@ def cmd_select(args: argparse.Namespace, ctx: Context) -> None:
 
     grid, analysis, point, _ = _events_point(ctx, args.grid, args.point)
     if analysis.selection is None:
-        raise RecastError(f"analysis {analysis.id} has no 'selection' file, so it cannot select events",
-                          path=str(analysis.folder / "analysis.yaml"), field="selection")
+        raise RecastError(
+            f"analysis {analysis.id} has no 'selection' file, so it cannot select events",
+            path=str(analysis.folder / "analysis.yaml"),
+            field="selection",
+        )
     if analysis.luminosity_ifb is None:
-        raise RecastError("the bundle needs 'luminosity_ifb' to normalise yields",
-                          path=str(analysis.folder / "analysis.yaml"), field="luminosity_ifb")
+        raise RecastError(
+            "the bundle needs 'luminosity_ifb' to normalise yields",
+            path=str(analysis.folder / "analysis.yaml"),
+            field="luminosity_ifb",
+        )
     from recastflow.checks.preflight import check_selection_regions
 
     check_selection_regions(grid, analysis)  # before any event is read: yields for another layout are useless
-    select_file(_paths(args.inputs), analysis.selection, luminosity_ifb=analysis.luminosity_ifb,
-                point=point.name, yields_out=Path(args.yields), cutflow_out=Path(args.cutflow),
-                selected_out=Path(args.selected))
-    _log(f"{grid.name}/{point.name}: yields, cutflow and selected events -> {args.yields}, {args.cutflow}, "
-         f"{args.selected}")
+    select_file(
+        _paths(args.inputs),
+        analysis.selection,
+        luminosity_ifb=analysis.luminosity_ifb,
+        point=point.name,
+        yields_out=Path(args.yields),
+        cutflow_out=Path(args.cutflow),
+        selected_out=Path(args.selected),
+    )
+    _log(
+        f"{grid.name}/{point.name}: yields, cutflow and selected events -> {args.yields}, {args.cutflow}, "
+        f"{args.selected}"
+    )
 
 
 def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
@@ -324,9 +409,17 @@ def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
     from recastflow.checks.runner import CheckOutputs, check_yields
 
     grid, analysis = ctx.grid(args.grid)
-    check_yields(grid, analysis, _paths(args.inputs),
-                 CheckOutputs(table=Path(args.output), json=_opt_path(args.json), plot=_opt_path(args.plot),
-                              plot_pdf=_opt_path(args.plot_pdf)))
+    check_yields(
+        grid,
+        analysis,
+        _paths(args.inputs),
+        CheckOutputs(
+            table=Path(args.output),
+            json=_opt_path(args.json),
+            plot=_opt_path(args.plot),
+            plot_pdf=_opt_path(args.plot_pdf),
+        ),
+    )
 
 
 # -- machine-learned models: inspection and validation vectors ---------------------
@@ -341,8 +434,9 @@ def _models_of(selection_path: str, names: list[str] | None):  # -> (Selection, 
         known = {m.name: m for m in models}
         for name in names:
             if name not in known:
-                raise RecastError(f"no model {name!r} (models: {', '.join(known)})", path=selection_path,
-                                  field="models")
+                raise RecastError(
+                    f"no model {name!r} (models: {', '.join(known)})", path=selection_path, field="models"
+                )
         models = [known[n] for n in names]
     return selection, models
 
@@ -374,15 +468,23 @@ def cmd_model_vectors(args: argparse.Namespace, ctx: Context | None) -> None:
     reco, _ = merge_events([Path(p) for p in args.events], (RECO,))
     for model in models:
         if model.vectors is None:
-            raise RecastError("the contract names no 'vectors' file to write", path=args.selection,
-                              field=f"models.{model.name}")
+            raise RecastError(
+                "the contract names no 'vectors' file to write", path=args.selection, field=f"models.{model.name}"
+            )
         if model.vectors.exists() and not args.overwrite:
-            raise RecastError(f"{model.vectors} exists: validation vectors are written once, from a trusted run "
-                              "(--overwrite replaces them)", path=args.selection, field=f"models.{model.name}.vectors")
-        rows = model_inputs(reco, selection, model)[:args.max_rows]
+            raise RecastError(
+                f"{model.vectors} exists: validation vectors are written once, from a trusted run "
+                "(--overwrite replaces them)",
+                path=args.selection,
+                field=f"models.{model.name}.vectors",
+            )
+        rows = model_inputs(reco, selection, model)[: args.max_rows]
         if not len(rows):
-            raise RecastError(f"no event of {', '.join(args.events)} passes the preselection with all inputs of "
-                              f"{model.name} present", path=args.selection, field=f"models.{model.name}")
+            raise RecastError(
+                f"no event of {', '.join(args.events)} passes the preselection with all inputs of {model.name} present",
+                path=args.selection,
+                field=f"models.{model.name}",
+            )
         doc = vectors_doc(model, np.asarray(rows), atol=args.atol, events=[str(p) for p in args.events])
         write_json_atomic(model.vectors, doc)
         _log(f"{model.name}: {len(rows)} validation vectors -> {model.vectors}")
@@ -412,20 +514,26 @@ def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
     index = [p.name for p in grid.points].index(point.name)
     load_grid(ref.source[0], ctx.signals_dir).point(ref.source[1])  # the source must exist
     spec = load_spec(ref.spec)
-    params = target_parameters(spec, ref.parameters, point.values, source=str(grid.path),
-                               fld=f"points[{index}].reweight")
+    params = target_parameters(
+        spec, ref.parameters, point.values, source=str(grid.path), fld=f"points[{index}].reweight"
+    )
     t0 = time.perf_counter()
     yields, diag = reweight_selected(Path(args.input), spec, params, point=point.name)
     if diag["source"]["point"] != ref.source[1]:
-        raise RecastError(f"holds the selected events of point {diag['source']['point']!r}, but {point.name} is "
-                          f"reweighted from {'/'.join(ref.source)}", path=args.input)
+        raise RecastError(
+            f"holds the selected events of point {diag['source']['point']!r}, but {point.name} is "
+            f"reweighted from {'/'.join(ref.source)}",
+            path=args.input,
+        )
     diag["source"]["grid_point"] = "/".join(ref.source)
     validate(yields, "yields", Path(args.yields))
     write_json_atomic(Path(args.diagnostics), diag)
     write_json_atomic(Path(args.yields), yields)
-    _log(f"{grid.name}/{point.name}: reweighted {diag['n_selected']} selected events of {'/'.join(ref.source)} with "
-         f"{spec.name} {params} in {time.perf_counter() - t0:.2f} s: ESS fraction {diag['ess_fraction']:.3f}, "
-         f"largest weight share {diag['max_weight_share']:.3f} -> {diag['verdict']}")
+    _log(
+        f"{grid.name}/{point.name}: reweighted {diag['n_selected']} selected events of {'/'.join(ref.source)} with "
+        f"{spec.name} {params} in {time.perf_counter() - t0:.2f} s: ESS fraction {diag['ess_fraction']:.3f}, "
+        f"largest weight share {diag['max_weight_share']:.3f} -> {diag['verdict']}"
+    )
     for reason in diag["reasons"]:
         _log(f"  flagged: {reason}")
 
@@ -435,8 +543,9 @@ def cmd_check_reweight(args: argparse.Namespace, ctx: Context) -> None:
     from recastflow.checks.runner import CheckOutputs, check_closure
 
     grid, _ = ctx.grid(args.grid)
-    check_closure(grid, lambda g, p: ctx.grid(g)[0].point(p),
-                  CheckOutputs(table=Path(args.output), json=_opt_path(args.json)))
+    check_closure(
+        grid, lambda g, p: ctx.grid(g)[0].point(p), CheckOutputs(table=Path(args.output), json=_opt_path(args.json))
+    )
 
 
 def cmd_fetch(args: argparse.Namespace, ctx: Context) -> None:
@@ -467,11 +576,19 @@ def cmd_bundle_new(args: argparse.Namespace, ctx: Context) -> None:
     if args.from_record and not (args.file and args.sha256):
         raise RecastError("--from-record needs --file (the archive's name) and --sha256", field="--from-record")
     fetched = bn.from_record(args.from_record, args.file, args.sha256) if args.from_record else None
-    result = bn.new_bundle(Path(args.from_archive) if args.from_archive else None, args.id,
-                           Path(args.output_dir) if args.output_dir else ctx.analyses_dir / args.id,
-                           Path(args.signals_dir) if args.signals_dir else ctx.signals_dir,
-                           doi=args.doi or args.from_record, url=args.url, record=args.record, arxiv=args.arxiv,
-                           title=args.title, force=args.force, fetched=fetched)
+    result = bn.new_bundle(
+        Path(args.from_archive) if args.from_archive else None,
+        args.id,
+        Path(args.output_dir) if args.output_dir else ctx.analyses_dir / args.id,
+        Path(args.signals_dir) if args.signals_dir else ctx.signals_dir,
+        doi=args.doi or args.from_record,
+        url=args.url,
+        record=args.record,
+        arxiv=args.arxiv,
+        title=args.title,
+        force=args.force,
+        fetched=fetched,
+    )
     print(bn.summary(result))
 
 
@@ -482,19 +599,37 @@ POINT_HELP = "point name within the grid"
 
 def _add_settings_options(parser: argparse.ArgumentParser) -> None:
     """The run settings, as a run configuration file (interactive) or as options (workflow jobs)."""
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
-                        help="print the version of recastflow and exit")
-    parser.add_argument("--config", metavar="FILE",
-                        help=f"run configuration to read and validate, for interactive use (default: {DEFAULT_CONFIG} "
-                             "unless the settings below are given; workflow jobs get those instead)")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
+        help="print the version of recastflow and exit",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"run configuration to read and validate, for interactive use (default: {DEFAULT_CONFIG} "
+        "unless the settings below are given; workflow jobs get those instead)",
+    )
     # dest job_*: subcommands may have options of the same name (bundle new --signals-dir) for their own use
-    parser.add_argument("--analyses-dir", metavar="DIR", dest="job_analyses_dir",
-                        help="folder of the analysis bundles (a job's setting; default: config/analyses)")
-    parser.add_argument("--signals-dir", metavar="DIR", dest="job_signals_dir",
-                        help="folder of the signal grids (a job's setting; default: config/signals)")
-    parser.add_argument("--allowed-path", action="append", metavar="DIR",
-                        help="folder outside the project that inputs and outputs may be in (a job's setting; "
-                             "repeat for several)")
+    parser.add_argument(
+        "--analyses-dir",
+        metavar="DIR",
+        dest="job_analyses_dir",
+        help="folder of the analysis bundles (a job's setting; default: config/analyses)",
+    )
+    parser.add_argument(
+        "--signals-dir",
+        metavar="DIR",
+        dest="job_signals_dir",
+        help="folder of the signal grids (a job's setting; default: config/signals)",
+    )
+    parser.add_argument(
+        "--allowed-path",
+        action="append",
+        metavar="DIR",
+        help="folder outside the project that inputs and outputs may be in (a job's setting; repeat for several)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -566,24 +701,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="the point's record or the batch's records (.json)")
     ul = p.add_mutually_exclusive_group()
     ul.add_argument("--upper-limit", action="store_true", help="also compute upper limits for every point given")
-    ul.add_argument("--upper-limit-points", nargs="*", metavar="POINT",
-                    help="compute upper limits for these points only (default: none)")
-    p.add_argument("--diagnostics", nargs="*", metavar="FILE",
-                   help="reweighting diagnostics (.json) of reweighted points: a flagged reweighting flags the point")
+    ul.add_argument(
+        "--upper-limit-points",
+        nargs="*",
+        metavar="POINT",
+        help="compute upper limits for these points only (default: none)",
+    )
+    p.add_argument(
+        "--diagnostics",
+        nargs="*",
+        metavar="FILE",
+        help="reweighting diagnostics (.json) of reweighted points: a flagged reweighting flags the point",
+    )
     p.add_argument("--cl", type=float, help="confidence level (default: the config's cl, else 0.95)")
-    p.add_argument("--method", choices=["fast", "exact"],
-                   help="fast: one compiled likelihood for the batch; exact: pyhf's own fits (default: the config's "
-                        "limits.method, else fast)")
-    p.add_argument("--fallback", choices=["exact-converged", "none"],
-                   help="what a point gets when the fast method cannot reproduce its likelihood (default: the "
-                        "config's limits.fallback, else exact-converged)")
-    p.add_argument("--verify", choices=["near", "all"],
-                   help="which points get verification fits (default: the config's limits.verify, else near)")
-    p.add_argument("--fit-maxiter", type=int, metavar="N",
-                   help="iteration limit of each fit (default: the config's fit.maxiter, else the minimiser's)")
-    p.add_argument("--fit-tolerance", type=float, metavar="TOL",
-                   help="convergence tolerance of the minimiser (default: the config's fit.tolerance, else the "
-                        "method's)")
+    p.add_argument(
+        "--method",
+        choices=["fast", "exact"],
+        help="fast: one compiled likelihood for the batch; exact: pyhf's own fits (default: the config's "
+        "limits.method, else fast)",
+    )
+    p.add_argument(
+        "--fallback",
+        choices=["exact-converged", "none"],
+        help="what a point gets when the fast method cannot reproduce its likelihood (default: the "
+        "config's limits.fallback, else exact-converged)",
+    )
+    p.add_argument(
+        "--verify",
+        choices=["near", "all"],
+        help="which points get verification fits (default: the config's limits.verify, else near)",
+    )
+    p.add_argument(
+        "--fit-maxiter",
+        type=int,
+        metavar="N",
+        help="iteration limit of each fit (default: the config's fit.maxiter, else the minimiser's)",
+    )
+    p.add_argument(
+        "--fit-tolerance",
+        type=float,
+        metavar="TOL",
+        help="convergence tolerance of the minimiser (default: the config's fit.tolerance, else the method's)",
+    )
     p = add("table", cmd_table, "collect a grid's point results into tables and the exclusion plot")
     p.add_argument("--grid", required=True, help=GRID_HELP)
     p.add_argument("--inputs", nargs="+", required=True, help="batch or point records of 'recastflow limits'")
@@ -600,36 +759,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("check", cmd_check, "compare results with an analysis bundle's reference values")
     p.add_argument("--analysis", required=True, help="analysis bundle id (a folder of --analyses-dir)")
     p.add_argument("--results", nargs="+", required=True, help="limits.json files of the grids")
-    p.add_argument("--grids", nargs="+", metavar="GRID",
-                   help="the run's grids: references of other grids are not checked (default: the config's grids)")
+    p.add_argument(
+        "--grids",
+        nargs="+",
+        metavar="GRID",
+        help="the run's grids: references of other grids are not checked (default: the config's grids)",
+    )
     p.add_argument("--output", required=True, help="the check table (.txt)")
     p.add_argument("--json", help="the check as JSON (not written if not given)")
     p = add("report", cmd_report, "write the HTML report")
     p.add_argument("--tables", nargs="*", default=[], help="limits.json files of the grids")
-    p.add_argument("--exclusion-plots", nargs="*", default=[],
-                   help="exclusion plots (.png), one per table in the same order (or none)")
+    p.add_argument(
+        "--exclusion-plots",
+        nargs="*",
+        default=[],
+        help="exclusion plots (.png), one per table in the same order (or none)",
+    )
     p.add_argument("--checks", nargs="*", default=[], help="reference checks (.json of 'recastflow check')")
     p.add_argument("--fitplots", nargs="*", default=[], help="folders of fit plots ('recastflow fitplots')")
     p.add_argument("--yield-checks", nargs="*", default=[], help="yield checks (.json of 'recastflow check-yields')")
-    p.add_argument("--yield-plots", nargs="*", default=[],
-                   help="yield-check plots (.png), one per yield check in the same order (or none)")
+    p.add_argument(
+        "--yield-plots",
+        nargs="*",
+        default=[],
+        help="yield-check plots (.png), one per yield check in the same order (or none)",
+    )
     p.add_argument("--cutflows", nargs="*", default=[], help="cutflow.json files of front-end points")
     p.add_argument("--reweight", nargs="*", default=[], help="diagnostics.json files of reweighted points")
-    p.add_argument("--reweight-checks", nargs="*", default=[],
-                   help="reweighting closures (.json of 'recastflow check-reweight')")
+    p.add_argument(
+        "--reweight-checks", nargs="*", default=[], help="reweighting closures (.json of 'recastflow check-reweight')"
+    )
     p.add_argument("--output", required=True, help="the HTML page")
     p = add("archive", cmd_archive, "pack the workflow, inputs, results and their manifest into one .tar.gz")
     p.add_argument("--output", required=True, help="the archive, e.g. archive/recastflow-run.tar.gz")
     p.add_argument("--results", default="results", help="results folder of the finished run (default: %(default)s)")
-    p.add_argument("--run-config", metavar="FILE",
-                   help="the run configuration file to pack as it is (workflow jobs; with --grids)")
+    p.add_argument(
+        "--run-config", metavar="FILE", help="the run configuration file to pack as it is (workflow jobs; with --grids)"
+    )
     p.add_argument("--grids", nargs="+", metavar="GRID", help="the run's grids, with --run-config")
     p = add("unarchive", cmd_unarchive, "extract an archive safely into an empty folder and verify it")
     p.add_argument("archive", help="the archive (.tar.gz) to extract")
     p.add_argument("--into", required=True, help="new or empty folder to extract into")
     p.set_defaults(needs_config=False)  # read by main() once it skips the config for such commands
-    p = add("model-inspect", cmd_model_inspect,
-            "show an ONNX model's inputs, outputs, opset and producer, and whether its contract agrees")
+    p = add(
+        "model-inspect",
+        cmd_model_inspect,
+        "show an ONNX model's inputs, outputs, opset and producer, and whether its contract agrees",
+    )
     p.add_argument("--selection", help="selection file declaring the models (their contracts)")
     p.add_argument("--model", nargs="*", help="only these models (default: all)")
     p.add_argument("--onnx", help="inspect this ONNX file on its own, without a contract")
@@ -673,8 +849,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> RunSettings:
     """The run settings from the options (a workflow job) or from the run configuration (interactive)."""
-    given = [o for o, v in (("--analyses-dir", args.job_analyses_dir), ("--signals-dir", args.job_signals_dir),
-                            ("--allowed-path", args.allowed_path)) if v is not None]
+    given = [
+        o
+        for o, v in (
+            ("--analyses-dir", args.job_analyses_dir),
+            ("--signals-dir", args.job_signals_dir),
+            ("--allowed-path", args.allowed_path),
+        )
+        if v is not None
+    ]
     if given:
         if args.config is not None:
             raise RecastError(f"give --config or {', '.join(given)}, not both: the settings come from one place")
@@ -693,8 +876,11 @@ def main(argv: list[str] | None = None) -> int:
         # every path of the command (options, and those in the files it reads) stays in the project,
         # the cache, the mirrors or the allowed paths, also through symbolic links
         # a job's allowed paths come from the run configuration the workflow validated: messages name it
-        with confine_arguments(args, ctx.settings.policy_config() if ctx else None,
-                               (ctx.settings.source or "the run configuration") if ctx else None):
+        with confine_arguments(
+            args,
+            ctx.settings.policy_config() if ctx else None,
+            (ctx.settings.source or "the run configuration") if ctx else None,
+        ):
             args.func(args, ctx)
     except RecastError as exc:
         print(f"recastflow {args.command}: error: {exc}", file=sys.stderr)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from recastflow.analyses import fetch
+from recastflow.analyses.fetch import Source
 from recastflow.core.config import inside, load_validated, loads_json, read_document
 from recastflow.core.errors import RecastError
-from recastflow.analyses.fetch import Source
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,6 @@ class WorkspaceRef:
         import pyhf  # not at the top: a second to import, and most commands reading a bundle never need it
 
         from recastflow.stats import pyhfschema
-
         from recastflow.stats.workspace_check import check_workspace
 
         spec = loads_json(raw, self.path)
@@ -87,14 +87,18 @@ class WorkspaceRef:
             got = fetch.json_digest(spec)
             if got != self.digest:
                 # the cache is verified when filled: a mismatch here means the file was edited since
-                raise RecastError(f"content digest is {got}, the bundle expects {self.digest}: the cached file was "
-                                  f"changed; delete {self.path.parent} from the cache and fetch again",
-                                  path=str(self.path))
+                raise RecastError(
+                    f"content digest is {got}, the bundle expects {self.digest}: the cached file was "
+                    f"changed; delete {self.path.parent} from the cache and fetch again",
+                    path=str(self.path),
+                )
         if validate:
             try:
                 pyhfschema.validate(spec, "workspace.json")
             except pyhf.exceptions.InvalidSpecification as exc:
-                raise RecastError(f"not a valid pyhf workspace: {str(exc).splitlines()[0]}", path=str(self.path)) from None
+                raise RecastError(
+                    f"not a valid pyhf workspace: {str(exc).splitlines()[0]}", path=str(self.path)
+                ) from None
             # the POI is the signal's: a background-only workspace has no sample that carries it
             check_workspace(spec, self.path, what="background-only workspace", poi=False)
             self._check_poi(spec)
@@ -131,7 +135,9 @@ class WorkspaceRef:
                 )
         for name in self.exclude_channels:
             if name not in channels:
-                raise RecastError(f"exclude_channels names {name!r}, not a channel of the workspace", path=str(self.path))
+                raise RecastError(
+                    f"exclude_channels names {name!r}, not a channel of the workspace", path=str(self.path)
+                )
 
 
 @dataclass(frozen=True)
@@ -251,8 +257,14 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
     folder = analyses_dir / analysis_id
     path = folder / "analysis.yaml"
     if not path.is_file():
-        have = sorted(p.name for p in analyses_dir.iterdir() if (p / "analysis.yaml").is_file()) if analyses_dir.is_dir() else []
-        raise RecastError(f"no analysis bundle {analysis_id!r} (bundles here: {', '.join(have) or 'none'})", path=str(path))
+        have = (
+            sorted(p.name for p in analyses_dir.iterdir() if (p / "analysis.yaml").is_file())
+            if analyses_dir.is_dir()
+            else []
+        )
+        raise RecastError(
+            f"no analysis bundle {analysis_id!r} (bundles here: {', '.join(have) or 'none'})", path=str(path)
+        )
     doc = load_validated(path, "analysis")
     if doc["id"] != analysis_id:
         raise RecastError(f"id {doc['id']!r} differs from the folder name {analysis_id!r}", path=str(path), field="id")
@@ -273,12 +285,18 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
         source = member = None
         if "source" in ws:
             if ws["source"] not in sources:
-                raise RecastError(f"{ws['source']!r} is not an entry of 'sources' (entries: {', '.join(sources) or 'none'})",
-                                  path=str(path), field=f"workspaces.{name}.source")
+                raise RecastError(
+                    f"{ws['source']!r} is not an entry of 'sources' (entries: {', '.join(sources) or 'none'})",
+                    path=str(path),
+                    field=f"workspaces.{name}.source",
+                )
             source = sources[ws["source"]]
             if source.unpack in ("tar", "zip") and "member" not in ws:
-                raise RecastError(f"source {source.name!r} is an archive: give the workspace's 'member' (its path inside)",
-                                  path=str(path), field=f"workspaces.{name}")
+                raise RecastError(
+                    f"source {source.name!r} is an archive: give the workspace's 'member' (its path inside)",
+                    path=str(path),
+                    field=f"workspaces.{name}",
+                )
             member = ws.get("member") or source.content_name
             if "member" in ws:
                 fetch.safe_member_name(member, source=source)  # refuse '..' or absolute paths up front
@@ -332,8 +350,11 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
         known = {r.name for ws in workspaces.values() for r in ws.regions}
         for name in yrefs.signal_regions:
             if name not in known:
-                raise RecastError(f"{name!r} is not a region of any workspace (regions: {', '.join(sorted(known))})",
-                                  path=str(path), field=f"{where}.signal_regions")
+                raise RecastError(
+                    f"{name!r} is not a region of any workspace (regions: {', '.join(sorted(known))})",
+                    path=str(path),
+                    field=f"{where}.signal_regions",
+                )
     return Analysis(
         id=doc["id"],
         title=doc["title"],
@@ -357,8 +378,13 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
 SOURCE_PREFIX = "source:"
 
 
-def fetch_bundles(analysis_ids: list[str], analyses_dir: Path, *, manifest: Path | None = None,
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def fetch_bundles(
+    analysis_ids: list[str],
+    analyses_dir: Path,
+    *,
+    manifest: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Fetch the sources of bundles into the cache and describe what was fetched.
 
     Args:
@@ -381,8 +407,13 @@ def fetch_bundles(analysis_ids: list[str], analyses_dir: Path, *, manifest: Path
         doc[analysis_id] = {}
         for name, (folder, origin) in analysis.obtain_sources().items():
             src = analysis.sources[name]
-            doc[analysis_id][name] = {"file": src.file, "sha256": src.sha256, "origin": src.origin,
-                                      "cache": str(folder), "from": origin.split(" ")[0]}
+            doc[analysis_id][name] = {
+                "file": src.file,
+                "sha256": src.sha256,
+                "origin": src.origin,
+                "cache": str(folder),
+                "from": origin.split(" ")[0],
+            }
             if log is not None:
                 log(f"{analysis_id} {name}: {src.file} ({origin})")
     if manifest is not None:
@@ -406,18 +437,25 @@ def resolve_path(text: str, base: Path, sources: dict[str, Source], *, source: P
     """
     if not text.startswith(SOURCE_PREFIX):
         return inside(base, text, source=source, field=field)
-    name, _, member = text[len(SOURCE_PREFIX):].partition("/")
+    name, _, member = text[len(SOURCE_PREFIX) :].partition("/")
     if name not in sources:
-        raise RecastError(f"{text!r} names source {name!r}, which the bundle does not declare "
-                          f"(its sources: {', '.join(sources) or 'none'})", path=str(source), field=field)
+        raise RecastError(
+            f"{text!r} names source {name!r}, which the bundle does not declare "
+            f"(its sources: {', '.join(sources) or 'none'})",
+            path=str(source),
+            field=field,
+        )
     src = sources[name]
     if not member:
         if src.unpack in ("tar", "zip"):
             return src.directory
         return src.path()
     if src.unpack not in ("tar", "zip"):
-        raise RecastError(f"source {name!r} is a single file, not an archive: write {SOURCE_PREFIX}{name} "
-                          "without a member", path=str(source), field=field)
+        raise RecastError(
+            f"source {name!r} is a single file, not an archive: write {SOURCE_PREFIX}{name} without a member",
+            path=str(source),
+            field=field,
+        )
     fetch.safe_member_name(member, source=src)
     return src.path(member)
 
@@ -438,7 +476,7 @@ def fetched_path(text: str, base: Path, sources: dict[str, Source], *, source: P
     """
     path = resolve_path(text, base, sources, source=source, field=field)
     if text.startswith(SOURCE_PREFIX):
-        name, _, member = text[len(SOURCE_PREFIX):].partition("/")
+        name, _, member = text[len(SOURCE_PREFIX) :].partition("/")
         fetch.ensure(sources[name], {member: None} if member else None)
     return path
 
@@ -456,8 +494,11 @@ def _check_patch_globs(source: Source, doc: dict[str, Any], bundle: Path) -> Non
     """Each ``members.patches`` pattern of a fetched archive must match at least one member."""
     for pattern in doc.get("members", {}).get("patches", []):
         if source.unpack in ("tar", "zip") and not any(source.directory.glob(pattern)):
-            raise RecastError(f"no member of {source.file} matches {pattern!r}", path=str(bundle),
-                              field=f"sources.{source.name}.members.patches")
+            raise RecastError(
+                f"no member of {source.file} matches {pattern!r}",
+                path=str(bundle),
+                field=f"sources.{source.name}.members.patches",
+            )
 
 
 def _grid_sources(doc: dict[str, Any], analyses_dir: Path) -> dict[str, Source]:
@@ -593,34 +634,45 @@ def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) ->
         if "reweight" in p:
             rw = p["reweight"]
             reweight = ReweightRef(
-                source=tuple(rw["from"].split("/")),  # type: ignore[arg-type]
+                source=tuple(rw["from"].split("/")),
                 spec=inside(config_dir, rw["spec"], source=path, field=f"{where}.reweight.spec"),
                 parameters={k: float(v) for k, v in rw.get("parameters", {}).items()},
-                compare_with=tuple(rw["compare_with"].split("/")) if "compare_with" in rw else None,  # type: ignore[arg-type]
+                compare_with=tuple(rw["compare_with"].split("/")) if "compare_with" in rw else None,
             )
             if reweight.source == (name, p["name"]):
-                raise RecastError("a point cannot be reweighted from itself", path=str(path), field=f"{where}.reweight.from")
+                raise RecastError(
+                    "a point cannot be reweighted from itself", path=str(path), field=f"{where}.reweight.from"
+                )
             # `recastflow reweight` writes the point's yields here; `recastflow patch` reads them like a yields file
             yields = Path("results") / "reweight" / name / p["name"] / "yields.json"
         elif "manifest" in p or (events is not None and "patch" not in p and "yields" not in p):
             if events is None:
-                raise RecastError("a point with 'manifest' needs the grid's 'events' section (detector card, seed)",
-                                  path=str(path), field=where)
+                raise RecastError(
+                    "a point with 'manifest' needs the grid's 'events' section (detector card, seed)",
+                    path=str(path),
+                    field=where,
+                )
             if "manifest" in p:
                 manifest = inside(base, p["manifest"], source=path, field=f"{where}.manifest")
             else:
-                pattern = p.get("slha", ev.get("slha"))
+                pattern = p.get("slha", (ev or {}).get("slha"))
                 if pattern is None or events.process is None:
-                    raise RecastError("generating this point needs 'events.process' and an SLHA file "
-                                      "('events.slha' pattern or the point's 'slha'), or give the point a 'manifest'",
-                                      path=str(path), field=where)
+                    raise RecastError(
+                        "generating this point needs 'events.process' and an SLHA file "
+                        "('events.slha' pattern or the point's 'slha'), or give the point a 'manifest'",
+                        path=str(path),
+                        field=where,
+                    )
                 if p.get("n_events", events.n_events) is None:
                     raise RecastError("set 'events.n_events' or the point's 'n_events'", path=str(path), field=where)
                 try:
                     fname = pattern.format(**{k: format_value(v) for k, v in p["values"].items()})
                 except (KeyError, IndexError, ValueError) as exc:
-                    raise RecastError(f"SLHA pattern {pattern!r} uses a field that is not a grid parameter ({exc})",
-                                      path=str(path), field="events.slha") from None
+                    raise RecastError(
+                        f"SLHA pattern {pattern!r} uses a field that is not a grid parameter ({exc})",
+                        path=str(path),
+                        field="events.slha",
+                    ) from None
                 slha = inside(base, fname, source=path, field=f"{where}.slha" if "slha" in p else "events.slha")
             # the front end writes the point's yields here; `recastflow patch` reads them like a yields file
             yields = Path("results") / "select" / name / p["name"] / "yields.json"
@@ -634,8 +686,11 @@ def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) ->
             patch = folder / inside(folder, fname, source=path, field="patch_directory.pattern").relative_to(folder)
             if folder.is_relative_to(fetch.cache_dir()) and folder.is_dir() and not patch.is_file():
                 # the archive is fetched and has no such member: say so now, not in the patch job
-                raise RecastError(f"the published archive has no patch {fname!r} in {patch_dir['path']!r} for this point",
-                                  path=str(path), field=where)
+                raise RecastError(
+                    f"the published archive has no patch {fname!r} in {patch_dir['path']!r} for this point",
+                    path=str(path),
+                    field=where,
+                )
         elif "patchset" not in doc:
             raise RecastError(
                 "no signal given: set 'patch' or 'yields' for the point, or 'patchset'/'patch_directory' for the grid",
@@ -656,14 +711,18 @@ def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) ->
                 reweight=reweight,
             )
         )
-    patchset = resolve_path(doc["patchset"], base, sources, source=path, field="patchset") if "patchset" in doc else None
+    patchset = (
+        resolve_path(doc["patchset"], base, sources, source=path, field="patchset") if "patchset" in doc else None
+    )
     if patchset is not None and not (patchset.is_relative_to(fetch.cache_dir()) and not patchset.exists()):
         _check_patchset_matches(patchset, list(params), points, path)
     plot = None
     if "plot" in doc:
         for axis in ("x", "y"):
             if doc["plot"][axis] not in params:
-                raise RecastError(f"{doc['plot'][axis]!r} is not a grid parameter", path=str(path), field=f"plot.{axis}")
+                raise RecastError(
+                    f"{doc['plot'][axis]!r} is not a grid parameter", path=str(path), field=f"plot.{axis}"
+                )
         plot = (doc["plot"]["x"], doc["plot"]["y"])
     return Grid(
         name=name,
@@ -690,8 +749,11 @@ def _patchset_index(path: Path, mtime_ns: int) -> tuple[list[str], list[tuple[st
         if not isinstance(labels, list):
             raise TypeError
     except (KeyError, TypeError) as exc:
-        raise RecastError(f"not a pyhf PatchSet: it needs metadata.labels and patches with metadata.name and "
-                          f"metadata.values (missing or not a list: {exc})", path=str(path)) from None
+        raise RecastError(
+            f"not a pyhf PatchSet: it needs metadata.labels and patches with metadata.name and "
+            f"metadata.values (missing or not a list: {exc})",
+            path=str(path),
+        ) from None
     return labels, entries
 
 
@@ -704,9 +766,12 @@ def _check_patchset_matches(patchset: Path, parameters: list[str], points: list[
         raise RecastError(f"PatchSet {patchset} not found", path=str(grid_path), field="patchset")
     labels, entries = _patchset_index(patchset, patchset.stat().st_mtime_ns)
     if list(labels) != parameters:
-        raise RecastError(f"the grid's parameters {parameters} differ from the labels {labels} of the PatchSet "
-                          f"{patchset}; name them as its labels, in the same order", path=str(grid_path),
-                          field="parameters")
+        raise RecastError(
+            f"the grid's parameters {parameters} differ from the labels {labels} of the PatchSet "
+            f"{patchset}; name them as its labels, in the same order",
+            path=str(grid_path),
+            field="parameters",
+        )
     by_values = {values for _, values in entries}
     by_name = dict(entries)
     for i, point in enumerate(points):
@@ -716,11 +781,19 @@ def _check_patchset_matches(patchset: Path, parameters: list[str], points: list[
         given = ", ".join(f"{k}={format_value(v)}" for k, v in zip(parameters, values))
         if point.name in by_name:
             theirs = ", ".join(f"{k}={format_value(v)}" for k, v in zip(parameters, by_name[point.name]))
-            raise RecastError(f"point {point.name!r} has {given}, but the patch of that name in {patchset} is for "
-                              f"{theirs}, and no patch has {given}; correct the values (points are matched by their "
-                              "values)", path=str(grid_path), field=f"points[{i}].values")
-        raise RecastError(f"no patch in {patchset} has the values of point {point.name!r} ({given}); correct the "
-                          "values or remove the point", path=str(grid_path), field=f"points[{i}].values")
+            raise RecastError(
+                f"point {point.name!r} has {given}, but the patch of that name in {patchset} is for "
+                f"{theirs}, and no patch has {given}; correct the values (points are matched by their "
+                "values)",
+                path=str(grid_path),
+                field=f"points[{i}].values",
+            )
+        raise RecastError(
+            f"no patch in {patchset} has the values of point {point.name!r} ({given}); correct the "
+            "values or remove the point",
+            path=str(grid_path),
+            field=f"points[{i}].values",
+        )
 
 
 def format_value(value: float) -> str:

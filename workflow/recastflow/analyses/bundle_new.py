@@ -51,13 +51,13 @@ NUMBER = re.compile(r"^\d+(?:[.p]\d+)?$")
 class _Container:
     """A published file that holds others: the archive given, or one inside it."""
 
-    key: str                        # its name in 'sources'
-    file: str                       # its file name
-    path: Path | None               # the file (None for a folder given as input)
-    folder: Path                    # where it is unpacked (or the folder given)
-    unpack: str                     # tar, zip or none (a folder)
-    within: tuple[str, str] | None = None   # (outer key, member) for a nested archive
-    sha256: str | None = None       # known already (a fetched record), else computed from path
+    key: str  # its name in 'sources'
+    file: str  # its file name
+    path: Path | None  # the file (None for a folder given as input)
+    folder: Path  # where it is unpacked (or the folder given)
+    unpack: str  # tar, zip or none (a folder)
+    within: tuple[str, str] | None = None  # (outer key, member) for a nested archive
+    sha256: str | None = None  # known already (a fetched record), else computed from path
     size: int | None = None
 
 
@@ -66,7 +66,7 @@ class _Published:
     """A published JSON file found in a container."""
 
     container: _Container
-    member: str                     # its path inside the container (POSIX)
+    member: str  # its path inside the container (POSIX)
     path: Path
     doc: Any
 
@@ -99,19 +99,24 @@ def _unpack_into(archive: Path, out: Path, key: str) -> str:
     """Unpack an archive safely (the fetch layer's checks) into ``out``; its unpack kind."""
     kind = fetch.unpack_kind(archive.name)
     if kind not in ("tar", "zip"):
-        raise _fail(f"not a tar or zip archive (by its name; {', '.join(sorted(fetch.ARCHIVE_SUFFIXES))}) nor a "
-                    "folder", archive, "--from-archive")
+        raise _fail(
+            f"not a tar or zip archive (by its name; {', '.join(sorted(fetch.ARCHIVE_SUFFIXES))}) nor a folder",
+            archive,
+            "--from-archive",
+        )
     source = fetch.Source(name=key, file=archive.name, sha256="", unpack=kind)
     fetch._unpack(archive, out, source, own=False)
     return kind
 
 
-def _containers(given: Path, work: Path, key: str = "likelihoods", record: fetch.Source | None = None) \
-        -> list[_Container]:
+def _containers(
+    given: Path, work: Path, key: str = "likelihoods", record: fetch.Source | None = None
+) -> list[_Container]:
     """The given archive (or folder, or fetched record) and every archive nested in it, unpacked under ``work``."""
     if record is not None:
-        top = _Container(key, record.file, None, record.directory, record.unpack, sha256=record.sha256,
-                         size=record.size)
+        top = _Container(
+            key, record.file, None, record.directory, record.unpack, sha256=record.sha256, size=record.size
+        )
     elif given.is_dir():
         top = _Container(key, given.name, None, given, "none")
     elif given.is_file():
@@ -165,8 +170,12 @@ def _is_workspace(doc: Any) -> bool:
 
 
 def _is_patchset(doc: Any) -> bool:
-    return isinstance(doc, dict) and isinstance(doc.get("patches"), list) and \
-        isinstance(doc.get("metadata"), dict) and "labels" in doc["metadata"]
+    return (
+        isinstance(doc, dict)
+        and isinstance(doc.get("patches"), list)
+        and isinstance(doc.get("metadata"), dict)
+        and "labels" in doc["metadata"]
+    )
 
 
 def _is_patch(doc: Any) -> bool:
@@ -195,20 +204,27 @@ def find_workspaces(containers: list[_Container]) -> list[WorkspaceFound]:
                 patches.append(item)
     top = containers[0]
     if not workspaces:
-        raise _fail("no background-only workspace (a JSON object with channels, observations and measurements) "
-                    "in it: unknown layout", top.path or top.folder, "--from-archive")
+        raise _fail(
+            "no background-only workspace (a JSON object with channels, observations and measurements) "
+            "in it: unknown layout",
+            top.path or top.folder,
+            "--from-archive",
+        )
     names = _workspace_names(workspaces)
     found = {id(w): WorkspaceFound(names[id(w)], w) for w in workspaces}
     by_digest = {fetch.json_digest(w.doc): w for w in workspaces}
     for ps in patchsets:
-        digests = (ps.doc["metadata"].get("digests") or {})
+        digests = ps.doc["metadata"].get("digests") or {}
         ws = by_digest.get(digests.get("sha256", ""))
         if ws is None:
             # a digest that matches nothing is a PatchSet for another workspace; without one, its folder's
             same = [w for w in workspaces if w.container is ps.container and w.path.parent == ps.path.parent]
             if digests.get("sha256") or len(same) != 1:
-                raise _fail(f"its metadata.digests.sha256 {digests.get('sha256')!r} is the digest of no workspace "
-                            "found", ps.path, "metadata.digests")
+                raise _fail(
+                    f"its metadata.digests.sha256 {digests.get('sha256')!r} is the digest of no workspace found",
+                    ps.path,
+                    "metadata.digests",
+                )
             ws = same[0]
         found[id(ws)].patchset = ps
     for patch in patches:
@@ -216,13 +232,21 @@ def find_workspaces(containers: list[_Container]) -> list[WorkspaceFound]:
         if not same and len(workspaces) == 1:
             same = workspaces
         if len(same) != 1:
-            raise _fail("a signal patch with " + ("no workspace in its folder" if not same else
-                        "several workspaces in its folder") + ": which one it patches is unknown", patch.path)
+            raise _fail(
+                "a signal patch with "
+                + ("no workspace in its folder" if not same else "several workspaces in its folder")
+                + ": which one it patches is unknown",
+                patch.path,
+            )
         found[id(same[0])].patches.append(patch)
     out = [f for f in found.values() if f.patches or f.patchset]
     if not out:
-        raise _fail("no signal patches (patch.*.json JSON Patches) and no PatchSet next to the workspace(s): "
-                    "nothing to compute CLs for", top.path or top.folder, "--from-archive")
+        raise _fail(
+            "no signal patches (patch.*.json JSON Patches) and no PatchSet next to the workspace(s): "
+            "nothing to compute CLs for",
+            top.path or top.folder,
+            "--from-archive",
+        )
     for f in out:
         if f.patches and f.patchset:
             raise _fail("both per-point patches and a PatchSet for this workspace: keep one", f.ws.path)
@@ -273,7 +297,10 @@ def conventions(ws: dict[str, Any], ops: list[dict[str, Any]], poi: str, where: 
     before = {c["name"]: {s["name"] for s in c["samples"]} for c in ws["channels"]}
     after = {c["name"]: c for c in patched["channels"]}
     excluded = tuple(name for name in before if name not in after)
-    regions, templates, lumi, kinds = [], set(), set(), set()
+    regions: list[Any] = []
+    templates: set[str] = set()
+    lumi: set[str] = set()
+    kinds: set[str] = set()
     for name, channel in after.items():
         new = [s for s in channel["samples"] if s["name"] not in before.get(name, set())]
         if not new:
@@ -283,8 +310,11 @@ def conventions(ws: dict[str, Any], ops: list[dict[str, Any]], poi: str, where: 
         sample = new[0]
         mods = sample.get("modifiers", [])
         if not any(m["type"] == "normfactor" and m["name"] == poi for m in mods):
-            raise _fail(f"the signal sample {sample['name']!r} in channel {name!r} has no normfactor {poi!r} (the "
-                        "workspace's POI)", where)
+            raise _fail(
+                f"the signal sample {sample['name']!r} in channel {name!r} has no normfactor {poi!r} (the "
+                "workspace's POI)",
+                where,
+            )
         regions.append(name)
         lumi.update(m["name"] for m in mods if m["type"] == "lumi")
         stat = [m for m in mods if m["type"] in ("staterror", "shapesys")]
@@ -292,9 +322,11 @@ def conventions(ws: dict[str, Any], ops: list[dict[str, Any]], poi: str, where: 
             # a shapesys per sample is the MC statistics only if it is named after the channel
             stat = [m for m in stat if name in m["name"]] or stat
         if len(stat) != 1:
-            raise _fail(f"the signal sample {sample['name']!r} in channel {name!r} has "
-                        f"{len(stat) or 'no'} staterror/shapesys modifiers; one (its MC statistics) is expected",
-                        where)
+            raise _fail(
+                f"the signal sample {sample['name']!r} in channel {name!r} has "
+                f"{len(stat) or 'no'} staterror/shapesys modifiers; one (its MC statistics) is expected",
+                where,
+            )
         kinds.add(stat[0]["type"])
         # longest first: a sample name often contains the channel's, never the reverse in published files
         text = stat[0]["name"]
@@ -304,8 +336,9 @@ def conventions(ws: dict[str, Any], ops: list[dict[str, Any]], poi: str, where: 
     if not regions:
         return None
     if len(templates) != 1 or len(kinds) != 1:
-        raise _fail(f"the signal's MC-statistics modifiers follow no single convention ({', '.join(sorted(templates))})",
-                    where)
+        raise _fail(
+            f"the signal's MC-statistics modifiers follow no single convention ({', '.join(sorted(templates))})", where
+        )
     if len(lumi) > 1:
         raise _fail(f"the signal has several lumi modifiers ({', '.join(sorted(lumi))})", where)
     return Conventions(tuple(regions), excluded, next(iter(lumi), None), kinds.pop(), templates.pop())
@@ -318,8 +351,15 @@ def _skeleton(ws: dict[str, Any]) -> dict[str, Any]:
     is enough for patches that add samples and remove channels, as published ones do.
     """
     return {
-        "channels": [{**c, "samples": [{**s, "data": list(s["data"]), "modifiers": list(s.get("modifiers", []))}
-                                       for s in c["samples"]]} for c in ws["channels"]],
+        "channels": [
+            {
+                **c,
+                "samples": [
+                    {**s, "data": list(s["data"]), "modifiers": list(s.get("modifiers", []))} for s in c["samples"]
+                ],
+            }
+            for c in ws["channels"]
+        ],
         "observations": [dict(o) for o in ws["observations"]],
         "measurements": copy.deepcopy(ws["measurements"]),
         "version": ws.get("version", "1.0.0"),
@@ -334,16 +374,21 @@ def merge_conventions(found: list[Conventions], channels: list[str], where: Path
     """
     kinds = {(c.lumi_modifier, c.mcstat_type, c.mcstat_modifier) for c in found}
     if len(kinds) != 1:
-        raise _fail("the published patches of this workspace use different lumi or MC-statistics modifiers ("
-                    + "; ".join(sorted(str(k) for k in kinds)) + ")", where)
+        raise _fail(
+            "the published patches of this workspace use different lumi or MC-statistics modifiers ("
+            + "; ".join(sorted(str(k) for k in kinds))
+            + ")",
+            where,
+        )
     regions = {r for c in found for r in c.regions}
     excluded = {e for c in found for e in c.excluded}
     both = regions & excluded
     if both:
         raise _fail(f"channel(s) {', '.join(sorted(both))} are filled by some patches and removed by others", where)
     lumi, kind, template = kinds.pop()
-    return Conventions(tuple(c for c in channels if c in regions), tuple(c for c in channels if c in excluded),
-                       lumi, kind, template)
+    return Conventions(
+        tuple(c for c in channels if c in regions), tuple(c for c in channels if c in excluded), lumi, kind, template
+    )
 
 
 def point_values(name: str) -> list[float]:
@@ -353,10 +398,10 @@ def point_values(name: str) -> list[float]:
 
 def _point_name(member: str) -> str:
     """A per-point patch's point: its file name without ``patch.`` / ``patch_`` and ``.json``."""
-    stem = PurePosixPath(member).name[:-len(".json")]
+    stem = PurePosixPath(member).name[: -len(".json")]
     for prefix in ("patch.", "patch_"):
         if stem.startswith(prefix):
-            return stem[len(prefix):]
+            return stem[len(prefix) :]
     return stem
 
 
@@ -364,19 +409,28 @@ def _point_name(member: str) -> str:
 def _poi(ws: _Published) -> str:
     pois = {m["config"]["poi"] for m in ws.doc["measurements"]}
     if len(pois) != 1:
-        raise _fail(f"its measurements have {len(pois)} POIs ({', '.join(sorted(pois))}); one is expected", ws.path,
-                    "measurements")
+        raise _fail(
+            f"its measurements have {len(pois)} POIs ({', '.join(sorted(pois))}); one is expected",
+            ws.path,
+            "measurements",
+        )
     return pois.pop()
 
 
-def _grid(found: WorkspaceFound, analysis_id: str, grid_name: str, source_ref: Callable[[_Published], str], *,
-          skip: set[str] = frozenset()) -> tuple[dict[str, Any], list[str]]:  # type: ignore[assignment]
+def _grid(
+    found: WorkspaceFound,
+    analysis_id: str,
+    grid_name: str,
+    source_ref: Callable[[_Published], str],
+    *,
+    skip: frozenset[str] | set[str] = frozenset(),
+) -> tuple[dict[str, Any], list[str]]:
     """The grid document of a workspace's published points (less ``skip``, by name or member), and the parameters."""
     if found.patchset is not None:
         meta = found.patchset.doc["metadata"]
         labels = [str(x) for x in meta["labels"]]
         params = {label: {"label": label} for label in labels}
-        points = []
+        points: list[dict[str, Any]] = []
         for p in found.patchset.doc["patches"]:
             name = str(p["metadata"]["name"])
             if name in skip:
@@ -384,25 +438,37 @@ def _grid(found: WorkspaceFound, analysis_id: str, grid_name: str, source_ref: C
             points.append({"name": _safe_point(name), "values": dict(zip(labels, map(float, p["metadata"]["values"])))})
         doc = {"patchset": source_ref(found.patchset)}
     else:
-        named = sorted(((_point_name(p.member), p) for p in found.patches if p.member not in skip),
-                       key=lambda item: item[0])
+        named = sorted(
+            ((_point_name(p.member), p) for p in found.patches if p.member not in skip), key=lambda item: item[0]
+        )
         counts = {len(point_values(n)) for n, _ in named}
         if len(counts) != 1 or 0 in counts:
-            raise _fail(f"the patch names carry {' or '.join(map(str, sorted(counts)))} numbers each; a grid needs "
-                        "the same count in every name (its parameters)", found.patches[0].path.parent)
+            raise _fail(
+                f"the patch names carry {' or '.join(map(str, sorted(counts)))} numbers each; a grid needs "
+                "the same count in every name (its parameters)",
+                found.patches[0].path.parent,
+            )
         labels = [f"p{i + 1}" for i in range(counts.pop())]
         params = {k: {"label": f"parameter {i + 1} of the patch names"} for i, k in enumerate(labels)}
-        points = [{"name": _safe_point(n), "values": dict(zip(labels, point_values(n))), "patch": source_ref(p)}
-                  for n, p in named]
+        points = [
+            {"name": _safe_point(n), "values": dict(zip(labels, point_values(n))), "patch": source_ref(p)}
+            for n, p in named
+        ]
         doc = {}
     seen: set[str] = set()
     for p in points:
         if p["name"] in seen:
             raise _fail(f"two published points are called {p['name']!r}", found.ws.path)
         seen.add(p["name"])
-    grid = {"name": grid_name, "analysis": analysis_id, "workspace": found.name,
-            "description": f"The published signal points of {analysis_id} {found.name} (written by recastflow bundle "
-                           "new).", "parameters": params, **doc, "points": points}
+    grid = {
+        "name": grid_name,
+        "analysis": analysis_id,
+        "workspace": found.name,
+        "description": f"The published signal points of {analysis_id} {found.name} (written by recastflow bundle new).",
+        "parameters": params,
+        **doc,
+        "points": points,
+    }
     return grid, labels
 
 
@@ -410,16 +476,20 @@ def _safe_point(name: str) -> str:
     return _source_key(name, set())[:100]
 
 
-def _sources_doc(containers: list[_Container], used: dict[str, set[str]], origin: dict[str, str], *,
-                 top: _Container) -> dict[str, Any]:
+def _sources_doc(
+    containers: list[_Container], used: dict[str, set[str]], origin: dict[str, str], *, top: _Container
+) -> dict[str, Any]:
     """The ``sources`` entries: the archive (with its origin), nested archives ``within`` it, loose files."""
     out: dict[str, Any] = {}
     files = {c.key: c.file for c in containers}
     for c in containers:
         if c.key not in used and not any(o.within and o.within[0] == c.key and o.key in used for o in containers):
             continue  # an archive nothing is read from (and no archive read from is inside it)
-        entry: dict[str, Any] = {"description": f"published likelihood archive {c.file}" if c.unpack != "none"
-                                 else f"published file {c.file} of the folder {top.file}"}
+        entry: dict[str, Any] = {
+            "description": f"published likelihood archive {c.file}"
+            if c.unpack != "none"
+            else f"published file {c.file} of the folder {top.file}"
+        }
         if c.within is not None:
             entry["description"] = f"archive {c.within[1]} inside {files[c.within[0]]}"
             entry["within"] = {"source": c.within[0], "member": c.within[1]}
@@ -435,18 +505,34 @@ def _sources_doc(containers: list[_Container], used: dict[str, set[str]], origin
             entry["sha256"] = c.sha256
         members = sorted(used.get(c.key, set()))
         if members:
-            entry["members"] = {k: v for k, v in (
-                ("workspaces", [m for m in members if m.startswith("ws:")]),
-                ("patches", [m for m in members if m.startswith("patch:")])) if v}
+            entry["members"] = {
+                k: v
+                for k, v in (
+                    ("workspaces", [m for m in members if m.startswith("ws:")]),
+                    ("patches", [m for m in members if m.startswith("patch:")]),
+                )
+                if v
+            }
             entry["members"] = {k: [m.split(":", 1)[1] for m in v] for k, v in entry["members"].items()}
         out[c.key] = entry
     return out
 
 
-def new_bundle(given: Path | None, analysis_id: str, output_dir: Path, signals_dir: Path, *, doi: str | None = None,
-               url: str | None = None, record: str | None = None, arxiv: str | None = None,
-               title: str | None = None, force: bool = False, import_to_cache: bool = True,
-               fetched: fetch.Source | None = None) -> Result:
+def new_bundle(
+    given: Path | None,
+    analysis_id: str,
+    output_dir: Path,
+    signals_dir: Path,
+    *,
+    doi: str | None = None,
+    url: str | None = None,
+    record: str | None = None,
+    arxiv: str | None = None,
+    title: str | None = None,
+    force: bool = False,
+    import_to_cache: bool = True,
+    fetched: fetch.Source | None = None,
+) -> Result:
     """Write ``<output_dir>/analysis.yaml`` and a grid per workspace from a likelihood archive.
 
     Args:
@@ -485,7 +571,7 @@ def new_bundle(given: Path | None, analysis_id: str, output_dir: Path, signals_d
         containers = _containers(given, work, record=fetched)
         found = find_workspaces(containers)
         used: dict[str, set[str]] = {}
-        loose: dict[str, _Container] = {}   # files of a folder given as input, by member
+        loose: dict[str, _Container] = {}  # files of a folder given as input, by member
 
         def source_key(item: _Published) -> str:
             """The source of a published file; a folder's files are sources of their own (each with its sha256)."""
@@ -494,9 +580,10 @@ def new_bundle(given: Path | None, analysis_id: str, output_dir: Path, signals_d
                 return item.container.key
             if item.member not in loose:
                 taken = {c.key for c in containers} | {c.key for c in loose.values()}
-                stem = item.member[:-len(".json")].replace("/", "_")
-                loose[item.member] = _Container(_source_key(stem, taken), item.path.name, item.path,
-                                                item.path.parent, "none")
+                stem = item.member[: -len(".json")].replace("/", "_")
+                loose[item.member] = _Container(
+                    _source_key(stem, taken), item.path.name, item.path, item.path.parent, "none"
+                )
             return loose[item.member].key
 
         def source_ref(item: _Published) -> str:
@@ -523,21 +610,32 @@ def new_bundle(given: Path | None, analysis_id: str, output_dir: Path, signals_d
             if len(empty) == len(read):
                 raise _fail("no published patch of this workspace adds a signal sample", each[0][1])
             if empty:
-                notes.append(f"{f.name}: {len(empty)} published patch(es) add no signal sample (no likelihood in the "
-                             f"POI), left out of the grid: {', '.join(sorted(empty)[:3])}{', ...' if len(empty) > 3 else ''}")
-            c = merge_conventions([conv for conv, _ in read if conv is not None],
-                                  [ch["name"] for ch in f.ws.doc["channels"]], each[0][1])
-            this_signal = {"poi": poi, "mcstat_modifier": c.mcstat_modifier, "mcstat_type": c.mcstat_type,
-                           "lumi_modifier": c.lumi_modifier}
+                notes.append(
+                    f"{f.name}: {len(empty)} published patch(es) add no signal sample (no likelihood in the "
+                    f"POI), left out of the grid: {', '.join(sorted(empty)[:3])}{', ...' if len(empty) > 3 else ''}"
+                )
+            c = merge_conventions(
+                [conv for conv, _ in read if conv is not None], [ch["name"] for ch in f.ws.doc["channels"]], each[0][1]
+            )
+            this_signal = {
+                "poi": poi,
+                "mcstat_modifier": c.mcstat_modifier,
+                "mcstat_type": c.mcstat_type,
+                "lumi_modifier": c.lumi_modifier,
+            }
             if signal is not None and signal != this_signal:
-                raise _fail(f"the signal convention differs between workspaces ({signal} and {this_signal}); one "
-                            "bundle has one", f.ws.path)
+                raise _fail(
+                    f"the signal convention differs between workspaces ({signal} and {this_signal}); one "
+                    "bundle has one",
+                    f.ws.path,
+                )
             signal = this_signal
             bins = {ch["name"]: len(ch["samples"][0]["data"]) for ch in f.ws.doc["channels"]}
             ws_key = source_key(f.ws)
             used.setdefault(ws_key, set()).add(f"ws:{f.ws.member}")
             workspaces[f.name] = {
-                "source": ws_key, **({"member": f.ws.member} if f.ws.container.unpack != "none" else {}),
+                "source": ws_key,
+                **({"member": f.ws.member} if f.ws.container.unpack != "none" else {}),
                 "digest": fetch.json_digest(f.ws.doc),
                 "regions": {r: {"channel": r, "bins": bins[r]} for r in c.regions},
                 "exclude_channels": list(c.excluded),
@@ -549,7 +647,8 @@ def new_bundle(given: Path | None, analysis_id: str, output_dir: Path, signals_d
             else:
                 folder = PurePosixPath(f.patches[0].member).parent
                 used.setdefault(f.patches[0].container.key, set()).add(
-                    f"patch:{(folder / 'patch*.json').as_posix() if str(folder) != '.' else 'patch*.json'}")
+                    f"patch:{(folder / 'patch*.json').as_posix() if str(folder) != '.' else 'patch*.json'}"
+                )
             grid_name = f"{slug}_{f.name}" if len(found) > 1 else slug
             grid, _ = _grid(f, analysis_id, grid_name, source_ref, skip=empty)
             grids.append((grid_name, grid))
@@ -563,8 +662,9 @@ def new_bundle(given: Path | None, analysis_id: str, output_dir: Path, signals_d
             "title": title or f"{analysis_id} (title to add)",
             "paper": {"arxiv": arxiv or "unknown"},
             "hepdata": {"record": record or PLACEHOLDER_RECORD, **({"doi": doi.split(".v")[0]} if doi else {})},
-            "sources": _sources_doc([c for c in containers if c.unpack != "none"] + list(loose.values()), used,
-                                    origin, top=containers[0]),
+            "sources": _sources_doc(
+                [c for c in containers if c.unpack != "none"] + list(loose.values()), used, origin, top=containers[0]
+            ),
             "workspaces": workspaces,
             "signal": signal,
             "references": [],
@@ -574,19 +674,24 @@ def new_bundle(given: Path | None, analysis_id: str, output_dir: Path, signals_d
             if path.exists() and not force:
                 raise _fail("exists: give --force to overwrite it", path, "--signals-dir")
         _validate(doc, grids, analysis_path)
-        header = (f"# {analysis_id}: written by `recastflow bundle new` from {containers[0].file}.\n"
-                  "# The published files are not part of the project: `sources` names them (sha256, members, "
-                  "workspace digests)\n# and `recastflow fetch` puts them in the cache. Regions are the channels "
-                  "the published patches fill;\n# exclude_channels the channels they remove.\n")
+        header = (
+            f"# {analysis_id}: written by `recastflow bundle new` from {containers[0].file}.\n"
+            "# The published files are not part of the project: `sources` names them (sha256, members, "
+            "workspace digests)\n# and `recastflow fetch` puts them in the cache. Regions are the channels "
+            "the published patches fill;\n# exclude_channels the channels they remove.\n"
+        )
         from recastflow.core.io import write_text_atomic
 
         output_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(analysis_path, header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110))
         signals_dir.mkdir(parents=True, exist_ok=True)
         for (name, grid), path in zip(grids, grid_paths):
-            write_text_atomic(path, f"# {name}: the published points of {analysis_id} {grid['workspace']} "
-                              "(recastflow bundle new); add xsec_pb per point for limits in pb.\n"
-                              + yaml.safe_dump(grid, sort_keys=False, allow_unicode=True, width=110))
+            write_text_atomic(
+                path,
+                f"# {name}: the published points of {analysis_id} {grid['workspace']} "
+                "(recastflow bundle new); add xsec_pb per point for limits in pb.\n"
+                + yaml.safe_dump(grid, sort_keys=False, allow_unicode=True, width=110),
+            )
         if import_to_cache:
             from recastflow.analyses.bundle import sources_of
 
@@ -610,22 +715,31 @@ def _validate(doc: dict[str, Any], grids: list[tuple[str, dict[str, Any]]], wher
         validate(copy.deepcopy(grid), "signals", where.parent / f"{name}.yaml")
 
 
-def _todo(doc: dict[str, Any], grids: list[tuple[str, dict[str, Any]]], *, doi: str | None, url: str | None) -> list[str]:
+def _todo(
+    doc: dict[str, Any], grids: list[tuple[str, dict[str, Any]]], *, doi: str | None, url: str | None
+) -> list[str]:
     """What the files cannot say: the lines printed after writing the bundle."""
     todo = []
     if not doi and not url:
-        todo.append("sources.likelihoods.doi: the HEPData resource DOI of the archive (without it the archive is "
-                    "found only in the cache or a RECASTFLOW_MIRROR folder)")
+        todo.append(
+            "sources.likelihoods.doi: the HEPData resource DOI of the archive (without it the archive is "
+            "found only in the cache or a RECASTFLOW_MIRROR folder)"
+        )
     if doc["hepdata"]["record"] == PLACEHOLDER_RECORD:
         todo.append(f"hepdata.record: the record (insNNNNNNN); {PLACEHOLDER_RECORD} stands in for it")
     if doc["paper"]["arxiv"] == "unknown" or "to add" in doc["title"]:
         todo.append("title, paper.arxiv (and luminosity_ifb, sqrt_s_tev)")
     per_point = any("patchset" not in g for _, g in grids)
-    todo.append("xsec_pb and xsec_source per point of " + ", ".join(n for n, _ in grids) +
-                " (CLs needs none; upper limits in pb do)")
+    todo.append(
+        "xsec_pb and xsec_source per point of "
+        + ", ".join(n for n, _ in grids)
+        + " (CLs needs none; upper limits in pb do)"
+    )
     if per_point:
-        todo.append("parameter names and labels (p1, p2, ... are the numbers of the patch names, in order) "
-                    "and the grids' plot axes (plot: {x: ..., y: ...})")
+        todo.append(
+            "parameter names and labels (p1, p2, ... are the numbers of the patch names, in order) "
+            "and the grids' plot axes (plot: {x: ..., y: ...})"
+        )
     else:
         todo.append("the grids' plot axes (plot: {x: ..., y: ...}) and parameter labels with units")
     todo.append("references: published CLs or upper limits the bundle must reproduce (none yet: unverified)")
@@ -641,16 +755,21 @@ def from_record(doi: str, file: str, sha256: str, *, size: int | None = None) ->
         sha256: its sha256 (from the record page or a trusted copy): the fetch refuses other bytes.
         size: its size in bytes, if known.
     """
-    source = fetch.source_from_doc("likelihoods", {"doi": doi, "file": file, "sha256": sha256.lower(),
-                                                   **({"size": size} if size is not None else {})})
+    source = fetch.source_from_doc(
+        "likelihoods",
+        {"doi": doi, "file": file, "sha256": sha256.lower(), **({"size": size} if size is not None else {})},
+    )
     fetch.ensure(source)
     return source
 
 
 def summary(result: Result) -> str:
     """The lines ``recastflow bundle new`` prints: what it wrote, and what a person still has to add."""
-    lines = [f"wrote {result.analysis_yaml}", *(f"wrote {g} ({_count_points(g)} published points)" for g in result.grids),
-             "still to add by hand:"]
+    lines = [
+        f"wrote {result.analysis_yaml}",
+        *(f"wrote {g} ({_count_points(g)} published points)" for g in result.grids),
+        "still to add by hand:",
+    ]
     lines += [f"  - {item}" for item in result.todo]
     return "\n".join(lines)
 

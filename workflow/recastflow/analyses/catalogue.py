@@ -52,8 +52,10 @@ def entry(analysis: Analysis, signals_dir: Path) -> Entry:
         quantities = sorted({r.quantity for r in analysis.references})
         checks.append(f"{len(analysis.references)} reference values ({', '.join(quantities)})")
     if analysis.yield_references is not None:
-        checks.append(f"front-end yields vs ATLAS patches at {len(analysis.yield_references.points)} points "
-                      f"(rtol {analysis.yield_references.rtol:g})")
+        checks.append(
+            f"front-end yields vs ATLAS patches at {len(analysis.yield_references.points)} points "
+            f"(rtol {analysis.yield_references.rtol:g})"
+        )
     validation = "; ".join(checks) or "unverified: no reference values"
     sources = tuple(
         f"{src.file} ({src.origin or 'no origin'}; sha256 {src.sha256[:12]}...)" for src in analysis.sources.values()
@@ -79,7 +81,14 @@ def markdown(entries: list[Entry]) -> str:
     """The catalogue as a Markdown table (for the docs and the terminal)."""
     lines = ["| analysis | paper | title | supports | validation | grids | sources |", "|---|---|---|---|---|---|---|"]
     for e in entries:
-        cells = [e.id, e.paper, e.title, ", ".join(e.supports), e.validation, ", ".join(e.grids) or "-",
-                 "<br>".join(e.sources) or "none (all files in the bundle)"]
+        cells = [
+            e.id,
+            e.paper,
+            e.title,
+            ", ".join(e.supports),
+            e.validation,
+            ", ".join(e.grids) or "-",
+            "<br>".join(e.sources) or "none (all files in the bundle)",
+        ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -38,16 +38,23 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from recastflow.core.errors import RecastError
 
 CHUNK = 1 << 16
 HEPDATA_ACCEPT = "application/x-tar"
 ARCHIVE_SUFFIXES = {
-    ".tar": "tar", ".tar.gz": "tar", ".tgz": "tar", ".tar.bz2": "tar", ".tar.xz": "tar", ".zip": "zip", ".gz": "gzip",
+    ".tar": "tar",
+    ".tar.gz": "tar",
+    ".tgz": "tar",
+    ".tar.bz2": "tar",
+    ".tar.xz": "tar",
+    ".zip": "zip",
+    ".gz": "gzip",
 }
 
 
@@ -103,7 +110,7 @@ class Source:
     origin: str = ""
     licence: str = ""
     bundle: Path | None = None
-    within: tuple["Source", str] | None = None
+    within: tuple[Source, str] | None = None
 
     @property
     def where(self) -> str:
@@ -140,8 +147,9 @@ class Source:
         return self.directory.is_dir()
 
 
-def source_from_doc(name: str, doc: Mapping[str, Any], bundle: Path | None = None,
-                    others: Mapping[str, Source] | None = None) -> Source:
+def source_from_doc(
+    name: str, doc: Mapping[str, Any], bundle: Path | None = None, others: Mapping[str, Source] | None = None
+) -> Source:
     """A :class:`Source` from its entry in a bundle's ``sources`` (schema-checked already).
 
     Args:
@@ -158,18 +166,26 @@ def source_from_doc(name: str, doc: Mapping[str, Any], bundle: Path | None = Non
         accept = accept or HEPDATA_ACCEPT
     file = doc["file"]
     if "/" in file or "\\" in file or file in ("", ".", ".."):
-        raise RecastError(f"file {file!r} must be a plain file name", path=str(bundle) if bundle else None,
-                          field=f"sources.{name}.file")
+        raise RecastError(
+            f"file {file!r} must be a plain file name",
+            path=str(bundle) if bundle else None,
+            field=f"sources.{name}.file",
+        )
     within = None
     if "within" in doc:
         outer, member = doc["within"]["source"], doc["within"]["member"]
         if outer not in (others or {}):
-            raise RecastError(f"{outer!r} is not a source declared before {name!r} (declared: "
-                              f"{', '.join(others or {}) or 'none'})", path=str(bundle) if bundle else None,
-                              field=f"sources.{name}.within.source")
+            raise RecastError(
+                f"{outer!r} is not a source declared before {name!r} (declared: {', '.join(others or {}) or 'none'})",
+                path=str(bundle) if bundle else None,
+                field=f"sources.{name}.within.source",
+            )
         if (others or {})[outer].unpack not in ("tar", "zip"):
-            raise RecastError(f"source {outer!r} is not an archive: nothing is inside it",
-                              path=str(bundle) if bundle else None, field=f"sources.{name}.within.source")
+            raise RecastError(
+                f"source {outer!r} is not an archive: nothing is inside it",
+                path=str(bundle) if bundle else None,
+                field=f"sources.{name}.within.source",
+            )
         safe_member_name(member, archive=str(bundle) if bundle else None)
         within = (others[outer], member)  # type: ignore[index]
     return Source(
@@ -194,8 +210,11 @@ def safe_member_name(name: str, *, source: Source | None = None, archive: str | 
     parts = [p for p in path.parts if p not in ("", ".")]
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in parts or not parts:
         where = archive or (source.file if source else "archive")
-        raise RecastError(f"unsafe member name {name!r} (absolute, '..' or empty): refused",
-                          path=where, field=source.where if source else None)
+        raise RecastError(
+            f"unsafe member name {name!r} (absolute, '..' or empty): refused",
+            path=where,
+            field=source.where if source else None,
+        )
     return PurePosixPath(*parts)
 
 
@@ -254,7 +273,7 @@ def _mirror_candidates(file: str) -> Iterator[Path]:
 
 def _from_mirror(source: Source) -> tuple[Path | None, list[str]]:
     """A mirror file with the source's name and sha256 (or None), and the same-name files with other bytes."""
-    others = []
+    others: list[str] = []
     for candidate in _mirror_candidates(source.file):
         digest = sha256_file(candidate)
         if digest == source.sha256:
@@ -299,11 +318,17 @@ def _download(source: Source, dest: Path) -> None:
     """Download the source to ``dest``, refusing HTTP errors, truncation and a wrong size."""
     fail = dict(path=source.url or source.file, field=source.where)
     if not source.url:
-        raise RecastError(f"{source.file} is in no mirror folder (RECASTFLOW_MIRROR={os.environ.get('RECASTFLOW_MIRROR', '')!r}) "
-                          "and the source has no url or doi to download it from", **fail)
+        raise RecastError(
+            f"{source.file} is in no mirror folder (RECASTFLOW_MIRROR={os.environ.get('RECASTFLOW_MIRROR', '')!r}) "
+            "and the source has no url or doi to download it from",
+            **fail,
+        )
     if os.environ.get("RECASTFLOW_OFFLINE", "") not in ("", "0"):
-        raise RecastError(f"{source.file} is in no mirror folder and RECASTFLOW_OFFLINE is set: not downloading; "
-                          "put the file in a folder of RECASTFLOW_MIRROR", **fail)
+        raise RecastError(
+            f"{source.file} is in no mirror folder and RECASTFLOW_OFFLINE is set: not downloading; "
+            "put the file in a folder of RECASTFLOW_MIRROR",
+            **fail,
+        )
     headers = {"User-Agent": "recastflow (https://github.com/; fetch)"}
     if source.accept:
         headers["Accept"] = source.accept
@@ -327,13 +352,19 @@ def _download(source: Source, dest: Path) -> None:
             hint = f" (the server refused the Accept header {source.accept or 'none'!r}; HEPData DOIs need {HEPDATA_ACCEPT!r})"
         raise RecastError(f"download failed: HTTP {exc.code} {exc.reason}{hint}", **fail) from None
     except http.client.IncompleteRead as exc:
-        raise RecastError(f"download truncated: got {len(exc.partial)} more bytes, then the connection closed "
-                          f"({exc.expected} bytes missing)", **fail) from None
+        raise RecastError(
+            f"download truncated: got {len(exc.partial)} more bytes, then the connection closed "
+            f"({exc.expected} bytes missing)",
+            **fail,
+        ) from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         mirrors = os.environ.get("RECASTFLOW_MIRROR", "")
-        raise RecastError(f"download failed: {_one_line(reason) if isinstance(reason, BaseException) else reason}; no mirror folder had {source.file} "
-                          f"(RECASTFLOW_MIRROR={mirrors!r})", **fail) from None
+        raise RecastError(
+            f"download failed: {_one_line(reason) if isinstance(reason, BaseException) else reason}; no mirror folder had {source.file} "
+            f"(RECASTFLOW_MIRROR={mirrors!r})",
+            **fail,
+        ) from None
     got = dest.stat().st_size
     if total is not None and got != total:
         raise RecastError(f"download truncated: {got} of {total} bytes", **fail)
@@ -351,11 +382,15 @@ def _check_tar_member(member: tarfile.TarInfo, source: Source) -> PurePosixPath:
     rel = safe_member_name(member.name, source=source)
     if member.issym() or member.islnk():
         # links are the classic way out of the target folder; published likelihood archives have none
-        raise RecastError(f"member {member.name!r} is a link (to {member.linkname!r}): refused",
-                          path=source.file, field=source.where)
+        raise RecastError(
+            f"member {member.name!r} is a link (to {member.linkname!r}): refused", path=source.file, field=source.where
+        )
     if not (member.isreg() or member.isdir()):
-        raise RecastError(f"member {member.name!r} is not a regular file or folder (device, fifo?): refused",
-                          path=source.file, field=source.where)
+        raise RecastError(
+            f"member {member.name!r} is not a regular file or folder (device, fifo?): refused",
+            path=source.file,
+            field=source.where,
+        )
     return rel
 
 
@@ -369,7 +404,9 @@ def _unpack_tar(archive: Path, out: Path, source: Source) -> None:
             tar.extractall(out, members=members, filter="data")
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, OSError, ValueError) as exc:
         if isinstance(exc, tarfile.FilterError):
-            raise RecastError(f"unsafe member refused: {_one_line(exc)}", path=source.file, field=source.where) from None
+            raise RecastError(
+                f"unsafe member refused: {_one_line(exc)}", path=source.file, field=source.where
+            ) from None
         raise RecastError(f"corrupt archive: {_one_line(exc)}", path=source.file, field=source.where) from None
 
 
@@ -382,8 +419,11 @@ def _unpack_zip(archive: Path, out: Path, source: Source) -> None:
                 mode = info.external_attr >> 16
                 # no file-type bits (Windows tools, Python's zipfile.writestr): a plain file
                 if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    raise RecastError(f"member {info.filename!r} is a link or special file: refused",
-                                      path=source.file, field=source.where)
+                    raise RecastError(
+                        f"member {info.filename!r} is a link or special file: refused",
+                        path=source.file,
+                        field=source.where,
+                    )
                 target = out.joinpath(*rel.parts)
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -419,8 +459,11 @@ def _unpack(blob: Path, out: Path, source: Source, *, own: bool) -> None:
         else:
             shutil.copyfile(blob, out / source.file)
     else:
-        raise RecastError(f"unknown unpack kind {source.unpack!r} (tar, zip, gzip, none)",
-                          path=str(source.bundle) if source.bundle else None, field=f"{source.where}.unpack")
+        raise RecastError(
+            f"unknown unpack kind {source.unpack!r} (tar, zip, gzip, none)",
+            path=str(source.bundle) if source.bundle else None,
+            field=f"{source.where}.unpack",
+        )
 
 
 def _verify_content(out: Path, source: Source, members: Mapping[str, str | None]) -> None:
@@ -433,10 +476,16 @@ def _verify_content(out: Path, source: Source, members: Mapping[str, str | None]
             try:
                 got = _digest_of_json(path)
             except (ValueError, UnicodeDecodeError) as exc:
-                raise RecastError(f"member {member!r} is not JSON: {_one_line(exc)}", path=source.file, field=source.where) from None
+                raise RecastError(
+                    f"member {member!r} is not JSON: {_one_line(exc)}", path=source.file, field=source.where
+                ) from None
             if got != digest:
-                raise RecastError(f"member {member!r} has content digest {got}, the bundle expects {digest}: "
-                                  "not the published workspace", path=source.file, field=source.where)
+                raise RecastError(
+                    f"member {member!r} has content digest {got}, the bundle expects {digest}: "
+                    "not the published workspace",
+                    path=source.file,
+                    field=source.where,
+                )
 
 
 def ensure(source: Source, members: Mapping[str, str | None] | None = None) -> Path:
@@ -453,8 +502,9 @@ def _from_within(source: Source) -> Path | None:
     return outer.path(member)
 
 
-def obtain(source: Source, members: Mapping[str, str | None] | None = None, *,
-           local: Path | None = None) -> tuple[Path, str]:
+def obtain(
+    source: Source, members: Mapping[str, str | None] | None = None, *, local: Path | None = None
+) -> tuple[Path, str]:
     """Make the source available in the cache; its folder and where it came from (cache, mirror, download).
 
     Args:
@@ -484,8 +534,9 @@ def obtain(source: Source, members: Mapping[str, str | None] | None = None, *,
             return obtain(source, members)
         work = Path(tempfile.mkdtemp(prefix=f"{source.sha256[:12]}.", dir=root / "tmp"))
         try:
-            blob, others = (local, []) if local is not None and sha256_file(local) == source.sha256 \
-                else _from_mirror(source)
+            blob, others = (
+                (local, []) if local is not None and sha256_file(local) == source.sha256 else _from_mirror(source)
+            )
             origin = f"mirror {blob}" if blob is not None else f"download {source.url}"
             if blob is None:
                 blob = _from_within(source)
@@ -497,14 +548,18 @@ def obtain(source: Source, members: Mapping[str, str | None] | None = None, *,
                     _download(source, blob)
                 except RecastError as exc:
                     if others:  # say why the mirror's copy was not used: it is the likelier fix
-                        raise RecastError(f"{exc}; the mirror's {'; '.join(others)} has other bytes than the "
-                                          f"bundle's sha256 {source.sha256}") from None
+                        raise RecastError(
+                            f"{exc}; the mirror's {'; '.join(others)} has other bytes than the "
+                            f"bundle's sha256 {source.sha256}"
+                        ) from None
                     raise
             got = sha256_file(blob)
             if got != source.sha256:
-                raise RecastError(f"sha256 is {got}, the bundle expects {source.sha256}: refused",
-                                  path=str(blob) if blob.parent != work else (source.url or source.file),
-                                  field=source.where)
+                raise RecastError(
+                    f"sha256 is {got}, the bundle expects {source.sha256}: refused",
+                    path=str(blob) if blob.parent != work else (source.url or source.file),
+                    field=source.where,
+                )
             out = work / "out"
             _unpack(blob, out, source, own=blob.parent == work)
             _verify_content(out, source, members)

@@ -24,33 +24,47 @@ def check_front_end(grid: Grid, analysis: Analysis, *, with_pythia: bool = False
     if grid.events is None or not points:
         return 0
     from recastflow.emulate.card import load_card as load_detector
-    from recastflow.select.selection import load_selection
 
     load_detector(grid.events.detector)
     where = str(analysis.folder / "analysis.yaml")
     if analysis.selection is None:
-        raise RecastError(f"grid {grid.name} makes yields from events, but analysis {analysis.id} has no "
-                          "'selection' file", path=where, field="selection")
+        raise RecastError(
+            f"grid {grid.name} makes yields from events, but analysis {analysis.id} has no 'selection' file",
+            path=where,
+            field="selection",
+        )
     if analysis.luminosity_ifb is None:
-        raise RecastError("the front end needs 'luminosity_ifb' to normalise yields", path=where, field="luminosity_ifb")
+        raise RecastError(
+            "the front end needs 'luminosity_ifb' to normalise yields", path=where, field="luminosity_ifb"
+        )
     check_selection_regions(grid, analysis)
     generated = [p for p in points if p.slha is not None]
     if generated:
         from recastflow.generate.pythia import load_card as load_process
         from recastflow.generate.slha import read_slha, slha_xsec_pb
 
+        if grid.events is None or grid.events.process is None:
+            raise RecastError(
+                "points made from SLHA spectra need a process card (events.process)",
+                path=str(grid.path),
+                field="events.process",
+            )
         card = load_process(grid.events.process, with_pythia=with_pythia)
         for point in generated:
+            if point.slha is None:  # narrowed by the filter above; says so to the type checker
+                continue
             info = read_slha(point.slha)
             if card.xsec_source == "slha":
-                slha_xsec_pb(info, card.sqrt_s_gev, list(card.final_states) if card.final_states else None,
-                             card.xsec_order)
+                slha_xsec_pb(
+                    info, card.sqrt_s_gev, list(card.final_states) if card.final_states else None, card.xsec_order
+                )
     manifests = [p for p in points if p.manifest is not None]
     if manifests:
         from recastflow.generate.handoff import load_manifest
 
         for point in manifests:
-            load_manifest(point.manifest)
+            if point.manifest is not None:
+                load_manifest(point.manifest)
     return len(points)
 
 
@@ -72,11 +86,17 @@ def check_selection_regions(grid: Grid, analysis: Analysis) -> None:
     regions = {r.name: r.bins for r in analysis.workspace(grid.workspace, source=grid.path).regions}
     for region in selection.regions:
         if region.name not in regions:
-            raise RecastError(f"region {region.name!r} is not a region of workspace {grid.workspace!r} of analysis "
-                              f"{analysis.id} (it has: {', '.join(regions)}); rename the region or remove it",
-                              path=str(analysis.selection), field=f"regions.{region.name}")
+            raise RecastError(
+                f"region {region.name!r} is not a region of workspace {grid.workspace!r} of analysis "
+                f"{analysis.id} (it has: {', '.join(regions)}); rename the region or remove it",
+                path=str(analysis.selection),
+                field=f"regions.{region.name}",
+            )
         if region.n_bins != regions[region.name]:
-            raise RecastError(f"fills {region.n_bins} bins, but region {region.name!r} of workspace "
-                              f"{grid.workspace!r} has {regions[region.name]}; make the edges give "
-                              f"{regions[region.name]} bins", path=str(analysis.selection),
-                              field=f"regions.{region.name}.bins")
+            raise RecastError(
+                f"fills {region.n_bins} bins, but region {region.name!r} of workspace "
+                f"{grid.workspace!r} has {regions[region.name]}; make the edges give "
+                f"{regions[region.name]} bins",
+                path=str(analysis.selection),
+                field=f"regions.{region.name}.bins",
+            )

@@ -42,32 +42,60 @@ def compare(references: tuple[Reference, ...], results: dict[tuple[str, str], di
         references: the bundle's reference values.
         results: point records keyed by (grid, point).
     """
-    rows = []
+    rows: list[CheckRow] = []
     for ref in references:
         rec = results.get((ref.grid, ref.point))
         refs = ref.value if isinstance(ref.value, tuple) else (ref.value,)
         if rec is None:
             note = f"no result for {ref.grid}/{ref.point}: add the grid to 'grids' in the config"
-            rows.extend(CheckRow(ref.grid, ref.point, ref.quantity, None, v, ref.rtol, ref.atol, False, note, ref.source)
-                        for v in refs)
+            rows.extend(
+                CheckRow(ref.grid, ref.point, ref.quantity, None, v, ref.rtol, ref.atol, False, note, ref.source)
+                for v in refs
+            )
             continue
         got = rec.get(ref.quantity)
         if got is None:
             note = _missing_note(ref, rec)
-            rows.extend(CheckRow(ref.grid, ref.point, ref.quantity, None, v, ref.rtol, ref.atol, False, note, ref.source)
-                        for v in refs)
+            rows.extend(
+                CheckRow(ref.grid, ref.point, ref.quantity, None, v, ref.rtol, ref.atol, False, note, ref.source)
+                for v in refs
+            )
             continue
         values = got if isinstance(got, list) else [got]
         if len(values) != len(refs):
-            rows.append(CheckRow(ref.grid, ref.point, ref.quantity, None, refs[0], ref.rtol, ref.atol, False,
-                                 f"{len(values)} values, reference has {len(refs)}", ref.source))
+            rows.append(
+                CheckRow(
+                    ref.grid,
+                    ref.point,
+                    ref.quantity,
+                    None,
+                    refs[0],
+                    ref.rtol,
+                    ref.atol,
+                    False,
+                    f"{len(values)} values, reference has {len(refs)}",
+                    ref.source,
+                )
+            )
             continue
         for i, (v, r) in enumerate(zip(values, refs)):
             quantity = ref.quantity + (f" {BAND[i]}" if len(refs) == 5 else "")
             ok = math.isclose(v, r, rel_tol=ref.rtol, abs_tol=ref.atol)
             note = "" if rec["status"] == "trusted" else f"point is {rec['status']}"
-            rows.append(CheckRow(ref.grid, ref.point, quantity, v, r, ref.rtol, ref.atol, ok and rec["status"] == "trusted",
-                                 note, ref.source))
+            rows.append(
+                CheckRow(
+                    ref.grid,
+                    ref.point,
+                    quantity,
+                    v,
+                    r,
+                    ref.rtol,
+                    ref.atol,
+                    ok and rec["status"] == "trusted",
+                    note,
+                    ref.source,
+                )
+            )
     return rows
 
 

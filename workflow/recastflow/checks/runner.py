@@ -86,14 +86,30 @@ def check_references(analysis: Any, results: list[Path], grids: list[str], outpu
     refs = tuple(r for r in analysis.references if r.grid in grids)
     rows = compare(refs, found)
     failed = [r for r in rows if not r.passed]
-    run_check(CheckResult(
-        text=f"Regression check of {analysis.id} ({len(refs)} references)\n" + format_table(rows),
-        records=[{"grid": r.grid, "point": r.point, "quantity": r.quantity, "value": r.value,
-                  "reference": r.reference, "rtol": r.rtol, "atol": r.atol, "passed": r.passed, "note": r.note,
-                  "source": r.source} for r in rows],
-        failure=f"{len(failed)} of {len(rows)} values of {analysis.id} outside tolerance (table above)"
-        if failed else None,
-    ), outputs)
+    run_check(
+        CheckResult(
+            text=f"Regression check of {analysis.id} ({len(refs)} references)\n" + format_table(rows),
+            records=[
+                {
+                    "grid": r.grid,
+                    "point": r.point,
+                    "quantity": r.quantity,
+                    "value": r.value,
+                    "reference": r.reference,
+                    "rtol": r.rtol,
+                    "atol": r.atol,
+                    "passed": r.passed,
+                    "note": r.note,
+                    "source": r.source,
+                }
+                for r in rows
+            ],
+            failure=f"{len(failed)} of {len(rows)} values of {analysis.id} outside tolerance (table above)"
+            if failed
+            else None,
+        ),
+        outputs,
+    )
 
 
 def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOutputs) -> None:
@@ -108,23 +124,29 @@ def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOut
     from recastflow.checks.yields import compare_yields, format_yield_table, plot_yields, rows_to_json
 
     if analysis.yield_references is None:
-        raise RecastError(f"analysis {analysis.id} has no 'yield_references'",
-                          path=str(analysis.folder / "analysis.yaml"))
+        raise RecastError(
+            f"analysis {analysis.id} has no 'yield_references'", path=str(analysis.folder / "analysis.yaml")
+        )
     given = {Path(p) for p in inputs}
     files = {p.name: p.yields for p in grid.points if p.from_events and p.yields in given}
     bkg = analysis.workspace(grid.workspace, source=grid.path).load()
     rows = compare_yields(grid, analysis, files, bkg)
     if not rows:
-        raise RecastError(f"no point of grid {grid.name} has a published signal patch to compare with",
-                          path=str(grid.path))
+        raise RecastError(
+            f"no point of grid {grid.name} has a published signal patch to compare with", path=str(grid.path)
+        )
     failed = [r for r in rows if r.gated and not r.passed]
-    run_check(CheckResult(
-        text=format_yield_table(rows, analysis),
-        records=rows_to_json(rows),
-        failure=f"{len(failed)} of {len(rows)} points' signal-region yields outside tolerance (table above)"
-        if failed else None,
-        plot=lambda png, pdf: plot_yields(rows, analysis, png, pdf),
-    ), outputs)
+    run_check(
+        CheckResult(
+            text=format_yield_table(rows, analysis),
+            records=rows_to_json(rows),
+            failure=f"{len(failed)} of {len(rows)} points' signal-region yields outside tolerance (table above)"
+            if failed
+            else None,
+            plot=lambda png, pdf: plot_yields(rows, analysis, png, pdf),
+        ),
+        outputs,
+    )
 
 
 def check_closure(grid: Any, direct_point: Callable[[str, str], Any], outputs: CheckOutputs) -> None:
@@ -147,15 +169,34 @@ def check_closure(grid: Any, direct_point: Callable[[str, str], Any], outputs: C
     if not rows:
         raise RecastError(f"no point of grid {grid.name} has reweight.compare_with", path=str(grid.path))
     failed = [r for r in rows if not r.passed]
-    run_check(CheckResult(
-        text=format_closure(rows),
-        records={"format": CLOSURE_FORMAT, "grid": grid.name, "rows": [
-            {"point": r.point, "direct": r.direct, "region": r.region, "reweighted": r.reweighted,
-             "reweighted_stat": r.reweighted_stat, "value": r.value, "value_stat": r.value_stat, "pull": r.pull,
-             "passed": r.passed} for r in rows]},
-        failure=f"{len(failed)} of {len(rows)} reweighted region totals of {grid.name} do not close on "
-                "the directly generated yields (table above)" if failed else None,
-    ), outputs)
+    run_check(
+        CheckResult(
+            text=format_closure(rows),
+            records={
+                "format": CLOSURE_FORMAT,
+                "grid": grid.name,
+                "rows": [
+                    {
+                        "point": r.point,
+                        "direct": r.direct,
+                        "region": r.region,
+                        "reweighted": r.reweighted,
+                        "reweighted_stat": r.reweighted_stat,
+                        "value": r.value,
+                        "value_stat": r.value_stat,
+                        "pull": r.pull,
+                        "passed": r.passed,
+                    }
+                    for r in rows
+                ],
+            },
+            failure=f"{len(failed)} of {len(rows)} reweighted region totals of {grid.name} do not close on "
+            "the directly generated yields (table above)"
+            if failed
+            else None,
+        ),
+        outputs,
+    )
 
 
 def check_models(selection: Path, models: list[Any], outputs: CheckOutputs) -> None:
@@ -175,10 +216,16 @@ def check_models(selection: Path, models: list[Any], outputs: CheckOutputs) -> N
     failure = None
     if failed:
         worst = max(failed, key=lambda c: c.max_abs_dev)
-        failure = (f"{len(failed)} of {len(checks)} models outside tolerance; largest deviation "
-                   f"{worst.max_abs_dev:.3g} ({worst.model}, atol {worst.atol:g}; vectors written with "
-                   f"onnxruntime {worst.written_with}, running {worst.running})")
-    run_check(CheckResult(
-        text=f"Validation vectors of {selection} ({len(checks)} models)\n" + format_checks(checks),
-        records=checks_json(checks), failure=failure,
-    ), outputs)
+        failure = (
+            f"{len(failed)} of {len(checks)} models outside tolerance; largest deviation "
+            f"{worst.max_abs_dev:.3g} ({worst.model}, atol {worst.atol:g}; vectors written with "
+            f"onnxruntime {worst.written_with}, running {worst.running})"
+        )
+    run_check(
+        CheckResult(
+            text=f"Validation vectors of {selection} ({len(checks)} models)\n" + format_checks(checks),
+            records=checks_json(checks),
+            failure=failure,
+        ),
+        outputs,
+    )

@@ -9,6 +9,7 @@ from typing import Any
 
 from recastflow.analyses.bundle import Analysis, Grid, WorkspaceRef
 from recastflow.core.config import read_document
+from recastflow.core.errors import RecastError
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class YieldRow:
         return self.sr_total / self.sr_total_atlas - 1.0 if self.sr_total_atlas > 0 else None
 
 
-def published_yields(patch: Path, bkg: dict[str, Any], wsref: WorkspaceRef, analysis: Analysis) -> dict[str, list[float]]:
+def published_yields(
+    patch: Path, bkg: dict[str, Any], wsref: WorkspaceRef, analysis: Analysis
+) -> dict[str, list[float]]:
     """Nominal signal yields per region from a published per-point JSON Patch."""
     from recastflow.stats.patching import yields_from_patch
 
@@ -42,8 +45,9 @@ def published_yields(patch: Path, bkg: dict[str, Any], wsref: WorkspaceRef, anal
     return {name: [float(v) for v in reg["yields"]] for name, reg in doc["regions"].items()}
 
 
-def compare_yields(grid: Grid, analysis: Analysis, yields_files: dict[str, Path],
-                   bkg: dict[str, Any]) -> list[YieldRow]:
+def compare_yields(
+    grid: Grid, analysis: Analysis, yields_files: dict[str, Path], bkg: dict[str, Any]
+) -> list[YieldRow]:
     """Compare every grid point that has a published patch with our yields.
 
     Args:
@@ -71,16 +75,38 @@ def compare_yields(grid: Grid, analysis: Analysis, yields_files: dict[str, Path]
         gated = total_atlas >= refs.min_events
         ok = total_atlas > 0 and abs(total / total_atlas - 1.0) <= ref.rtol
         note = ref.note or ("" if gated else f"fewer than {refs.min_events:g} ATLAS events: reported, not gated")
-        rows.append(YieldRow(point.name, dict(point.values), ours, stat, atlas, total, total_stat, total_atlas,
-                             ref.rtol, gated, ok or not gated, note))
+        rows.append(
+            YieldRow(
+                point.name,
+                dict(point.values),
+                ours,
+                stat,
+                atlas,
+                total,
+                total_stat,
+                total_atlas,
+                ref.rtol,
+                gated,
+                ok or not gated,
+                note,
+            )
+        )
     return rows
 
 
 def format_yield_table(rows: list[YieldRow], analysis: Analysis) -> str:
     """Plain-text tables: per-point SR totals, then every bin of every region."""
     refs = analysis.yield_references
-    lines = [f"Signal yields of {analysis.id} against ATLAS's signal patches "
-             f"({', '.join(refs.signal_regions)} summed; {refs.source.split(',')[0].strip()})"]
+    if refs is None:
+        raise RecastError(
+            f"analysis {analysis.id} declares no yield references (yield_references)",
+            path=str(analysis.folder / "analysis.yaml"),
+            field="yield_references",
+        )
+    lines = [
+        f"Signal yields of {analysis.id} against ATLAS's signal patches "
+        f"({', '.join(refs.signal_regions)} summed; {refs.source.split(',')[0].strip()})"
+    ]
     head = f"{'point':<22} {'ours':>9} {'±stat':>7} {'ATLAS':>9} {'rel.dev':>8} {'rtol':>6}  result"
     lines += [head, "-" * len(head)]
     for r in rows:

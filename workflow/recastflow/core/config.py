@@ -9,7 +9,7 @@ import reprlib
 import string
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -95,11 +95,13 @@ def loads_json(text: str | bytes, path: Path | str) -> Any:
     except json.JSONDecodeError as exc:
         raise RecastError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path=str(path)) from None
     except _DuplicateJSONKey as exc:
-        raise RecastError(f"invalid JSON: duplicate key {exc.args[0]!r} in an object; give each key once",
-                          path=str(path)) from None
+        raise RecastError(
+            f"invalid JSON: duplicate key {exc.args[0]!r} in an object; give each key once", path=str(path)
+        ) from None
     except UnicodeDecodeError as exc:
-        raise RecastError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
-                          path=str(path)) from None
+        raise RecastError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8", path=str(path)
+        ) from None
 
 
 def _safe_load(text: str) -> Any:
@@ -118,14 +120,19 @@ def _check_aliases(root: yaml.Node) -> None:
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
-        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
-            node.value if isinstance(node, yaml.SequenceNode) else [])
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else (node.value if isinstance(node, yaml.SequenceNode) else [])
+        )
         if finished:
             ancestors.discard(id(node))
             sizes[id(node)] = 1 + sum(sizes[id(c)] for c in children)
             if sizes[id(node)] - len(sizes) > MAX_ALIAS_NODES:
-                raise _AliasBomb(f"its aliases expand to more than {MAX_ALIAS_NODES} extra values (a YAML alias "
-                                 "bomb?); write the repeated parts out")
+                raise _AliasBomb(
+                    f"its aliases expand to more than {MAX_ALIAS_NODES} extra values (a YAML alias "
+                    "bomb?); write the repeated parts out"
+                )
             continue
         if id(node) in sizes:
             continue
@@ -133,13 +140,15 @@ def _check_aliases(root: yaml.Node) -> None:
         stack.append((node, True))
         for child in children:
             if id(child) in ancestors:
-                raise _AliasBomb(f"the value at line {child.start_mark.line + 1} contains an alias of itself "
-                                 "(a recursive alias); write the value out")
+                raise _AliasBomb(
+                    f"the value at line {child.start_mark.line + 1} contains an alias of itself "
+                    "(a recursive alias); write the value out"
+                )
             if id(child) not in sizes:
                 stack.append((child, False))
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(name: str) -> dict[str, Any]:
     """Return one of the JSON schemas shipped inside the package.
 
@@ -171,8 +180,9 @@ def read_document(path: Path) -> Any:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             # a file saved as UTF-16 or Latin-1 by an editor: say so, rather than a traceback
-            raise RecastError(f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8",
-                              path=str(path)) from None
+            raise RecastError(
+                f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8", path=str(path)
+            ) from None
     if path.suffix == ".json" or gzipped:
         return loads_json(text, path)
     try:
@@ -197,7 +207,9 @@ def _read_gzip_text(path: Path) -> str:
     except (OSError, EOFError, zlib.error) as exc:
         raise RecastError(f"not a readable gzip file ({exc})", path=str(path)) from None
     if len(raw) > MAX_CONFIG_BYTES:
-        raise RecastError(f"decompresses to more than {MAX_CONFIG_BYTES} bytes; is this the right file?", path=str(path))
+        raise RecastError(
+            f"decompresses to more than {MAX_CONFIG_BYTES} bytes; is this the right file?", path=str(path)
+        )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -219,7 +231,7 @@ def _ecma_pattern(pattern: str) -> re.Pattern[str]:
     return _compiled(pattern)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
@@ -255,19 +267,27 @@ def _finite_type(validator: Any, types: str | list[str], instance: Any, schema_n
         if huge:
             yield from huge
             return
-    if isinstance(instance, float) and not math.isfinite(instance) and ("number" in kinds or "integer" in kinds):
-        if math.isnan(instance) or not schema_node.get("x-allow-infinite"):
-            yield jsonschema.ValidationError(f"{instance} is not a finite number")
-            return
+    numeric = "number" in kinds or "integer" in kinds
+    # infinities only where the schema allows them (open bin edges); NaN never
+    if (
+        isinstance(instance, float)
+        and not math.isfinite(instance)
+        and numeric
+        and (math.isnan(instance) or not schema_node.get("x-allow-infinite"))
+    ):
+        yield jsonschema.ValidationError(f"{instance} is not a finite number")
+        return
     yield from _DRAFT_TYPE(validator, types, instance, schema_node)
 
 
 #: Draft 2020-12 with finite numbers and ECMA 262 patterns.
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _finite_type, "pattern": _pattern})
-_PlainValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"type": _plain_type, "pattern": _pattern})
+_PlainValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, {"type": _plain_type, "pattern": _pattern}
+)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(schema_name: str) -> Any:
     """One validator per schema: building one resolves its references again (a grid validates each point's yields)."""
     cls = _PlainValidator if schema_name in _OWN_FINITE_CHECKS else _Validator
@@ -316,16 +336,24 @@ def template_fields(template: str, allowed: Iterable[str], *, path: str, field: 
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as exc:  # "Single '}' encountered", "expected '}' before end of string"
-        raise RecastError(f"{template!r} is not a valid template ({exc}); write fields as {{name}} and a literal "
-                          f"brace as {{{{ or }}}} (fields: {known})", path=path, field=field) from None
+        raise RecastError(
+            f"{template!r} is not a valid template ({exc}); write fields as {{name}} and a literal "
+            f"brace as {{{{ or }}}} (fields: {known})",
+            path=path,
+            field=field,
+        ) from None
     names = []
     for _, name, spec, conversion in parts:
         if name is None:
             continue
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or spec or conversion:
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise RecastError(f"field {shown} of {template!r} is not a plain {{name}}; only plain fields are "
-                              f"replaced (no attributes, indices or formats); fields: {known}", path=path, field=field)
+            raise RecastError(
+                f"field {shown} of {template!r} is not a plain {{name}}; only plain fields are "
+                f"replaced (no attributes, indices or formats); fields: {known}",
+                path=path,
+                field=field,
+            )
         if name not in allowed:
             raise RecastError(f"field {{{name}}} of {template!r} is unknown; fields: {known}", path=path, field=field)
         names.append(name)
@@ -375,8 +403,12 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
     if v == "required":
         return f"missing required key: {err.message.split(' is a required')[0]}"
-    if v == "type" and isinstance(err.instance, int) and not isinstance(err.instance, bool) and \
-            abs(err.instance) > sys.float_info.max:
+    if (
+        v == "type"
+        and isinstance(err.instance, int)
+        and not isinstance(err.instance, bool)
+        and abs(err.instance) > sys.float_info.max
+    ):
         return f"{err.message}; give a number within the range of floating-point numbers"
     if v == "type" and isinstance(err.instance, float) and not math.isfinite(err.instance):
         return f"{err.instance} is not allowed; give a finite number"
@@ -388,8 +420,10 @@ def _explain(err: jsonschema.ValidationError) -> str:
     if v == "const":
         return f"must be {s['const']!r}, got {err.instance!r}"
     if v == "maxLength" and isinstance(err.instance, str):
-        return (f"{reprlib.repr(err.instance)} has {len(err.instance)} characters, at most {s['maxLength']} are "
-                "allowed (it becomes a file name); shorten it")
+        return (
+            f"{reprlib.repr(err.instance)} has {len(err.instance)} characters, at most {s['maxLength']} are "
+            "allowed (it becomes a file name); shorten it"
+        )
     if v == "pattern":
         return f"{err.instance!r} does not match the allowed form {s['pattern']}"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "minItems", "maxItems", "minProperties"):

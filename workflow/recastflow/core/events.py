@@ -105,16 +105,20 @@ def read_header(path: Path, formats: tuple[str, ...] = FORMATS) -> dict[str, Any
     except FileNotFoundError:
         raise RecastError("file not found", path=str(path)) from None
     except Exception as exc:  # pyarrow raises ArrowInvalid / OSError variants for non-Parquet input
-        raise RecastError(f"not a readable Parquet event file ({' '.join(str(exc).split())[:200]})",
-                          path=str(path)) from None
+        raise RecastError(
+            f"not a readable Parquet event file ({' '.join(str(exc).split())[:200]})", path=str(path)
+        ) from None
     return _header(schema.metadata, path, formats)
 
 
 def _header(meta: dict[bytes, bytes] | None, path: Path, formats: tuple[str, ...]) -> dict[str, Any]:
     raw = (meta or {}).get(HEADER_KEY)
     if raw is None:
-        raise RecastError("Parquet file without a recastflow header; event files are written by "
-                          "'recastflow generate', 'handoff' or 'emulate'", path=str(path))
+        raise RecastError(
+            "Parquet file without a recastflow header; event files are written by "
+            "'recastflow generate', 'handoff' or 'emulate'",
+            path=str(path),
+        )
     try:
         header = json.loads(raw)
     except ValueError:
@@ -138,8 +142,9 @@ def read_events(path: Path, formats: tuple[str, ...] = FORMATS) -> tuple[ak.Arra
     try:
         table = pq.read_table(path)
     except Exception as exc:
-        raise RecastError(f"cannot read the event columns ({' '.join(str(exc).split())[:200]})",
-                          path=str(path)) from None
+        raise RecastError(
+            f"cannot read the event columns ({' '.join(str(exc).split())[:200]})", path=str(path)
+        ) from None
     return ak.from_arrow(table), header
 
 
@@ -164,8 +169,11 @@ def merge_events(paths: list[Path], formats: tuple[str, ...] = FORMATS) -> tuple
             keys.append("xsec_pb")
         for key in keys:
             if h.get(key) != first.get(key):
-                raise RecastError(f"chunk disagrees with {paths[0]} on {key!r}: {h.get(key)!r} vs {first.get(key)!r}",
-                                  path=str(p), field=key)
+                raise RecastError(
+                    f"chunk disagrees with {paths[0]} on {key!r}: {h.get(key)!r} vs {first.get(key)!r}",
+                    path=str(p),
+                    field=key,
+                )
     count = (first.get("chunk") or {}).get("count", 1)
     indices = sorted((h.get("chunk") or {}).get("index", 0) for _, h in parts)
     if indices != list(range(count)):

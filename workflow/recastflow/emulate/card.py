@@ -8,7 +8,7 @@ functions) so that the emulation works on whole flat numpy arrays at once.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +110,15 @@ class BinnedMap:
     pt_edges: np.ndarray
     eta_edges: np.ndarray
     values: np.ndarray
+    # set by __post_init__ (derived from the fields above, so not compared or shown)
+    _table: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # padded so that raw searchsorted indices address it: no clipping or masking per object
         object.__setattr__(self, "_table", self.on_grid(self.pt_edges, self.eta_edges))
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any], where: str, source: str) -> "BinnedMap":
+    def from_doc(cls, doc: dict[str, Any], where: str, source: str) -> BinnedMap:
         """Build from the card's ``{pt_edges, eta_edges, values}``, checking the shapes.
 
         Args:
@@ -130,12 +132,19 @@ class BinnedMap:
         rows = doc["values"]
         n_pt, n_eta = len(pt_edges) - 1, len(eta_edges) - 1
         if len(rows) != n_pt:
-            raise RecastError(f"{len(rows)} rows of values for {n_pt} pT bins ({len(pt_edges)} pt_edges); "
-                              "give one row per pT bin", path=source, field=f"{where}.values")
+            raise RecastError(
+                f"{len(rows)} rows of values for {n_pt} pT bins ({len(pt_edges)} pt_edges); give one row per pT bin",
+                path=source,
+                field=f"{where}.values",
+            )
         for i, row in enumerate(rows):
             if len(row) != n_eta:
-                raise RecastError(f"{len(row)} values for {n_eta} |eta| bins ({len(eta_edges)} eta_edges); "
-                                  "give one value per |eta| bin", path=source, field=f"{where}.values[{i}]")
+                raise RecastError(
+                    f"{len(row)} values for {n_eta} |eta| bins ({len(eta_edges)} eta_edges); "
+                    "give one value per |eta| bin",
+                    path=source,
+                    field=f"{where}.values[{i}]",
+                )
         return cls(pt_edges, eta_edges, _frozen_array(rows))
 
     def on_grid(self, pt_edges: np.ndarray, eta_edges: np.ndarray) -> np.ndarray:
@@ -203,6 +212,11 @@ class FlavourMaps:
     """
 
     maps: dict[int, BinnedMap]
+    # set by __post_init__ (derived from maps, so not compared or shown): the union of the maps' edges and one
+    # table per label on that grid
+    pt_edges: np.ndarray = field(init=False, repr=False, compare=False)
+    eta_edges: np.ndarray = field(init=False, repr=False, compare=False)
+    tables: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         pt_edges = np.unique(np.concatenate([m.pt_edges for m in self.maps.values()]))
@@ -215,8 +229,9 @@ class FlavourMaps:
         for name, value in (("pt_edges", pt_edges), ("eta_edges", eta_edges), ("tables", tables)):
             object.__setattr__(self, name, value)
 
-    def lookup(self, label: np.ndarray, pt: np.ndarray, abs_eta: np.ndarray,
-               scratch: Scratch | None = None) -> np.ndarray:
+    def lookup(
+        self, label: np.ndarray, pt: np.ndarray, abs_eta: np.ndarray, scratch: Scratch | None = None
+    ) -> np.ndarray:
         """Value of the map of each object's label (0 for labels without a map).
 
         Args:
@@ -266,9 +281,12 @@ class Resolution:
     stochastic: np.ndarray
     constant: np.ndarray
     sagitta: np.ndarray
+    # set by __post_init__ (derived from the terms, so not compared or shown): the squared terms that are not zero
+    # in every bin, in float32
+    _squares: dict[str, np.ndarray] = field(init=False, repr=False, compare=False)
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any], where: str, source: str) -> "Resolution":
+    def from_doc(cls, doc: dict[str, Any], where: str, source: str) -> Resolution:
         """Build from the card, checking that every term has one value per |eta| bin.
 
         Args:
@@ -283,8 +301,9 @@ class Resolution:
         for term in ("noise", "stochastic", "constant", "sagitta"):
             values = doc.get(term, [0.0] * n)
             if len(values) != n:
-                raise RecastError(f"{len(values)} values for {n} |eta| bins ({n + 1} eta_edges)",
-                                  path=source, field=f"{where}.{term}")
+                raise RecastError(
+                    f"{len(values)} values for {n} |eta| bins ({n + 1} eta_edges)", path=source, field=f"{where}.{term}"
+                )
             terms[term] = _frozen_array(values)
         return cls(doc.get("variable", "pt"), edges, **terms)
 
@@ -419,30 +438,48 @@ class DetectorCard:
 
 
 def _isolation(doc: dict[str, Any]) -> Isolation:
-    return Isolation(float(doc["cone"]), float(doc.get("inner_cone", 0.0)), float(doc["rel"]), float(doc.get("abs", 0.0)))
+    return Isolation(
+        float(doc["cone"]), float(doc.get("inner_cone", 0.0)), float(doc["rel"]), float(doc.get("abs", 0.0))
+    )
 
 
 def _particle_object(doc: dict[str, Any], where: str, source: str) -> ParticleObject:
     iso = _isolation(doc["isolation"])
     if iso.inner_cone >= iso.cone:
-        raise RecastError(f"inner_cone {iso.inner_cone} must be smaller than cone {iso.cone}",
-                          path=source, field=f"{where}.isolation.inner_cone")
-    return ParticleObject(float(doc["min_pt"]), float(doc["max_abs_eta"]), iso,
-                          BinnedMap.from_doc(doc["efficiency"], f"{where}.efficiency", source),
-                          Resolution.from_doc(doc["resolution"], f"{where}.resolution", source))
+        raise RecastError(
+            f"inner_cone {iso.inner_cone} must be smaller than cone {iso.cone}",
+            path=source,
+            field=f"{where}.isolation.inner_cone",
+        )
+    return ParticleObject(
+        float(doc["min_pt"]),
+        float(doc["max_abs_eta"]),
+        iso,
+        BinnedMap.from_doc(doc["efficiency"], f"{where}.efficiency", source),
+        Resolution.from_doc(doc["resolution"], f"{where}.resolution", source),
+    )
 
 
 def _jets(doc: dict[str, Any], source: str) -> Jets:
     eff = doc.get("efficiency")
-    return Jets(doc.get("algorithm", "anti-kt"), float(doc.get("radius", 0.4)), float(doc["min_pt"]),
-                float(doc["max_abs_eta"]), Resolution.from_doc(doc["resolution"], "jets.resolution", source),
-                None if eff is None else BinnedMap.from_doc(eff, "jets.efficiency", source))
+    return Jets(
+        doc.get("algorithm", "anti-kt"),
+        float(doc.get("radius", 0.4)),
+        float(doc["min_pt"]),
+        float(doc["max_abs_eta"]),
+        Resolution.from_doc(doc["resolution"], "jets.resolution", source),
+        None if eff is None else BinnedMap.from_doc(eff, "jets.efficiency", source),
+    )
 
 
 def _btag(doc: dict[str, Any], source: str) -> BTag:
     maps = {FLAVOURS[k]: BinnedMap.from_doc(v, f"btag.efficiency.{k}", source) for k, v in doc["efficiency"].items()}
-    return BTag(doc.get("working_point", ""), float(doc.get("truth_dr", 0.3)),
-                float(doc.get("hadron_min_pt", 5.0)), FlavourMaps(maps))
+    return BTag(
+        doc.get("working_point", ""),
+        float(doc.get("truth_dr", 0.3)),
+        float(doc.get("hadron_min_pt", 5.0)),
+        FlavourMaps(maps),
+    )
 
 
 def card_from_doc(doc: dict[str, Any], source: str = "<card>", sha256: str = "") -> DetectorCard:

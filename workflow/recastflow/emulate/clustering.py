@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import awkward as ak
 import numpy as np
 
-from recastflow.emulate.card import DetectorCard, Isolation, Jets
 from recastflow.core.errors import RecastError
+from recastflow.emulate.card import DetectorCard, Isolation, Jets
 
 #: Truth objects are kept down to this fraction of the reco pT threshold, so that smearing
 #: can move them up across it (resolutions are well below 50% at the thresholds used).
@@ -119,12 +119,15 @@ def jagged(fields: dict[str, np.ndarray], counts: np.ndarray) -> ak.Array:
         counts: objects per event.
     """
     n = len(next(iter(fields.values()))) if fields else 0
-    record = ak.contents.RecordArray([ak.contents.NumpyArray(np.ascontiguousarray(v)) for v in fields.values()],
-                                     list(fields), length=n)
+    record = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(np.ascontiguousarray(v)) for v in fields.values()], list(fields), length=n
+    )
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets_of(counts)), record))
 
 
-def flat_fields(array: ak.Array, names: tuple[str, ...], dtype: type = np.float64) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def flat_fields(
+    array: ak.Array, names: tuple[str, ...], dtype: type | None = np.float64
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Flatten a ``var * {...}`` column into numpy arrays plus per-event counts.
 
     Args:
@@ -184,8 +187,13 @@ def pair_indices(counts_a: np.ndarray, counts_b: np.ndarray) -> tuple[np.ndarray
 
 
 # -- isolated leptons and photons ----------------------------------------------------
-def _cone_sums(cand: dict[str, np.ndarray], cand_counts: np.ndarray, others: dict[str, np.ndarray],
-               other_counts: np.ndarray, max_cone: float) -> np.ndarray:
+def _cone_sums(
+    cand: dict[str, np.ndarray],
+    cand_counts: np.ndarray,
+    others: dict[str, np.ndarray],
+    other_counts: np.ndarray,
+    max_cone: float,
+) -> np.ndarray:
     """pT sum of the other particles around each candidate, in blocks of events to bound memory.
 
     Args:
@@ -217,8 +225,15 @@ def _cone_sums(cand: dict[str, np.ndarray], cand_counts: np.ndarray, others: dic
     return sums
 
 
-def isolated_candidates(pid: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, visible: np.ndarray,
-                        counts: np.ndarray, card: DetectorCard) -> dict[str, np.ndarray]:
+def isolated_candidates(
+    pid: np.ndarray,
+    pt: np.ndarray,
+    eta: np.ndarray,
+    phi: np.ndarray,
+    visible: np.ndarray,
+    counts: np.ndarray,
+    card: DetectorCard,
+) -> dict[str, np.ndarray]:
     """Flat masks of the isolated truth electrons, muons and photons within acceptance.
 
     Non-isolated ones (from hadron decays, pi0 photons) stay in the jet inputs.
@@ -231,12 +246,19 @@ def isolated_candidates(pid: np.ndarray, pt: np.ndarray, eta: np.ndarray, phi: n
     apid = np.abs(pid)
     offsets = offsets_of(counts)
     kinds = {name: getattr(card, name) for name in _PDG}
-    masks = {name: (apid == _PDG[name]) & (pt > TRUTH_PT_FRACTION * obj.min_pt) & (np.abs(eta) < obj.max_abs_eta)
-             for name, obj in kinds.items()}
+    masks = {
+        name: (apid == _PDG[name]) & (pt > TRUTH_PT_FRACTION * obj.min_pt) & (np.abs(eta) < obj.max_abs_eta)
+        for name, obj in kinds.items()
+    }
     any_cand = masks["electrons"] | masks["muons"] | masks["photons"]
     index = np.flatnonzero(any_cand)
-    cand = {"index": index, "eta": eta[index], "phi": phi[index],
-            "cone2": np.zeros(len(index)), "inner2": np.zeros(len(index))}
+    cand = {
+        "index": index,
+        "eta": eta[index],
+        "phi": phi[index],
+        "cone2": np.zeros(len(index)),
+        "inner2": np.zeros(len(index)),
+    }
     rel, absolute = np.zeros(len(index)), np.zeros(len(index))
     for name, obj in kinds.items():
         iso: Isolation = obj.isolation
@@ -270,12 +292,17 @@ def _stdout_to_stderr() -> Iterator[None]:
 def _jet_definition(jets: Jets):  # -> fastjet.JetDefinition
     import fastjet
 
-    algorithm = {"anti-kt": fastjet.antikt_algorithm, "kt": fastjet.kt_algorithm,
-                 "cambridge": fastjet.cambridge_algorithm}[jets.algorithm]
+    algorithm = {
+        "anti-kt": fastjet.antikt_algorithm,
+        "kt": fastjet.kt_algorithm,
+        "cambridge": fastjet.cambridge_algorithm,
+    }[jets.algorithm]
     return fastjet.JetDefinition(algorithm, jets.radius)
 
 
-def cluster_jets(momenta: dict[str, np.ndarray], counts: np.ndarray, jets: Jets) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def cluster_jets(
+    momenta: dict[str, np.ndarray], counts: np.ndarray, jets: Jets
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Cluster the jets of all events in one fastjet call.
 
     Args:
@@ -316,8 +343,9 @@ def _hadrons(truth: ak.Array, name: str, min_pt: float) -> tuple[np.ndarray, np.
     return cols["eta"][keep], cols["phi"][keep], counts_after(keep, offsets_of(counts))
 
 
-def label_flavour(eta: np.ndarray, phi: np.ndarray, counts: np.ndarray, truth: ak.Array, dr: float,
-                  hadron_min_pt: float) -> np.ndarray:
+def label_flavour(
+    eta: np.ndarray, phi: np.ndarray, counts: np.ndarray, truth: ak.Array, dr: float, hadron_min_pt: float
+) -> np.ndarray:
     """Truth flavour per jet: 5 with a b hadron within dr, else 4 (c hadron), else 15 (tau), else 0.
 
     Args:
@@ -343,14 +371,16 @@ def label_flavour(eta: np.ndarray, phi: np.ndarray, counts: np.ndarray, truth: a
 def _check_columns(events: ak.Array) -> None:
     fields = set(events.fields)
     if "particles" not in fields:
-        raise RecastError("events have no 'particles' column; emulation needs recastflow-events/1 input",
-                          field="particles")
+        raise RecastError(
+            "events have no 'particles' column; emulation needs recastflow-events/1 input", field="particles"
+        )
     missing = [f for f in _PARTICLE_FIELDS if f not in events.particles.fields]
     if missing:
         raise RecastError(f"particles lack the field(s) {', '.join(missing)}", field="particles")
     if "truth" not in fields or not {"bhadrons", "chadrons", "taus"} <= set(events.truth.fields):
-        raise RecastError("events lack truth.bhadrons / truth.chadrons / truth.taus, needed for jet flavours",
-                          field="truth")
+        raise RecastError(
+            "events lack truth.bhadrons / truth.chadrons / truth.taus, needed for jet flavours", field="truth"
+        )
 
 
 def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
@@ -385,13 +415,29 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
         if order is not None:
             fields = {k: v[order] for k, v in fields.items()}
         out[name] = jagged(fields, obj_counts)
-    jet_in = visible & (np.abs(eta) < CALORIMETER_ABS_ETA) & ~(chosen["electrons"] | chosen["muons"] | chosen["photons"])
-    jets, jet_counts = cluster_jets({"px": px[jet_in], "py": py[jet_in], "pz": pz[jet_in], "e": e[jet_in]},
-                                    counts_after(jet_in, offsets), card.jets)
-    jets["flavour"] = label_flavour(jets["eta"], jets["phi"], jet_counts, events.truth, card.btag.truth_dr,
-                                    card.btag.hadron_min_pt)
+    jet_in = (
+        visible & (np.abs(eta) < CALORIMETER_ABS_ETA) & ~(chosen["electrons"] | chosen["muons"] | chosen["photons"])
+    )
+    jets, jet_counts = cluster_jets(
+        {"px": px[jet_in], "py": py[jet_in], "pz": pz[jet_in], "e": e[jet_in]}, counts_after(jet_in, offsets), card.jets
+    )
+    jets["flavour"] = label_flavour(
+        jets["eta"], jets["phi"], jet_counts, events.truth, card.btag.truth_dr, card.btag.hadron_min_pt
+    )
     out["jets"] = jagged(jets, jet_counts)
-    met = ak.zip({"px": -sum_per_event(np.where(visible, px, 0.0), offsets),
-                  "py": -sum_per_event(np.where(visible, py, 0.0), offsets)})
-    return ak.zip({"jets": out["jets"], "electrons": out["electrons"], "muons": out["muons"],
-                   "photons": out["photons"], "met_truth": met}, depth_limit=1)
+    met = ak.zip(
+        {
+            "px": -sum_per_event(np.where(visible, px, 0.0), offsets),
+            "py": -sum_per_event(np.where(visible, py, 0.0), offsets),
+        }
+    )
+    return ak.zip(
+        {
+            "jets": out["jets"],
+            "electrons": out["electrons"],
+            "muons": out["muons"],
+            "photons": out["photons"],
+            "met_truth": met,
+        },
+        depth_limit=1,
+    )

@@ -23,11 +23,10 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from recastflow.emulate.clustering import build_truth_objects, flat_fields, offsets_of
-from recastflow.emulate.card import DetectorCard, Resolution, Scratch, load_card
 from recastflow.core.errors import RecastError
 from recastflow.core.events import EVENTS, RECO, read_events, write_events
-
+from recastflow.emulate.card import DetectorCard, Resolution, Scratch, load_card
+from recastflow.emulate.clustering import build_truth_objects, flat_fields, offsets_of
 
 #: Truth objects per block of the response. Blocks keep the temporary arrays in the CPU caches
 #: (50k-100k were equally fast, 25k and 200k slower). Blocks hold whole events. Each kind of
@@ -36,24 +35,44 @@ from recastflow.core.events import EVENTS, RECO, read_events, write_events
 BLOCK_OBJECTS = 100_000
 
 #: Columns of the truth objects read by the response, per collection.
-_TRUTH_FIELDS = {"jets": ("pt", "eta", "phi", "m", "px", "py", "flavour"),
-                 "electrons": ("pt", "eta", "phi", "px", "py", "charge"),
-                 "muons": ("pt", "eta", "phi", "px", "py", "charge"),
-                 "photons": ("pt", "eta", "phi", "px", "py")}
+_TRUTH_FIELDS = {
+    "jets": ("pt", "eta", "phi", "m", "px", "py", "flavour"),
+    "electrons": ("pt", "eta", "phi", "px", "py", "charge"),
+    "muons": ("pt", "eta", "phi", "px", "py", "charge"),
+    "photons": ("pt", "eta", "phi", "px", "py"),
+}
 
 #: Output columns and dtypes, per collection (recastflow-reco/1).
-_RECO_FIELDS = {"jets": {"pt": np.float64, "eta": np.float64, "phi": np.float64, "m": np.float64,
-                         "btag": np.bool_, "flavour": np.int8},
-                "electrons": {"pt": np.float64, "eta": np.float64, "phi": np.float64, "charge": np.int8},
-                "muons": {"pt": np.float64, "eta": np.float64, "phi": np.float64, "charge": np.int8},
-                "photons": {"pt": np.float64, "eta": np.float64, "phi": np.float64}}
+_RECO_FIELDS: dict[str, dict[str, type[np.generic]]] = {
+    "jets": {
+        "pt": np.float64,
+        "eta": np.float64,
+        "phi": np.float64,
+        "m": np.float64,
+        "btag": np.bool_,
+        "flavour": np.int8,
+    },
+    "electrons": {"pt": np.float64, "eta": np.float64, "phi": np.float64, "charge": np.int8},
+    "muons": {"pt": np.float64, "eta": np.float64, "phi": np.float64, "charge": np.int8},
+    "photons": {"pt": np.float64, "eta": np.float64, "phi": np.float64},
+}
 
 #: Output columns copied from the truth object (through the index of the kept objects).
 _COPIED = ("eta", "phi", "m", "flavour", "charge")
 
 #: The random streams of the response, one per kind of draw, in the order they are spawned.
-_STREAMS = ("jets.smear", "jets.efficiency", "jets.btag", "electrons.efficiency", "electrons.smear",
-            "muons.efficiency", "muons.smear", "photons.efficiency", "photons.smear", "met.noise")
+_STREAMS = (
+    "jets.smear",
+    "jets.efficiency",
+    "jets.btag",
+    "electrons.efficiency",
+    "electrons.smear",
+    "muons.efficiency",
+    "muons.smear",
+    "photons.efficiency",
+    "photons.smear",
+    "met.noise",
+)
 
 
 def _streams(rng: np.random.Generator) -> dict[str, Any]:
@@ -64,8 +83,10 @@ def _streams(rng: np.random.Generator) -> dict[str, Any]:
     noise) are :class:`_Normals`, the others ``PCG64`` generators.
     """
     seq = np.random.SeedSequence(rng.integers(0, 2**63, size=2).tolist())
-    return {name: _Normals(child) if name.endswith((".smear", ".noise")) else np.random.Generator(np.random.PCG64(child))
-            for name, child in zip(_STREAMS, seq.spawn(len(_STREAMS)))}
+    return {
+        name: _Normals(child) if name.endswith((".smear", ".noise")) else np.random.Generator(np.random.PCG64(child))
+        for name, child in zip(_STREAMS, seq.spawn(len(_STREAMS)))
+    }
 
 
 class _Normals:
@@ -115,22 +136,23 @@ class _Normals:
         # whole chunks straight into out, the last one through a work array
         full = (n - k) // self.CHUNK
         last = scratch.get("normal.z", self.CHUNK, np.float32)
-        for z, c0, c1 in ((out[k:k + full * self.CHUNK], 0, full), (last, full, chunks)):
+        for z, c0, c1 in ((out[k : k + full * self.CHUNK], 0, full), (last, full, chunks)):
             if c1 > c0:
                 z = z.reshape(c1 - c0, 2, half)
-                a = angle[c0 * half:c1 * half].reshape(c1 - c0, half)
+                a = angle[c0 * half : c1 * half].reshape(c1 - c0, half)
                 np.cos(a, out=z[:, 0])
                 np.sin(a, out=z[:, 1])
-                z *= radius[c0 * half:c1 * half].reshape(c1 - c0, 1, half)
+                z *= radius[c0 * half : c1 * half].reshape(c1 - c0, 1, half)
         rest = n - k - full * self.CHUNK
         if chunks > full:
-            out[n - rest:] = last[:rest]
+            out[n - rest :] = last[:rest]
             self.left = last[rest:].copy()
         return out
 
 
-def _smear(resolution: Resolution, pt: np.ndarray, eta: np.ndarray, abs_eta: np.ndarray,
-           normals: _Normals, scratch: Scratch) -> np.ndarray:
+def _smear(
+    resolution: Resolution, pt: np.ndarray, eta: np.ndarray, abs_eta: np.ndarray, normals: _Normals, scratch: Scratch
+) -> np.ndarray:
     """Multiplicative response 1 + sigma/x * N(0, 1) per object (float64, in ``scratch``).
 
     Args:
@@ -182,9 +204,18 @@ def _sort_order(pt: np.ndarray, events: np.ndarray, scratch: Scratch) -> np.ndar
     return np.argsort(key, kind="stable")
 
 
-def _respond_block(name: str, cols: dict[str, np.ndarray], events: np.ndarray, card: DetectorCard,
-                   draws: dict[str, Any], scratch: Scratch, out: dict[str, np.ndarray],
-                   counts: np.ndarray, met_x: np.ndarray, met_y: np.ndarray) -> int:
+def _respond_block(
+    name: str,
+    cols: dict[str, np.ndarray],
+    events: np.ndarray,
+    card: DetectorCard,
+    draws: dict[str, Any],
+    scratch: Scratch,
+    out: dict[str, np.ndarray],
+    counts: np.ndarray,
+    met_x: np.ndarray,
+    met_y: np.ndarray,
+) -> int:
     """Efficiency, smearing, acceptance (and b-tagging for jets) of one collection in one block of events.
 
     The reconstructed objects are written to the start of ``out``, sorted by decreasing pT
@@ -234,8 +265,9 @@ def _respond_block(name: str, cols: dict[str, np.ndarray], events: np.ndarray, c
     if name == "jets":
         dest["m"] *= weight
         # b-tag efficiency of the jet's truth flavour at its reconstructed pT
-        tag_eff = card.btag.efficiency.lookup(dest["flavour"], dest["pt"],
-                                              np.abs(dest["eta"], out=scratch.get("abs_eta", k, np.float64)), scratch)
+        tag_eff = card.btag.efficiency.lookup(
+            dest["flavour"], dest["pt"], np.abs(dest["eta"], out=scratch.get("abs_eta", k, np.float64)), scratch
+        )
         u = draws["jets.btag"].random(dtype=np.float32, out=scratch.get("uniform", k, np.float32))
         np.less(u, tag_eff, out=dest["btag"])
     # (soft_scale - reco/truth) p per object: what it adds to the event's missing pT
@@ -276,7 +308,7 @@ def _flat_truth(truth_objects: ak.Array) -> dict[str, tuple[dict[str, np.ndarray
         layout = truth_objects[name].layout
         if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.RecordArray):
             offsets = np.asarray(layout.offsets).astype(np.int64, copy=False)
-            flat = ak.Array(layout.content[int(offsets[0]):int(offsets[-1])])
+            flat = ak.Array(layout.content[int(offsets[0]) : int(offsets[-1])])
             cols = {f: ak.to_numpy(flat[f]) for f in fields}
             if offsets[0]:
                 offsets = offsets - offsets[0]
@@ -321,10 +353,19 @@ def respond(truth_objects: ak.Array, card: DetectorCard, rng: np.random.Generato
             o0, o1 = offsets[e0], offsets[e1]
             counts = scratch.get("counts", e1 - e0, np.int64)
             counts[...] = 0
-            kept = _respond_block(name, {k: v[o0:o1] for k, v in cols.items()}, _event_numbers(offsets[e0:e1 + 1]),
-                                  card, draws, scratch, {k: v[size:] for k, v in out.items()}, counts,
-                                  met_x[e0:e1], met_y[e0:e1])
-            block_offsets = np.cumsum(counts, out=reco_offsets[e0 + 1:e1 + 1])
+            kept = _respond_block(
+                name,
+                {k: v[o0:o1] for k, v in cols.items()},
+                _event_numbers(offsets[e0 : e1 + 1]),
+                card,
+                draws,
+                scratch,
+                {k: v[size:] for k, v in out.items()},
+                counts,
+                met_x[e0:e1],
+                met_y[e0:e1],
+            )
+            block_offsets = np.cumsum(counts, out=reco_offsets[e0 + 1 : e1 + 1])
             block_offsets += size
             size += kept
         result[name] = _lists({k: v[:size] for k, v in out.items()}, reco_offsets)
@@ -346,8 +387,9 @@ def respond(truth_objects: ak.Array, card: DetectorCard, rng: np.random.Generato
 
 def _lists(fields: dict[str, np.ndarray], offsets: np.ndarray) -> ak.Array:
     """``var * {fields}`` from flat numpy columns and list offsets, without copies."""
-    record = ak.contents.RecordArray([ak.contents.NumpyArray(v) for v in fields.values()], list(fields),
-                                     length=int(offsets[-1]))
+    record = ak.contents.RecordArray(
+        [ak.contents.NumpyArray(v) for v in fields.values()], list(fields), length=int(offsets[-1])
+    )
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets), record))
 
 

@@ -44,17 +44,18 @@ import sys
 import time
 import warnings
 import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any
 
 import awkward as ak
 import numpy as np
 
 from recastflow.core.config import inside, load_validated
 from recastflow.core.errors import RecastError
-from recastflow.core.io import sha256_file
 from recastflow.core.events import EVENTS, RECO, write_events
+from recastflow.core.io import sha256_file
 
 #: Cross-section units the manifest accepts, in pb.
 UNIT_TO_PB: dict[str, float] = {"pb": 1.0, "fb": 1e-3}
@@ -155,26 +156,46 @@ def load_manifest(path: Path) -> Manifest:
     doc = load_validated(path, "manifest")
     file = inside(path.parent, doc["file"], source=path, field="file")
     if not file.is_file():
-        raise RecastError(f"event file {str(file)!r} not found; 'file' is relative to the manifest's folder",
-                          path=str(path), field="file")
+        raise RecastError(
+            f"event file {str(file)!r} not found; 'file' is relative to the manifest's folder",
+            path=str(path),
+            field="file",
+        )
     if file.stat().st_size == 0:
-        raise RecastError("the event file is empty (0 bytes); an interrupted copy or download? Copy it again",
-                          path=str(file), field="file")
+        raise RecastError(
+            "the event file is empty (0 bytes); an interrupted copy or download? Copy it again",
+            path=str(file),
+            field="file",
+        )
     xsec = doc["cross_section"]
     unit = UNIT_TO_PB[xsec["unit"]]
     settings = tuple(s.strip() for s in doc["pythia_settings"])
     if settings and doc["format"] != "lhe":
-        raise RecastError(f"only used for format 'lhe' (Pythia showering); remove it for format {doc['format']!r}",
-                          path=str(path), field="pythia_settings")
+        raise RecastError(
+            f"only used for format 'lhe' (Pythia showering); remove it for format {doc['format']!r}",
+            path=str(path),
+            field="pythia_settings",
+        )
     _check_shower_settings(settings, "br_factor" in doc, path)
     return Manifest(
-        path=path, format=doc["format"], file=file, sha256=doc.get("sha256", "").lower() or None,
-        point=doc.get("point"), generator=dict(doc["generator"]), xsec_pb=float(xsec["value"]) * unit,
-        xsec_unit=xsec["unit"], xsec_source=xsec["source"],
+        path=path,
+        format=doc["format"],
+        file=file,
+        sha256=doc.get("sha256", "").lower() or None,
+        point=doc.get("point"),
+        generator=dict(doc["generator"]),
+        xsec_pb=float(xsec["value"]) * unit,
+        xsec_unit=xsec["unit"],
+        xsec_source=xsec["source"],
         xsec_uncertainty_pb=float(xsec["uncertainty"]) * unit if "uncertainty" in xsec else None,
-        n_events=int(doc["n_events"]), weight_convention=doc["weight_convention"],
-        negative_weights=bool(doc["negative_weights"]), weights=tuple(doc.get("weights", ())),
-        br_factor=float(doc.get("br_factor", 1.0)), tolerance=float(doc["tolerance"]), pythia_settings=settings)
+        n_events=int(doc["n_events"]),
+        weight_convention=doc["weight_convention"],
+        negative_weights=bool(doc["negative_weights"]),
+        weights=tuple(doc.get("weights", ())),
+        br_factor=float(doc.get("br_factor", 1.0)),
+        tolerance=float(doc["tolerance"]),
+        pythia_settings=settings,
+    )
 
 
 def _check_shower_settings(settings: tuple[str, ...], br_given: bool, path: Path) -> None:
@@ -184,12 +205,19 @@ def _check_shower_settings(settings: tuple[str, ...], br_given: bool, path: Path
     for i, setting in enumerate(settings):
         key = setting.split("=", 1)[0].strip().lower()
         if key in SHOWER_FORBIDDEN:
-            raise RecastError(f"{setting!r} is set by recastflow: {SHOWER_FORBIDDEN[key]}; remove it",
-                              path=str(path), field=f"pythia_settings[{i}]")
+            raise RecastError(
+                f"{setting!r} is set by recastflow: {SHOWER_FORBIDDEN[key]}; remove it",
+                path=str(path),
+                field=f"pythia_settings[{i}]",
+            )
         # switching decay channels off changes the rate by a branching fraction only the user knows
         if DECAY_SWITCH.match(key) and not br_given:
-            raise RecastError(f"{setting!r} changes decay channels; give 'br_factor' (the branching fraction "
-                              "of the kept channels) explicitly", path=str(path), field=f"pythia_settings[{i}]")
+            raise RecastError(
+                f"{setting!r} changes decay channels; give 'br_factor' (the branching fraction "
+                "of the kept channels) explicitly",
+                path=str(path),
+                field=f"pythia_settings[{i}]",
+            )
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -220,8 +248,9 @@ class _Converted:
     warnings: list[str] = field(default_factory=list)
 
 
-def handoff(manifest_path: Path, output: Path, *, point: str | None = None, seed: int = 1,
-            progress: bool = True) -> dict[str, Any]:
+def handoff(
+    manifest_path: Path, output: Path, *, point: str | None = None, seed: int = 1, progress: bool = True
+) -> dict[str, Any]:
     """Check a hand-off manifest and its event file, then write one recastflow event file.
 
     Nothing is written unless every check passes (and the write itself is atomic).
@@ -247,7 +276,10 @@ def handoff(manifest_path: Path, output: Path, *, point: str | None = None, seed
     file_sha = _check_sha256(m)
     start = time.monotonic()
     readers: dict[str, Callable[[Manifest, int, bool], _Converted]] = {
-        "lhe": _convert_lhe, "hepmc3": _convert_hepmc3, "delphes": _convert_delphes}
+        "lhe": _convert_lhe,
+        "hepmc3": _convert_hepmc3,
+        "delphes": _convert_delphes,
+    }
     conv = readers[m.format](m, seed, progress)
     for note in conv.warnings:
         print(f"recastflow handoff: warning: {m.file}: {note}", file=sys.stderr, flush=True)
@@ -255,8 +287,11 @@ def handoff(manifest_path: Path, output: Path, *, point: str | None = None, seed
     write_events(Path(output), conv.events, header)
     if progress:
         seconds = time.monotonic() - start
-        print(f"recastflow handoff: {m.file}: {len(conv.events)} events written to {output} in {seconds:.1f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"recastflow handoff: {m.file}: {len(conv.events)} events written to {output} in {seconds:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return header
 
 
@@ -266,20 +301,24 @@ def _point_name(point: str | None, m: Manifest) -> str:
 
     name = point or m.point or m.path.stem
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise RecastError(f"point name {name!r} must be letters, digits, '_', '.', '-' (not first)",
-                          path=None if point else str(m.path), field="point")
+        raise RecastError(
+            f"point name {name!r} must be letters, digits, '_', '.', '-' (not first)",
+            path=None if point else str(m.path),
+            field="point",
+        )
     return name
-
-
 
 
 def _check_sha256(m: Manifest) -> str:
     """Hash the event file and compare with the manifest's sha256, if given."""
     actual = sha256_file(m.file)
     if m.sha256 is not None and actual != m.sha256:
-        raise RecastError(f"the file {m.file} has sha256 {actual}, the manifest says {m.sha256}: the file changed "
-                          "or the manifest is stale; get the right file, or update 'sha256' if this file is right",
-                          path=str(m.path), field="sha256")
+        raise RecastError(
+            f"the file {m.file} has sha256 {actual}, the manifest says {m.sha256}: the file changed "
+            "or the manifest is stale; get the right file, or update 'sha256' if this file is right",
+            path=str(m.path),
+            field="sha256",
+        )
     return actual
 
 
@@ -288,16 +327,29 @@ def _header(m: Manifest, conv: _Converted, point: str, file_sha: str) -> dict[st
     reco = m.format == "delphes"
     generator = {"name": m.generator["name"], "version": m.generator["version"], "settings": [], **conv.generator}
     header: dict[str, Any] = {
-        "format": RECO if reco else EVENTS, "point": point, "generator": generator,
-        "n_events": len(conv.events), "sum_weights": float(np.sum(ak.to_numpy(conv.events["weight"]))),
-        "xsec_pb": float(conv.xsec_pb), "xsec_source": f"manifest: {m.xsec_source}", "xsec_estimated": False,
-        "br_factor": m.br_factor, "seed": conv.seed, "chunk": {"index": 0, "count": 1},
+        "format": RECO if reco else EVENTS,
+        "point": point,
+        "generator": generator,
+        "n_events": len(conv.events),
+        "sum_weights": float(np.sum(ak.to_numpy(conv.events["weight"]))),
+        "xsec_pb": float(conv.xsec_pb),
+        "xsec_source": f"manifest: {m.xsec_source}",
+        "xsec_estimated": False,
+        "br_factor": m.br_factor,
+        "seed": conv.seed,
+        "chunk": {"index": 0, "count": 1},
         "weight_names": conv.weight_names,
         "sources": [{"path": str(m.path), "sha256": sha256_file(m.path)}, {"path": str(m.file), "sha256": file_sha}],
-        "handoff": {"format": m.format, "weight_convention": m.weight_convention,
-                    "negative_weights": m.negative_weights, "n_events_file": m.n_events,
-                    "xsec_manifest_pb": m.xsec_pb, "xsec_file_pb": conv.xsec_file_pb, **conv.handoff,
-                    "warnings": conv.warnings},
+        "handoff": {
+            "format": m.format,
+            "weight_convention": m.weight_convention,
+            "negative_weights": m.negative_weights,
+            "n_events_file": m.n_events,
+            "xsec_manifest_pb": m.xsec_pb,
+            "xsec_file_pb": conv.xsec_file_pb,
+            **conv.handoff,
+            "warnings": conv.warnings,
+        },
     }
     if m.weight_convention == "sum-is-xsec":
         header["xsec_source"] += " (weight sum)"
@@ -311,8 +363,13 @@ def _header(m: Manifest, conv: _Converted, point: str, file_sha: str) -> dict[st
 # ----------------------------------------------------------------------------- weights and cross-sections
 
 
-def check_weights(m: Manifest, nominal: np.ndarray, alternatives: np.ndarray | None, names: list[str],
-                  xsec_file_pb: float | None = None) -> tuple[float, list[str]]:
+def check_weights(
+    m: Manifest,
+    nominal: np.ndarray,
+    alternatives: np.ndarray | None,
+    names: list[str],
+    xsec_file_pb: float | None = None,
+) -> tuple[float, list[str]]:
     """Check the weights of every event in the file, before anything slow is done.
 
     Refuses NaN/infinite weights, negative nominal weights unless allowed, and weights
@@ -332,23 +389,34 @@ def check_weights(m: Manifest, nominal: np.ndarray, alternatives: np.ndarray | N
     where = "event"
     bad = np.flatnonzero(~np.isfinite(nominal))
     if len(bad):
-        raise RecastError(f"{where} {bad[0] + 1} has a nominal weight {nominal[bad[0]]} ({len(bad)} event(s) with "
-                          "NaN or infinite weights); regenerate or repair the file", path=str(m.file), field="weight")
+        raise RecastError(
+            f"{where} {bad[0] + 1} has a nominal weight {nominal[bad[0]]} ({len(bad)} event(s) with "
+            "NaN or infinite weights); regenerate or repair the file",
+            path=str(m.file),
+            field="weight",
+        )
     if alternatives is not None and alternatives.size:
         rows, cols = np.nonzero(~np.isfinite(alternatives))
         if len(rows):
             value = alternatives[rows[0], cols[0]]
-            raise RecastError(f"{where} {rows[0] + 1} has weight {names[cols[0]]!r} = {value}; "
-                              "drop that name from 'weights' in the manifest or repair the file",
-                              path=str(m.file), field="weights")
+            raise RecastError(
+                f"{where} {rows[0] + 1} has weight {names[cols[0]]!r} = {value}; "
+                "drop that name from 'weights' in the manifest or repair the file",
+                path=str(m.file),
+                field="weights",
+            )
     negative = np.flatnonzero(nominal < 0)
     if len(negative) and not m.negative_weights:
-        raise RecastError(f"{len(negative)} event(s) have negative nominal weights (first: {where} {negative[0] + 1}, "
-                          f"{nominal[negative[0]]:.6g}); for NLO samples set 'negative_weights: true' in {m.path}",
-                          path=str(m.file), field="negative_weights")
+        raise RecastError(
+            f"{len(negative)} event(s) have negative nominal weights (first: {where} {negative[0] + 1}, "
+            f"{nominal[negative[0]]:.6g}); for NLO samples set 'negative_weights: true' in {m.path}",
+            path=str(m.file),
+            field="negative_weights",
+        )
     if np.sum(nominal) <= 0:
-        raise RecastError("the nominal weights sum to zero or less; nothing can be normalised",
-                          path=str(m.file), field="weight")
+        raise RecastError(
+            "the nominal weights sum to zero or less; nothing can be normalised", path=str(m.file), field="weight"
+        )
     return _convention(m, nominal, xsec_file_pb)
 
 
@@ -359,9 +427,12 @@ def _convention(m: Manifest, nominal: np.ndarray, xsec_file_pb: float | None) ->
     if m.weight_convention == "unweighted":
         size = np.abs(nominal)
         if size.max() - size.min() > UNWEIGHTED_RTOL * size.max():
-            raise RecastError(f"weight_convention is 'unweighted' but |weight| ranges from {size.min():.6g} to "
-                              f"{size.max():.6g}; use 'average' or 'sum-is-xsec'",
-                              path=str(m.path), field="weight_convention")
+            raise RecastError(
+                f"weight_convention is 'unweighted' but |weight| ranges from {size.min():.6g} to "
+                f"{size.max():.6g}; use 'average' or 'sum-is-xsec'",
+                path=str(m.path),
+                field="weight_convention",
+            )
     elif m.weight_convention == "average":
         mean = float(np.mean(nominal))
         if abs(mean - 1) > tol:
@@ -370,31 +441,48 @@ def _convention(m: Manifest, nominal: np.ndarray, xsec_file_pb: float | None) ->
         total = float(np.sum(nominal))
         xsec_pb = total * UNIT_TO_PB[m.xsec_unit]
         if abs(xsec_pb / m.xsec_pb - 1) > tol:
-            raise RecastError(f"the weights sum to {total:.6g} {m.xsec_unit} but cross_section.value is "
-                              f"{m.xsec_pb / UNIT_TO_PB[m.xsec_unit]:.6g} {m.xsec_unit} (tolerance {tol:g}); check "
-                              "the unit and the weight convention", path=str(m.path), field="cross_section.value")
+            raise RecastError(
+                f"the weights sum to {total:.6g} {m.xsec_unit} but cross_section.value is "
+                f"{m.xsec_pb / UNIT_TO_PB[m.xsec_unit]:.6g} {m.xsec_unit} (tolerance {tol:g}); check "
+                "the unit and the weight convention",
+                path=str(m.path),
+                field="cross_section.value",
+            )
     if xsec_file_pb and abs(xsec_file_pb / m.xsec_pb - 1) > tol:
-        notes.append(f"the file's own cross-section is {xsec_file_pb:.6g} pb, the manifest's "
-                     f"{m.xsec_pb:.6g} pb (the manifest's is used)")
+        notes.append(
+            f"the file's own cross-section is {xsec_file_pb:.6g} pb, the manifest's "
+            f"{m.xsec_pb:.6g} pb (the manifest's is used)"
+        )
     return xsec_pb, notes
 
 
 def _check_count(m: Manifest, n: int, what: str = "events") -> None:
     """The file must hold exactly the manifest's n_events."""
     if n == 0:  # the file is what is wrong, not the manifest
-        raise RecastError(f"holds no {what} (the manifest says n_events: {m.n_events}); copy the file again",
-                          path=str(m.file), field="file")
+        raise RecastError(
+            f"holds no {what} (the manifest says n_events: {m.n_events}); copy the file again",
+            path=str(m.file),
+            field="file",
+        )
     if n != m.n_events:
-        raise RecastError(f"the file holds {n} {what}, the manifest says n_events: {m.n_events}; a truncated copy? "
-                          "Copy the file again, or correct 'n_events'", path=str(m.path), field="n_events")
+        raise RecastError(
+            f"the file holds {n} {what}, the manifest says n_events: {m.n_events}; a truncated copy? "
+            "Copy the file again, or correct 'n_events'",
+            path=str(m.path),
+            field="n_events",
+        )
 
 
 def _select_weights(m: Manifest, names: list[str], where: str, available: str) -> list[int]:
     """Column indices of the manifest's weight names among a file's names."""
     missing = [n for n in m.weights if n not in names]
     if missing:
-        raise RecastError(f"{where} lacks weight(s) {', '.join(map(repr, missing))}; the file has {available}; "
-                          f"fix 'weights' in {m.path}", path=str(m.file), field="weights")
+        raise RecastError(
+            f"{where} lacks weight(s) {', '.join(map(repr, missing))}; the file has {available}; "
+            f"fix 'weights' in {m.path}",
+            path=str(m.file),
+            field="weights",
+        )
     return [names.index(n) for n in m.weights]
 
 
@@ -424,20 +512,25 @@ def _convert_lhe(m: Manifest, seed: int, progress: bool) -> _Converted:
 
     if any(c.isspace() for c in str(m.file)):
         # Pythia reads a word setting only up to the first blank
-        raise RecastError("Pythia cannot read an LHE path containing blanks; rename the file or its folders",
-                          path=str(m.path), field="file")
+        raise RecastError(
+            "Pythia cannot read an LHE path containing blanks; rename the file or its folders",
+            path=str(m.path),
+            field="file",
+        )
     _check_settings_with_pythia(m)
     content = read_lhe(m)
-    xsec_pb, notes = check_weights(m, content.nominal, content.weights, content.weight_names,
-                                   content.init_xsec_pb)
+    xsec_pb, notes = check_weights(m, content.nominal, content.weights, content.weight_names, content.init_xsec_pb)
     rng_seed = pythia_seed(seed, 0)
     settings = ["Beams:frameType = 4", f"Beams:LHEF = {m.file}", *m.pythia_settings]
     try:
         shower, info = run_pythia(settings, m.n_events, rng_seed, label=str(m.file), progress=progress)
     except IndexError:
         # run_pythia has no events to concatenate when Pythia failed on every LHE event
-        raise RecastError(f"Pythia showered none of the {m.n_events} events (see the 'PYTHIA Error' lines above)",
-                          path=str(m.file), field="file") from None
+        raise RecastError(
+            f"Pythia showered none of the {m.n_events} events (see the 'PYTHIA Error' lines above)",
+            path=str(m.file),
+            field="file",
+        ) from None
     index = align_showered(content.incoming, _hard_incoming(shower), content.weights, m)
     columns: dict[str, Any] = {"weight": content.nominal[index]}
     if content.weight_names:
@@ -446,14 +539,28 @@ def _convert_lhe(m: Manifest, seed: int, progress: bool) -> _Converted:
     columns["truth"] = shower["truth"]
     dropped = m.n_events - len(index)
     conv = _Converted(
-        events=ak.zip(columns, depth_limit=1), weight_names=content.weight_names, xsec_pb=xsec_pb,
-        xsec_file_pb=content.init_xsec_pb, seed=rng_seed, warnings=notes,
-        generator={"shower": {"name": "pythia8", "version": info["version"], "settings": info["settings"],
-                              "base_seed": seed, "n_tried": info["n_tried"]}},
-        handoff={"sqrt_s_gev": content.sqrt_s_gev, "n_dropped": dropped})
+        events=ak.zip(columns, depth_limit=1),
+        weight_names=content.weight_names,
+        xsec_pb=xsec_pb,
+        xsec_file_pb=content.init_xsec_pb,
+        seed=rng_seed,
+        warnings=notes,
+        generator={
+            "shower": {
+                "name": "pythia8",
+                "version": info["version"],
+                "settings": info["settings"],
+                "base_seed": seed,
+                "n_tried": info["n_tried"],
+            }
+        },
+        handoff={"sqrt_s_gev": content.sqrt_s_gev, "n_dropped": dropped},
+    )
     if dropped:
-        conv.warnings.append(f"Pythia failed on {dropped} of {m.n_events} LHE events; they are left out "
-                             "(sum_weights counts the showered events only)")
+        conv.warnings.append(
+            f"Pythia failed on {dropped} of {m.n_events} LHE events; they are left out "
+            "(sum_weights counts the showered events only)"
+        )
     return conv
 
 
@@ -466,8 +573,11 @@ def _check_settings_with_pythia(m: Manifest) -> None:
     pythia = new_pythia()
     for i, setting in enumerate(m.pythia_settings):
         if not pythia.readString(setting):
-            raise RecastError(f"Pythia does not accept {setting!r} (unknown key or invalid value; see the "
-                              "'PYTHIA Error' line above)", path=str(m.path), field=f"pythia_settings[{i}]")
+            raise RecastError(
+                f"Pythia does not accept {setting!r} (unknown key or invalid value; see the 'PYTHIA Error' line above)",
+                path=str(m.path),
+                field=f"pythia_settings[{i}]",
+            )
 
 
 def _lhe_reason(caught: Iterable[warnings.WarningMessage]) -> str:
@@ -492,17 +602,26 @@ def _open_lhe(m: Manifest) -> Any:
         try:
             count = pylhe.LHEFile.count_events(m.file)
         except (OSError, EOFError, zlib.error) as exc:  # a truncated .gz ends in EOFError
-            raise RecastError(f"cannot read the file ({exc}); is it truncated? Copy it again",
-                              path=str(m.file), field="file") from None
+            raise RecastError(
+                f"cannot read the file ({exc}); is it truncated? Copy it again", path=str(m.file), field="file"
+            ) from None
     if count < 0:
         reason = _lhe_reason(caught) or "no closing </LesHouchesEvents> tag"
-        raise RecastError(f"not a well-formed LHE file: {reason}; a truncated copy or not an LHE file? "
-                          "Copy it again or check 'format' in the manifest", path=str(m.file), field="file")
+        raise RecastError(
+            f"not a well-formed LHE file: {reason}; a truncated copy or not an LHE file? "
+            "Copy it again or check 'format' in the manifest",
+            path=str(m.file),
+            field="file",
+        )
     try:
         lhef = pylhe.LHEFile.fromfile(m.file)
     except (ValueError, AttributeError, IndexError, KeyError) as exc:
-        raise RecastError(f"bad <init> or <header> block ({exc}); an LHE file needs <init> after the optional "
-                          "<header>: regenerate the file or copy it again", path=str(m.file), field="<init>") from None
+        raise RecastError(
+            f"bad <init> or <header> block ({exc}); an LHE file needs <init> after the optional "
+            "<header>: regenerate the file or copy it again",
+            path=str(m.file),
+            field="<init>",
+        ) from None
     _check_count(m, count)
     return lhef
 
@@ -538,17 +657,24 @@ def read_lhe(m: Manifest) -> _LHEContent:
             nominal.append(float(event.weights[names[0]]) if m.weights else float(event.eventinfo.weight))
             rows.append([float(event.weights[n]) for n in names])
             pz = [p.pz for p in event.particles if p.status == -1][:2]
-            incoming.append((pz + [np.nan, np.nan])[:2])
+            incoming.append([*pz, np.nan, np.nan][:2])
     reason = _lhe_reason(caught)
     if reason:
-        raise RecastError(f"XML error after event {len(nominal)}: {reason}; copy the file again",
-                          path=str(m.file), field=f"event {len(nominal) + 1}")
+        raise RecastError(
+            f"XML error after event {len(nominal)}: {reason}; copy the file again",
+            path=str(m.file),
+            field=f"event {len(nominal) + 1}",
+        )
     _check_count(m, len(nominal))
     names = names or []
-    return _LHEContent(nominal=np.asarray(nominal, dtype=np.float64),
-                       weights=np.asarray(rows, dtype=np.float64).reshape(len(nominal), len(names)),
-                       weight_names=names, incoming=np.asarray(incoming, dtype=np.float64).reshape(-1, 2),
-                       init_xsec_pb=init_xsec, sqrt_s_gev=sqrt_s)
+    return _LHEContent(
+        nominal=np.asarray(nominal, dtype=np.float64),
+        weights=np.asarray(rows, dtype=np.float64).reshape(len(nominal), len(names)),
+        weight_names=names,
+        incoming=np.asarray(incoming, dtype=np.float64).reshape(-1, 2),
+        init_xsec_pb=init_xsec,
+        sqrt_s_gev=sqrt_s,
+    )
 
 
 def _numbered(events: Iterable[Any], m: Manifest) -> Iterator[tuple[int, Any]]:
@@ -562,17 +688,21 @@ def _numbered(events: Iterable[Any], m: Manifest) -> Iterator[tuple[int, Any]]:
         except StopIteration:
             return
         except (ValueError, IndexError, KeyError, AttributeError) as exc:
-            raise RecastError(f"cannot parse the event: {exc}; repair or regenerate the file",
-                              path=str(m.file), field=f"event {i}") from None
+            raise RecastError(
+                f"cannot parse the event: {exc}; repair or regenerate the file", path=str(m.file), field=f"event {i}"
+            ) from None
         yield i, event
 
 
 def _lhe_event_checks(event: Any, i: int, names: list[str] | None, declared: list[str], m: Manifest) -> list[str]:
     """Particle count and weight names of one LHE event; returns the weight names in use."""
     if event.eventinfo.nparticles != len(event.particles):
-        raise RecastError(f"the event declares {event.eventinfo.nparticles} particles but has "
-                          f"{len(event.particles)} particle lines; repair or regenerate the file",
-                          path=str(m.file), field=f"event {i}")
+        raise RecastError(
+            f"the event declares {event.eventinfo.nparticles} particles but has "
+            f"{len(event.particles)} particle lines; repair or regenerate the file",
+            path=str(m.file),
+            field=f"event {i}",
+        )
     present = list(event.weights)
     if names is None:
         return present  # first event: its weight names become the ones every event must carry
@@ -580,8 +710,11 @@ def _lhe_event_checks(event: Any, i: int, names: list[str] | None, declared: lis
     if missing:
         available = ", ".join(map(repr, present or declared)) or "no named weights"
         hint = f"fix 'weights' in {m.path}" if m.weights else "every event must carry the same weights"
-        raise RecastError(f"the event lacks weight(s) {', '.join(map(repr, missing))} (it has {available}); {hint}",
-                          path=str(m.file), field=f"event {i}")
+        raise RecastError(
+            f"the event lacks weight(s) {', '.join(map(repr, missing))} (it has {available}); {hint}",
+            path=str(m.file),
+            field=f"event {i}",
+        )
     return names
 
 
@@ -628,17 +761,26 @@ def _unmatched(weights: np.ndarray, n_out: int, m: Manifest) -> np.ndarray:
     """Fallback when events cannot be matched: fine only if every event has the same weights."""
     if len(weights) == 0 or weights.shape[1] == 0 or np.all(weights == weights[:1]):
         return np.arange(n_out)
-    raise RecastError(f"Pythia showered {n_out} of {len(weights)} events and the showered events cannot be "
-                      "matched to their LHE weights (no incoming partons in the hard record); see the PYTHIA "
-                      "errors above", path=str(m.file), field="weights")
+    raise RecastError(
+        f"Pythia showered {n_out} of {len(weights)} events and the showered events cannot be "
+        "matched to their LHE weights (no incoming partons in the hard record); see the PYTHIA "
+        "errors above",
+        path=str(m.file),
+        field="weights",
+    )
 
 
 # ----------------------------------------------------------------------------- HepMC3
 
 
-def _open_text(path: Path) -> IO[bytes]:
+def _open_text(path: Path) -> IO[bytes] | gzip.GzipFile:
     """Open a possibly compressed file for binary reading, by suffix (as pyhepmc does)."""
-    openers: dict[str, Callable[..., IO[bytes]]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    # typeshed's GzipFile is a BufferedIOBase but not an IO[bytes] (bz2's and lzma's files are)
+    openers: dict[str, Callable[..., IO[bytes] | gzip.GzipFile]] = {
+        ".gz": gzip.open,
+        ".bz2": bz2.open,
+        ".xz": lzma.open,
+    }
     return openers.get(path.suffix, open)(path, "rb")
 
 
@@ -653,7 +795,8 @@ def scan_hepmc3(m: Manifest) -> int:
     Raises:
         RecastError: HepMC2 or another format, no end-of-listing line (truncated).
     """
-    n_events, first, last = 0, [], b""
+    n_events, last = 0, b""
+    first: list[str] = []
     try:
         with _open_text(m.file) as fh:
             for line in fh:
@@ -664,16 +807,23 @@ def scan_hepmc3(m: Manifest) -> int:
                 if line.strip():
                     last = line
     except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
-        raise RecastError(f"cannot read the file ({exc}); is it truncated? Copy it again",
-                          path=str(m.file), field="file") from None
+        raise RecastError(
+            f"cannot read the file ({exc}); is it truncated? Copy it again", path=str(m.file), field="file"
+        ) from None
     if not any(HEPMC3_START in line for line in first):
         kind = "HepMC2 (IO_GenEvent)" if any("IO_GenEvent" in line for line in first) else "not HepMC3 ASCII"
-        raise RecastError(f"{kind}: no '{HEPMC3_START}' line at the top; write HepMC3 ASCII (WriterAscii, or "
-                          "convert with HepMC3's 'convert_example.exe') or fix 'format' in the manifest",
-                          path=str(m.file), field="file")
+        raise RecastError(
+            f"{kind}: no '{HEPMC3_START}' line at the top; write HepMC3 ASCII (WriterAscii, or "
+            "convert with HepMC3's 'convert_example.exe') or fix 'format' in the manifest",
+            path=str(m.file),
+            field="file",
+        )
     if last.strip().decode("ascii", errors="replace") != HEPMC3_END:
-        raise RecastError(f"truncated: the last line is not '{HEPMC3_END}' ({n_events} event headers seen); "
-                          "copy the file again", path=str(m.file), field="file")
+        raise RecastError(
+            f"truncated: the last line is not '{HEPMC3_END}' ({n_events} event headers seen); copy the file again",
+            path=str(m.file),
+            field="file",
+        )
     return n_events
 
 
@@ -712,8 +862,9 @@ def _read_hepmc3_events(m: Manifest, expected: int, progress: bool) -> _HepMCRaw
             raw.links2.append(np.array(data.links2, dtype=np.int64))
             raw.scale.append(1e-3 if data.momentum_unit == pyhepmc.Units.MEV else 1.0)
             raw.weights.append(np.array(data.weights, dtype=np.float64))
-            attributes = {n: s for n, s, i in zip(data.attribute_name, data.attribute_string, data.attribute_id)
-                          if i == 0}
+            attributes = {
+                n: s for n, s, i in zip(data.attribute_name, data.attribute_string, data.attribute_id) if i == 0
+            }
             raw.pdf.append(_pdf_info(attributes.get("GenPdfInfo")))
             if "GenCrossSection" in attributes:
                 raw.xsec_pb = _first_float(attributes["GenCrossSection"])
@@ -747,9 +898,13 @@ def _convert_hepmc3(m: Manifest, seed: int, progress: bool) -> _Converted:
     _check_count(m, n_lines)
     raw = _read_hepmc3_events(m, n_lines, progress)
     if len(raw.counts) != n_lines:
-        raise RecastError(f"only {len(raw.counts)} of {n_lines} events could be parsed; event "
-                          f"{len(raw.counts) + 1} is malformed (see the HepMC3 messages above); copy or "
-                          "regenerate the file", path=str(m.file), field=f"event {len(raw.counts) + 1}")
+        raise RecastError(
+            f"only {len(raw.counts)} of {n_lines} events could be parsed; event "
+            f"{len(raw.counts) + 1} is malformed (see the HepMC3 messages above); copy or "
+            "regenerate the file",
+            path=str(m.file),
+            field=f"event {len(raw.counts) + 1}",
+        )
     nominal, matrix, names = _hepmc_weights(m, raw)
     xsec_pb, notes = check_weights(m, nominal, matrix, names, raw.xsec_pb)
     flat = _hepmc_flat(raw)
@@ -758,8 +913,13 @@ def _convert_hepmc3(m: Manifest, seed: int, progress: bool) -> _Converted:
         columns["weights"] = _regular(matrix)
     columns["particles"] = _final_particles(flat)
     columns["truth"] = _hepmc_truth(flat, raw)
-    return _Converted(events=ak.zip(columns, depth_limit=1), weight_names=names, xsec_pb=xsec_pb,
-                      xsec_file_pb=raw.xsec_pb, warnings=notes)
+    return _Converted(
+        events=ak.zip(columns, depth_limit=1),
+        weight_names=names,
+        xsec_pb=xsec_pb,
+        xsec_file_pb=raw.xsec_pb,
+        warnings=notes,
+    )
 
 
 def _hepmc_weights(m: Manifest, raw: _HepMCRaw) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -771,8 +931,11 @@ def _hepmc_weights(m: Manifest, raw: _HepMCRaw) -> tuple[np.ndarray, np.ndarray,
     k = len(raw.weights[0]) if raw.weights else 0
     for i, w in enumerate(raw.weights):
         if len(w) != k:
-            raise RecastError(f"the event has {len(w)} weights, event 1 has {k}; every event must carry the "
-                              "same weights", path=str(m.file), field=f"event {i + 1}")
+            raise RecastError(
+                f"the event has {len(w)} weights, event 1 has {k}; every event must carry the same weights",
+                path=str(m.file),
+                field=f"event {i + 1}",
+            )
     matrix = np.vstack(raw.weights) if k else np.zeros((len(raw.weights), 0))
     named = len(raw.weight_names) == k
     if m.weights:
@@ -799,16 +962,27 @@ def _hepmc_flat(raw: _HepMCRaw) -> Any:
     parts = np.concatenate(raw.particles) if raw.particles else np.zeros(0, dtype=_PARTICLE_DTYPE)
     scale = np.repeat(np.asarray(raw.scale, dtype=np.float64), counts)
     px, py, pz, e = (parts[k].astype(np.float64) * scale for k in ("px", "py", "pz", "e"))
-    mass = np.where(parts["is_mass_set"], parts["mass"] * scale,
-                    np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0)))
+    mass = np.where(
+        parts["is_mass_set"], parts["mass"] * scale, np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
+    )
     status = parts["status"].astype(np.int32)
     status = np.where(status == 1, 1, -np.abs(status)).astype(np.int32)
     mother1 = _first_mothers(raw, offsets)
     return Flat(counts, offsets, event, parts["pid"].astype(np.int32), status, mother1, px, py, pz, e, mass)
 
 
-_PARTICLE_DTYPE = np.dtype([("pid", "<i4"), ("status", "<i4"), ("is_mass_set", "?"), ("mass", "<f8"),
-                            ("px", "<f8"), ("py", "<f8"), ("pz", "<f8"), ("e", "<f8")])
+_PARTICLE_DTYPE = np.dtype(
+    [
+        ("pid", "<i4"),
+        ("status", "<i4"),
+        ("is_mass_set", "?"),
+        ("mass", "<f8"),
+        ("px", "<f8"),
+        ("py", "<f8"),
+        ("pz", "<f8"),
+        ("e", "<f8"),
+    ]
+)
 
 
 def _first_mothers(raw: _HepMCRaw, offsets: np.ndarray) -> np.ndarray:
@@ -861,35 +1035,68 @@ def _final_particles(flat: Any) -> ak.Array:
 
     final = flat.status > 0
     pid = flat.pid[final]
-    return jagged(flat, final, {"pid": pid, "charge": particle_charges(pid), "px": flat.px[final],
-                                 "py": flat.py[final], "pz": flat.pz[final], "e": flat.e[final]})
+    return jagged(
+        flat,
+        final,
+        {
+            "pid": pid,
+            "charge": particle_charges(pid),
+            "px": flat.px[final],
+            "py": flat.py[final],
+            "pz": flat.pz[final],
+            "e": flat.e[final],
+        },
+    )
 
 
 def _hepmc_truth(flat: Any, raw: _HepMCRaw) -> ak.Array:
     """The truth record, built with the generator's own helpers so both paths agree."""
-    from recastflow.generate.pythia import (hard_mothers, jagged, mode_labels, pt_eta_phi, visible_taus,
-                                       weak_heavy_hadrons)
+    from recastflow.generate.pythia import (
+        hard_mothers,
+        jagged,
+        mode_labels,
+        pt_eta_phi,
+        visible_taus,
+        weak_heavy_hadrons,
+    )
 
     abs_status = np.abs(flat.status)
     hard_mask = (abs_status >= 21) & (abs_status <= 23)
     hard_mother = hard_mothers(flat, hard_mask)
-    hard = jagged(flat, hard_mask, {
-        "pid": flat.pid[hard_mask], "status": flat.status[hard_mask], "mother": hard_mother,
-        "px": flat.px[hard_mask], "py": flat.py[hard_mask], "pz": flat.pz[hard_mask], "e": flat.e[hard_mask],
-        "m": flat.m[hard_mask]})
+    hard = jagged(
+        flat,
+        hard_mask,
+        {
+            "pid": flat.pid[hard_mask],
+            "status": flat.status[hard_mask],
+            "mother": hard_mother,
+            "px": flat.px[hard_mask],
+            "py": flat.py[hard_mask],
+            "pz": flat.pz[hard_mask],
+            "e": flat.e[hard_mask],
+            "m": flat.m[hard_mask],
+        },
+    )
     n_hard = np.bincount(flat.event[hard_mask], minlength=len(flat.counts))
     labels = ak.to_list(mode_labels(flat, hard_mask, hard_mother))
     mode = ak.Array([label if n else "unknown" for label, n in zip(labels, n_hard)])
     pdf = np.asarray(raw.pdf, dtype=np.float64).reshape(-1, 5)
     bhad, chad = weak_heavy_hadrons(flat)
-    return ak.zip({
-        "hard": hard, "mode": mode,
-        "id1": pdf[:, 0].astype(np.int32), "id2": pdf[:, 1].astype(np.int32),
-        "x1": pdf[:, 2], "x2": pdf[:, 3], "q2": pdf[:, 4],
-        "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
-        "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
-        "taus": visible_taus(flat),
-    }, depth_limit=1)
+    return ak.zip(
+        {
+            "hard": hard,
+            "mode": mode,
+            "id1": pdf[:, 0].astype(np.int32),
+            "id2": pdf[:, 1].astype(np.int32),
+            "x1": pdf[:, 2],
+            "x2": pdf[:, 3],
+            "q2": pdf[:, 4],
+            "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
+            "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
+            "taus": visible_taus(flat),
+        },
+        depth_limit=1,
+    )
 
 
 def _progress(total: int, label: str, enabled: bool) -> Callable[[int], None]:
@@ -919,21 +1126,23 @@ def _convert_delphes(m: Manifest, seed: int, progress: bool) -> _Converted:
         matrix, nominal = None, _one_per_event(m, arrays["Event.Weight"], "Event.Weight", required=True)
     xsec_pb, notes = check_weights(m, nominal, matrix, list(m.weights))
     columns: dict[str, Any] = {"weight": nominal}
-    if m.weights:
+    if matrix is not None:  # the manifest names weights
         columns["weights"] = _regular(matrix)
     columns["jets"] = _delphes_jets(arrays)
     columns["electrons"] = _delphes_leptons(arrays, "Electron")
     columns["muons"] = _delphes_leptons(arrays, "Muon")
-    columns["photons"] = _pt_sorted({k: arrays[f"Photon.{b}"] for k, b in (("pt", "PT"), ("eta", "Eta"),
-                                                                            ("phi", "Phi"))})
+    columns["photons"] = _pt_sorted(
+        {k: arrays[f"Photon.{b}"] for k, b in (("pt", "PT"), ("eta", "Eta"), ("phi", "Phi"))}
+    )
     met = _one_per_event(m, arrays["MissingET.MET"], "MissingET.MET", required=False)
     met_phi = _one_per_event(m, arrays["MissingET.Phi"], "MissingET.Phi", required=False)
     columns["met"] = ak.zip({"pt": met, "phi": met_phi})
     columns["truth"] = empty_truth(n)
     if progress:
         print(f"[{m.file}] read {n} Delphes events", file=sys.stderr, flush=True)
-    return _Converted(events=ak.zip(columns, depth_limit=1), weight_names=list(m.weights), xsec_pb=xsec_pb,
-                      warnings=notes)
+    return _Converted(
+        events=ak.zip(columns, depth_limit=1), weight_names=list(m.weights), xsec_pb=xsec_pb, warnings=notes
+    )
 
 
 def read_delphes(m: Manifest) -> tuple[dict[str, ak.Array], int]:
@@ -951,35 +1160,52 @@ def read_delphes(m: Manifest) -> tuple[dict[str, ak.Array], int]:
     try:
         root = uproot.open(m.file)
     except Exception as exc:  # uproot raises ValueError/OSError/its own types for non-ROOT or cut files
-        raise RecastError(f"not a readable ROOT file ({' '.join(str(exc).split())[:200]}); copy it again or "
-                          "check 'format' in the manifest", path=str(m.file), field="file") from None
+        raise RecastError(
+            f"not a readable ROOT file ({' '.join(str(exc).split())[:200]}); copy it again or "
+            "check 'format' in the manifest",
+            path=str(m.file),
+            field="file",
+        ) from None
     with root:
         classes = root.classnames(recursive=False)
         tree_key = next((k for k, c in classes.items() if k.split(";")[0] == "Delphes" and c == "TTree"), None)
         if tree_key is None:
             found = ", ".join(f"{k.split(';')[0]} ({c})" for k, c in classes.items()) or "nothing"
-            raise RecastError(f"no TTree 'Delphes' in the file (it holds {found}); is this Delphes output?",
-                              path=str(m.file), field="Delphes")
+            raise RecastError(
+                f"no TTree 'Delphes' in the file (it holds {found}); is this Delphes output?",
+                path=str(m.file),
+                field="Delphes",
+            )
         tree = root[tree_key]
         by_leaf = {k.split("/")[-1]: k for k in tree.keys(recursive=True)}
         wanted = [f"{c}.{b}" for c, bs in DELPHES_BRANCHES.items() for b in bs]
         missing = [w for w in wanted if w not in by_leaf]
         if missing:
-            raise RecastError(f"the Delphes tree lacks branch(es) {', '.join(missing)}; recastflow needs "
-                              f"{', '.join(wanted)}", path=str(m.file), field=f"Delphes/{missing[0]}")
+            raise RecastError(
+                f"the Delphes tree lacks branch(es) {', '.join(missing)}; recastflow needs {', '.join(wanted)}",
+                path=str(m.file),
+                field=f"Delphes/{missing[0]}",
+            )
         if m.weights:
             wanted.append("Weight.Weight")
             if "Weight.Weight" not in by_leaf:
-                raise RecastError("the manifest lists 'weights' but the Delphes tree has no Weight.Weight branch; "
-                                  f"remove 'weights' from {m.path}", path=str(m.file), field="Delphes/Weight.Weight")
+                raise RecastError(
+                    "the manifest lists 'weights' but the Delphes tree has no Weight.Weight branch; "
+                    f"remove 'weights' from {m.path}",
+                    path=str(m.file),
+                    field="Delphes/Weight.Weight",
+                )
         arrays: dict[str, ak.Array] = {}
         for leaf in wanted:
             try:
                 arrays[leaf] = tree[by_leaf[leaf]].array(library="ak")
             except Exception as exc:  # truncated baskets surface as various uproot/zlib errors
                 reason = " ".join(str(exc).split())[:200]
-                raise RecastError(f"cannot read branch {leaf} ({reason}); the file may be truncated: copy it again",
-                                  path=str(m.file), field=f"Delphes/{leaf}") from None
+                raise RecastError(
+                    f"cannot read branch {leaf} ({reason}); the file may be truncated: copy it again",
+                    path=str(m.file),
+                    field=f"Delphes/{leaf}",
+                ) from None
             _check_delphes_shape(m, leaf, arrays[leaf])
         return arrays, int(tree.num_entries)
 
@@ -988,8 +1214,11 @@ def _check_delphes_shape(m: Manifest, leaf: str, values: ak.Array) -> None:
     """Object branches are per-event lists of numbers; Event and MissingET may also be flat."""
     per_event = leaf.split(".")[0] in ("Event", "MissingET")
     if values.ndim > 2 or (values.ndim == 1 and not per_event):
-        raise RecastError(f"branch {leaf} has type {values.type.content}, expected a list of numbers per event "
-                          "as Delphes writes it", path=str(m.file), field=f"Delphes/{leaf}")
+        raise RecastError(
+            f"branch {leaf} has type {values.type.content}, expected a list of numbers per event as Delphes writes it",
+            path=str(m.file),
+            field=f"Delphes/{leaf}",
+        )
 
 
 def _one_per_event(m: Manifest, values: ak.Array, leaf: str, *, required: bool) -> np.ndarray:
@@ -997,8 +1226,11 @@ def _one_per_event(m: Manifest, values: ak.Array, leaf: str, *, required: bool) 
     if values.ndim > 1:
         counts = ak.to_numpy(ak.num(values))
         if required and np.any(counts == 0):
-            raise RecastError(f"event {int(np.argmax(counts == 0)) + 1} has no {leaf} entry",
-                              path=str(m.file), field=f"Delphes/{leaf}")
+            raise RecastError(
+                f"event {int(np.argmax(counts == 0)) + 1} has no {leaf} entry",
+                path=str(m.file),
+                field=f"Delphes/{leaf}",
+            )
         values = ak.fill_none(ak.firsts(values), 0.0)
     return ak.to_numpy(values).astype(np.float64)
 
@@ -1008,9 +1240,12 @@ def _delphes_weight_matrix(m: Manifest, values: ak.Array, n: int) -> np.ndarray:
     counts = ak.to_numpy(ak.num(values)) if values.ndim > 1 else np.ones(n, dtype=np.int64)
     bad = np.flatnonzero(counts != len(m.weights))
     if len(bad):
-        raise RecastError(f"event {bad[0] + 1} has {counts[bad[0]]} Weight.Weight entries but the manifest names "
-                          f"{len(m.weights)} weights; fix 'weights' in {m.path}",
-                          path=str(m.file), field="Delphes/Weight.Weight")
+        raise RecastError(
+            f"event {bad[0] + 1} has {counts[bad[0]]} Weight.Weight entries but the manifest names "
+            f"{len(m.weights)} weights; fix 'weights' in {m.path}",
+            path=str(m.file),
+            field="Delphes/Weight.Weight",
+        )
     return ak.to_numpy(values).astype(np.float64).reshape(n, len(m.weights))
 
 
@@ -1026,30 +1261,63 @@ def _delphes_jets(arrays: dict[str, ak.Array]) -> ak.Array:
     flavor = abs(ak.values_astype(arrays["Jet.Flavor"], np.int64))
     flavour = ak.where((flavor == 5) | (flavor == 4) | (flavor == 15), flavor, 0)
     btag = (ak.values_astype(arrays["Jet.BTag"], np.int64) & 1) != 0
-    return _pt_sorted({"pt": arrays["Jet.PT"], "eta": arrays["Jet.Eta"], "phi": arrays["Jet.Phi"],
-                       "m": arrays["Jet.Mass"], "btag": btag, "flavour": flavour},
-                      {"btag": np.bool_, "flavour": np.int8})
+    return _pt_sorted(
+        {
+            "pt": arrays["Jet.PT"],
+            "eta": arrays["Jet.Eta"],
+            "phi": arrays["Jet.Phi"],
+            "m": arrays["Jet.Mass"],
+            "btag": btag,
+            "flavour": flavour,
+        },
+        {"btag": np.bool_, "flavour": np.int8},
+    )
 
 
 def _delphes_leptons(arrays: dict[str, ak.Array], name: str) -> ak.Array:
     """Electrons or muons with int8 charge."""
-    return _pt_sorted({"pt": arrays[f"{name}.PT"], "eta": arrays[f"{name}.Eta"], "phi": arrays[f"{name}.Phi"],
-                       "charge": arrays[f"{name}.Charge"]}, {"charge": np.int8})
+    return _pt_sorted(
+        {
+            "pt": arrays[f"{name}.PT"],
+            "eta": arrays[f"{name}.Eta"],
+            "phi": arrays[f"{name}.Phi"],
+            "charge": arrays[f"{name}.Charge"],
+        },
+        {"charge": np.int8},
+    )
 
 
 def empty_truth(n: int) -> ak.Array:
     """A truth record with nothing known: empty lists, mode "unknown", zero PDF info."""
     none = np.zeros(n, dtype=np.int64)
 
-    def empty(fields: dict[str, type]) -> ak.Array:
+    def empty(fields: Mapping[str, type]) -> ak.Array:
         return ak.unflatten(ak.zip({k: np.zeros(0, dtype=t) for k, t in fields.items()}), none)
 
     kinematic = {"pt": np.float64, "eta": np.float64, "phi": np.float64}
-    return ak.zip({
-        "hard": empty({"pid": np.int32, "status": np.int32, "mother": np.int32, "px": np.float64,
-                       "py": np.float64, "pz": np.float64, "e": np.float64, "m": np.float64}),
-        "mode": ak.Array(["unknown"] * n),
-        "id1": np.zeros(n, dtype=np.int32), "id2": np.zeros(n, dtype=np.int32),
-        "x1": np.zeros(n), "x2": np.zeros(n), "q2": np.zeros(n),
-        "bhadrons": empty(kinematic), "chadrons": empty(kinematic), "taus": empty(kinematic),
-    }, depth_limit=1)
+    return ak.zip(
+        {
+            "hard": empty(
+                {
+                    "pid": np.int32,
+                    "status": np.int32,
+                    "mother": np.int32,
+                    "px": np.float64,
+                    "py": np.float64,
+                    "pz": np.float64,
+                    "e": np.float64,
+                    "m": np.float64,
+                }
+            ),
+            "mode": ak.Array(["unknown"] * n),
+            "id1": np.zeros(n, dtype=np.int32),
+            "id2": np.zeros(n, dtype=np.int32),
+            "x1": np.zeros(n),
+            "x2": np.zeros(n),
+            "q2": np.zeros(n),
+            "bhadrons": empty(kinematic),
+            "chadrons": empty(kinematic),
+            "taus": empty(kinematic),
+        },
+        depth_limit=1,
+    )

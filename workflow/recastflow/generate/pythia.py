@@ -29,18 +29,19 @@ import re
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import awkward as ak
 import numpy as np
 
 from recastflow.core.config import load_validated
 from recastflow.core.errors import RecastError
-from recastflow.core.io import sha256_file
 from recastflow.core.events import EVENTS, write_events
+from recastflow.core.io import sha256_file
 from recastflow.generate.slha import SLHAInfo, read_slha, slha_xsec_pb
 
 #: Pythia's allowed range for Random:seed (0 would mean "seed from the clock").
@@ -50,9 +51,14 @@ SEED_MIN, SEED_MAX = 1, 900_000_000
 #: SLHA interface changes. "Print:quiet = on" is not used: it also hides the reason when
 #: init() fails. Errors, warnings and the process table still print.
 LOG_SETTINGS: tuple[str, ...] = (
-    "Init:showChangedSettings = off", "Init:showChangedParticleData = off",
-    "Init:showMultipartonInteractions = off", "SLHA:verbose = 0",
-    "Next:numberCount = 0", "Next:numberShowInfo = 0", "Next:numberShowProcess = 0", "Next:numberShowEvent = 0",
+    "Init:showChangedSettings = off",
+    "Init:showChangedParticleData = off",
+    "Init:showMultipartonInteractions = off",
+    "SLHA:verbose = 0",
+    "Next:numberCount = 0",
+    "Next:numberShowInfo = 0",
+    "Next:numberShowProcess = 0",
+    "Next:numberShowEvent = 0",
     "Next:numberShowLHA = 0",
 )
 
@@ -91,8 +97,25 @@ BOSONS: dict[int, str] = {6: "t", 24: "W", 23: "Z", 25: "h", 35: "H", 36: "A", 3
 
 #: Names of decay products in the label, in label order within one decay.
 PRODUCT_ORDER: tuple[str, ...] = ("e", "mu", "tau", "nu", "b", "c", "q", "t", "g", "gamma", "W", "Z", "h", "X")
-PRODUCT_NAMES: dict[int, str] = {1: "q", 2: "q", 3: "q", 4: "c", 5: "b", 6: "t", 11: "e", 12: "nu", 13: "mu", 14: "nu",
-                                 15: "tau", 16: "nu", 21: "g", 22: "gamma", 23: "Z", 24: "W", 25: "h"}
+PRODUCT_NAMES: dict[int, str] = {
+    1: "q",
+    2: "q",
+    3: "q",
+    4: "c",
+    5: "b",
+    6: "t",
+    11: "e",
+    12: "nu",
+    13: "mu",
+    14: "nu",
+    15: "tau",
+    16: "nu",
+    21: "g",
+    22: "gamma",
+    23: "Z",
+    24: "W",
+    25: "h",
+}
 
 
 # ----------------------------------------------------------------------------- process cards
@@ -113,7 +136,8 @@ class ForcedDecay:
     def settings(self) -> list[str]:
         """Return the Pythia settings that restrict the decay (matching ignores signs)."""
         return [f"{self.particle}:onMode = off"] + [
-            f"{self.particle}:onIfMatch = {' '.join(str(p) for p in prods)}" for prods in self.products]
+            f"{self.particle}:onIfMatch = {' '.join(str(p) for p in prods)}" for prods in self.products
+        ]
 
 
 @dataclass(frozen=True)
@@ -166,22 +190,33 @@ def load_card(path: Path, *, with_pythia: bool = True) -> ProcessCard:
     for i, pid in enumerate(particles):
         if pid in particles[:i]:
             # a second "<id>:onMode = off" would silently undo the first entry's channels
-            raise RecastError(f"particle {pid} is listed twice; put all its channels in one 'products' list",
-                              path=str(path), field=f"forced_decays[{i}]")
+            raise RecastError(
+                f"particle {pid} is listed twice; put all its channels in one 'products' list",
+                path=str(path),
+                field=f"forced_decays[{i}]",
+            )
     xsec = doc["xsec"]
     if xsec["source"] != "slha":
         for key in ("final_states", "order"):
             if key in xsec:
-                raise RecastError("only used with source 'slha'; remove it or set xsec.source: slha",
-                                  path=str(path), field=f"xsec.{key}")
+                raise RecastError(
+                    "only used with source 'slha'; remove it or set xsec.source: slha",
+                    path=str(path),
+                    field=f"xsec.{key}",
+                )
     card = ProcessCard(
-        path=path, name=doc["name"], description=doc.get("description", ""), sqrt_s_gev=float(doc["sqrt_s_gev"]),
+        path=path,
+        name=doc["name"],
+        description=doc.get("description", ""),
+        sqrt_s_gev=float(doc["sqrt_s_gev"]),
         settings=tuple(s.strip() for s in doc["settings"]),
-        forced_decays=tuple(ForcedDecay(fd["particle"], tuple(tuple(p) for p in fd["products"]))
-                            for fd in doc["forced_decays"]),
+        forced_decays=tuple(
+            ForcedDecay(fd["particle"], tuple(tuple(p) for p in fd["products"])) for fd in doc["forced_decays"]
+        ),
         xsec_source=xsec["source"],
         final_states=tuple(tuple(fs) for fs in xsec["final_states"]) if "final_states" in xsec else None,
-        xsec_order=xsec.get("order"))
+        xsec_order=xsec.get("order"),
+    )
     if with_pythia:
         _check_with_pythia(card)
     return card
@@ -196,11 +231,16 @@ def _check_allowed(setting: str, path: Path, field: str) -> None:
     """Refuse settings recastflow sets itself and decay switches outside forced_decays."""
     key = _setting_key(setting)
     if key in FORBIDDEN:
-        raise RecastError(f"{setting.strip()!r} is set by recastflow: {FORBIDDEN[key]}; remove it",
-                          path=str(path), field=field)
+        raise RecastError(
+            f"{setting.strip()!r} is set by recastflow: {FORBIDDEN[key]}; remove it", path=str(path), field=field
+        )
     if DECAY_SWITCH.match(key):
-        raise RecastError(f"{setting.strip()!r} changes decay channels; list the decay under 'forced_decays' "
-                          "instead so that its branching fraction enters br_factor", path=str(path), field=field)
+        raise RecastError(
+            f"{setting.strip()!r} changes decay channels; list the decay under 'forced_decays' "
+            "instead so that its branching fraction enters br_factor",
+            path=str(path),
+            field=field,
+        )
 
 
 def _check_with_pythia(card: ProcessCard) -> None:
@@ -208,13 +248,19 @@ def _check_with_pythia(card: ProcessCard) -> None:
     pythia = new_pythia()
     for i, setting in enumerate(card.settings):
         if not pythia.readString(setting):
-            raise RecastError(f"Pythia does not accept {setting!r} (unknown key or invalid value; see the "
-                              "'PYTHIA Error' line above)", path=str(card.path), field=f"settings[{i}]")
+            raise RecastError(
+                f"Pythia does not accept {setting!r} (unknown key or invalid value; see the 'PYTHIA Error' line above)",
+                path=str(card.path),
+                field=f"settings[{i}]",
+            )
     for i, fd in enumerate(card.forced_decays):
         for setting in fd.settings():
             if not pythia.readString(setting):
-                raise RecastError(f"Pythia does not accept {setting!r}: is {fd.particle} a particle Pythia knows?",
-                                  path=str(card.path), field=f"forced_decays[{i}]")
+                raise RecastError(
+                    f"Pythia does not accept {setting!r}: is {fd.particle} a particle Pythia knows?",
+                    path=str(card.path),
+                    field=f"forced_decays[{i}]",
+                )
 
 
 # ----------------------------------------------------------------------------- Pythia driver
@@ -253,10 +299,8 @@ def pythia_seed(seed: int, chunk: int) -> int:
 
 def _fflush() -> None:
     """Flush C stdio buffers, where Pythia's std::cout output waits."""
-    try:
+    with suppress(OSError, AttributeError):  # no C library handle (non-POSIX): nothing to flush
         ctypes.CDLL(None).fflush(None)
-    except (OSError, AttributeError):  # no C library handle (non-POSIX): nothing to flush
-        pass
 
 
 @contextmanager
@@ -270,7 +314,7 @@ def _stdout_copy() -> Iterator[list[str]]:
     sys.stdout.flush()
     _fflush()
     saved = os.dup(1)
-    tmp = tempfile.TemporaryFile()
+    tmp = tempfile.TemporaryFile()  # noqa: SIM115 - open across the yield, read back and closed in the finally
     try:
         os.dup2(tmp.fileno(), 1)
         yield out
@@ -283,7 +327,7 @@ def _stdout_copy() -> Iterator[list[str]]:
         tmp.close()
         view = memoryview(data)
         while view:
-            view = view[os.write(1, view):]
+            view = view[os.write(1, view) :]
         out.append(data.decode("utf-8", errors="replace"))
 
 
@@ -296,10 +340,12 @@ def _init(pythia: Any, settings: Sequence[str], label: str) -> None:
     reasons = [" ".join(line.split()) for line in log[0].splitlines() if re.search(r"PYTHIA (Error|Abort)", line)]
     hint = ""
     if any(_setting_key(s).startswith("susy:") for s in settings) and not any(
-            _setting_key(s) == "slha:file" for s in settings):
+        _setting_key(s) == "slha:file" for s in settings
+    ):
         hint = "; SUSY processes need the point's SLHA file"
-    raise RecastError(f"Pythia failed to initialise: {' | '.join(reasons) or 'no reason printed'}{hint}",
-                      path=label or None)
+    raise RecastError(
+        f"Pythia failed to initialise: {' | '.join(reasons) or 'no reason printed'}{hint}", path=label or None
+    )
 
 
 def _configure(settings: Sequence[str], seed: int, label: str) -> tuple[Any, list[str]]:
@@ -314,8 +360,11 @@ def _configure(settings: Sequence[str], seed: int, label: str) -> tuple[Any, lis
     pythia = new_pythia()
     for setting in full:
         if not pythia.readString(setting):
-            raise RecastError(f"Pythia does not accept the setting {setting!r} (see the 'PYTHIA Error' line above)",
-                              path=label or None, field="settings")
+            raise RecastError(
+                f"Pythia does not accept the setting {setting!r} (see the 'PYTHIA Error' line above)",
+                path=label or None,
+                field="settings",
+            )
     return pythia, full
 
 
@@ -339,23 +388,33 @@ class _Progress:
         rate = done / max(now - self.start, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("inf")
         prefix = f"[{self.label}] " if self.label else ""
-        print(f"{prefix}{done}/{self.total} events ({100 * fraction:.0f}%), {rate:.1f} events/s, "
-              f"ETA {_duration(eta)}", file=sys.stderr, flush=True)
+        print(
+            f"{prefix}{done}/{self.total} events ({100 * fraction:.0f}%), {rate:.1f} events/s, ETA {_duration(eta)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _duration(seconds: float) -> str:
     """Format a duration as e.g. ``1h02m``, ``3m05s`` or ``12s``."""
     if not np.isfinite(seconds):
         return "?"
-    s = int(round(seconds))
+    s = round(seconds)
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
-def run_pythia(settings: list[str], n_events: int, seed: int, *, label: str = "", progress: bool = True,
-               count_decays: Sequence[int] = (), on_init: Callable[[Any], None] | None = None,
-               ) -> tuple[ak.Array, dict[str, Any]]:
+def run_pythia(
+    settings: list[str],
+    n_events: int,
+    seed: int,
+    *,
+    label: str = "",
+    progress: bool = True,
+    count_decays: Sequence[int] = (),
+    on_init: Callable[[Any], None] | None = None,
+) -> tuple[ak.Array, dict[str, Any]]:
     """Generate (or, with ``Beams:frameType = 4``, shower LHE) events and convert them.
 
     Events come from ``nextBatch`` in batches and are converted column-wise into the
@@ -403,8 +462,10 @@ def run_pythia(settings: list[str], n_events: int, seed: int, *, label: str = ""
             # many in a row mean the setup is broken
             empty += 1
             if empty >= MAX_EMPTY_BATCHES:
-                raise RecastError(f"Pythia failed on every event of {empty} batches in a row "
-                                  "(see the 'PYTHIA Error' lines above)", path=label or None)
+                raise RecastError(
+                    f"Pythia failed on every event of {empty} batches in a row (see the 'PYTHIA Error' lines above)",
+                    path=label or None,
+                )
             continue
         empty = 0
         names = [str(n) for n in info.weightNameVector()]
@@ -419,11 +480,17 @@ def run_pythia(settings: list[str], n_events: int, seed: int, *, label: str = ""
     seconds = time.monotonic() - start
     events = ak.concatenate(parts) if len(parts) > 1 else parts[0]
     return events, {
-        "sigma_gen_pb": float(info.sigmaGen()) * 1e9, "sigma_err_pb": float(info.sigmaErr()) * 1e9,
-        "n_tried": int(info.nTried()), "n_accepted": int(info.nAccepted()), "version": pythia_version(),
-        "settings": full, "weight_names": weight_names or [], "lhe_end": lhe_end or bool(info.atEndOfFile()),
+        "sigma_gen_pb": float(info.sigmaGen()) * 1e9,
+        "sigma_err_pb": float(info.sigmaErr()) * 1e9,
+        "n_tried": int(info.nTried()),
+        "n_accepted": int(info.nAccepted()),
+        "version": pythia_version(),
+        "settings": full,
+        "weight_names": weight_names or [],
+        "lhe_end": lhe_end or bool(info.atEndOfFile()),
         "decay_counts": {pid: np.concatenate(c) for pid, c in counts.items()},
-        "seconds": seconds, "events_per_second": done / max(seconds, 1e-9),
+        "seconds": seconds,
+        "events_per_second": done / max(seconds, 1e-9),
     }
 
 
@@ -459,9 +526,19 @@ def _flatten(batch: ak.Array) -> Flat:
     mother_local = col(prt.mother1, np.int64)
     # entry 0 of every event record is the system line: mother 0 means "none"
     mother1 = np.where(mother_local > 0, offsets[event] + mother_local, -1)
-    return Flat(counts, offsets, event, col(prt.id, np.int32), col(prt.status, np.int32), mother1,
-                 col(prt.p.px, np.float64), col(prt.p.py, np.float64), col(prt.p.pz, np.float64),
-                 col(prt.p.e, np.float64), col(prt.m, np.float64))
+    return Flat(
+        counts,
+        offsets,
+        event,
+        col(prt.id, np.int32),
+        col(prt.status, np.int32),
+        mother1,
+        col(prt.p.px, np.float64),
+        col(prt.p.py, np.float64),
+        col(prt.p.pz, np.float64),
+        col(prt.p.e, np.float64),
+        col(prt.m, np.float64),
+    )
 
 
 class _ChargeTable:
@@ -505,8 +582,18 @@ def _particles(flat: Flat, charges: _ChargeTable) -> ak.Array:
     """All final-state particles (status > 0) with pid, charge and four-momentum."""
     final = flat.status > 0
     pid = flat.pid[final]
-    return jagged(flat, final, {"pid": pid, "charge": charges(pid), "px": flat.px[final], "py": flat.py[final],
-                                 "pz": flat.pz[final], "e": flat.e[final]})
+    return jagged(
+        flat,
+        final,
+        {
+            "pid": pid,
+            "charge": charges(pid),
+            "px": flat.px[final],
+            "py": flat.py[final],
+            "pz": flat.pz[final],
+            "e": flat.e[final],
+        },
+    )
 
 
 def _truth(batch: ak.Array, flat: Flat) -> ak.Array:
@@ -514,21 +601,36 @@ def _truth(batch: ak.Array, flat: Flat) -> ak.Array:
     info = batch.info
     hard_mask = (np.abs(flat.status) >= 21) & (np.abs(flat.status) <= 23)
     hard_mother = hard_mothers(flat, hard_mask)
-    hard = jagged(flat, hard_mask, {
-        "pid": flat.pid[hard_mask], "status": flat.status[hard_mask], "mother": hard_mother,
-        "px": flat.px[hard_mask], "py": flat.py[hard_mask], "pz": flat.pz[hard_mask], "e": flat.e[hard_mask],
-        "m": flat.m[hard_mask]})
+    hard = jagged(
+        flat,
+        hard_mask,
+        {
+            "pid": flat.pid[hard_mask],
+            "status": flat.status[hard_mask],
+            "mother": hard_mother,
+            "px": flat.px[hard_mask],
+            "py": flat.py[hard_mask],
+            "pz": flat.pz[hard_mask],
+            "e": flat.e[hard_mask],
+            "m": flat.m[hard_mask],
+        },
+    )
     bhad, chad = weak_heavy_hadrons(flat)
-    return ak.zip({
-        "hard": hard,
-        "mode": mode_labels(flat, hard_mask, hard_mother),
-        "id1": ak.to_numpy(info.id1).astype(np.int32), "id2": ak.to_numpy(info.id2).astype(np.int32),
-        "x1": ak.to_numpy(info.x1).astype(np.float64), "x2": ak.to_numpy(info.x2).astype(np.float64),
-        "q2": ak.to_numpy(info.Q2Fac).astype(np.float64),
-        "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
-        "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
-        "taus": visible_taus(flat),
-    }, depth_limit=1)
+    return ak.zip(
+        {
+            "hard": hard,
+            "mode": mode_labels(flat, hard_mask, hard_mother),
+            "id1": ak.to_numpy(info.id1).astype(np.int32),
+            "id2": ak.to_numpy(info.id2).astype(np.int32),
+            "x1": ak.to_numpy(info.x1).astype(np.float64),
+            "x2": ak.to_numpy(info.x2).astype(np.float64),
+            "q2": ak.to_numpy(info.Q2Fac).astype(np.float64),
+            "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
+            "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
+            "taus": visible_taus(flat),
+        },
+        depth_limit=1,
+    )
 
 
 def hard_mothers(flat: Flat, hard_mask: np.ndarray) -> np.ndarray:
@@ -728,9 +830,12 @@ def forced_branching_fractions(pythia: Any, card: ProcessCard) -> list[float]:
         kept = sum(br for _, br, on in table if on in (1, 2))
         if total <= 0 or kept <= 0:
             listed = ", ".join(f"{list(p)} ({br:.3g})" for p, br, _ in table if br > 0) or "none"
-            raise RecastError(f"no decay channel of {fd.particle} matches {[list(p) for p in fd.products]}; "
-                              f"Pythia's channels (branching ratio): {listed}",
-                              path=str(card.path), field=f"forced_decays[{i}]")
+            raise RecastError(
+                f"no decay channel of {fd.particle} matches {[list(p) for p in fd.products]}; "
+                f"Pythia's channels (branching ratio): {listed}",
+                path=str(card.path),
+                field=f"forced_decays[{i}]",
+            )
         fractions.append(kept / total)
     return fractions
 
@@ -785,20 +890,27 @@ def br_factor(card: ProcessCard, fractions: list[float], counts: dict[int, np.nd
     for i, (fd, br) in enumerate(zip(card.forced_decays, fractions)):
         seen = np.unique(counts[fd.particle])
         if len(seen) > 1:
-            raise RecastError(f"particle {fd.particle} decays {' or '.join(map(str, seen.tolist()))} times "
-                              "depending on the event, so one br_factor cannot describe the sample; restrict the "
-                              "process (e.g. SUSY:idA/idB) or drop this forced decay",
-                              path=str(card.path), field=f"forced_decays[{i}]")
+            raise RecastError(
+                f"particle {fd.particle} decays {' or '.join(map(str, seen.tolist()))} times "
+                "depending on the event, so one br_factor cannot describe the sample; restrict the "
+                "process (e.g. SUSY:idA/idB) or drop this forced decay",
+                path=str(card.path),
+                field=f"forced_decays[{i}]",
+            )
         per_event = int(seen[0]) if len(seen) else 0
-        factor *= br ** per_event
-        detail.append({"particle": fd.particle, "products": [list(p) for p in fd.products],
-                       "branching_fraction": br, "per_event": per_event})
+        factor *= br**per_event
+        detail.append(
+            {
+                "particle": fd.particle,
+                "products": [list(p) for p in fd.products],
+                "branching_fraction": br,
+                "per_event": per_event,
+            }
+        )
     return factor, detail
 
 
 # ----------------------------------------------------------------------------- one chunk
-
-
 
 
 def _check_chunk_args(n_events: int, seed: int, chunk: int, chunks: int) -> None:
@@ -817,8 +929,18 @@ def _base_settings(card: ProcessCard, slha_path: Path | None) -> list[str]:
     return [f"Beams:eCM = {card.sqrt_s_gev:g}", *spectrum, *card.settings]
 
 
-def generate_chunk(card_path: Path, slha_path: Path | None, *, point: str, n_events: int, seed: int, chunk: int,
-                   chunks: int, output: Path, progress: bool = True) -> dict[str, Any]:
+def generate_chunk(
+    card_path: Path,
+    slha_path: Path | None,
+    *,
+    point: str,
+    n_events: int,
+    seed: int,
+    chunk: int,
+    chunks: int,
+    output: Path,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Generate one chunk of events of a signal point and write it as recastflow-events/1.
 
     The same arguments give a byte-identical file: the Pythia seed is derived from
@@ -844,8 +966,11 @@ def generate_chunk(card_path: Path, slha_path: Path | None, *, point: str, n_eve
     # the SLHA cross-section is looked up first, so that a missing XSECTION fails in seconds
     reference = None
     if card.xsec_source == "slha":
-        reference = slha_xsec_pb(slha_info, card.sqrt_s_gev, list(card.final_states) if card.final_states else None,
-                                 card.xsec_order)
+        if slha_info is None:  # unreachable: _read_spectrum refuses this source without an SLHA file
+            raise RecastError("xsec.source is 'slha' but no SLHA file was given", path=str(card.path))
+        reference = slha_xsec_pb(
+            slha_info, card.sqrt_s_gev, list(card.final_states) if card.final_states else None, card.xsec_order
+        )
     base, forced = _base_settings(card, slha_path), card.forced_settings()
     label = f"{point} chunk {chunk + 1}/{chunks}"
     rng_seed = pythia_seed(seed, chunk)
@@ -854,12 +979,25 @@ def generate_chunk(card_path: Path, slha_path: Path | None, *, point: str, n_eve
     def read_fractions(pythia: Any) -> None:
         fractions.extend(forced_branching_fractions(pythia, card))
 
-    events, info = run_pythia([*base, *forced], n_events, rng_seed, label=label, progress=progress,
-                              count_decays=[fd.particle for fd in card.forced_decays], on_init=read_fractions)
+    events, info = run_pythia(
+        [*base, *forced],
+        n_events,
+        rng_seed,
+        label=label,
+        progress=progress,
+        count_decays=[fd.particle for fd in card.forced_decays],
+        on_init=read_fractions,
+    )
     factor, detail = br_factor(card, fractions, info["decay_counts"])
     generator: dict[str, Any] = {
-        "name": "pythia8", "version": info["version"], "settings": info["settings"], "base_seed": seed,
-        "sigma_gen_pb": info["sigma_gen_pb"], "sigma_err_pb": info["sigma_err_pb"], "n_tried": info["n_tried"]}
+        "name": "pythia8",
+        "version": info["version"],
+        "settings": info["settings"],
+        "base_seed": seed,
+        "sigma_gen_pb": info["sigma_gen_pb"],
+        "sigma_err_pb": info["sigma_err_pb"],
+        "n_tried": info["n_tried"],
+    }
     if reference is not None:
         xsec_pb, xsec_source = reference
     else:
@@ -867,11 +1005,20 @@ def generate_chunk(card_path: Path, slha_path: Path | None, *, point: str, n_eve
         xsec_pb = info["sigma_gen_pb"] / generator["open_width_factor"]
         xsec_source = "Pythia 8 sigmaGen (LO)" + (" / open-width factor of forced decays" if forced else "")
     header = {
-        "format": EVENTS, "point": point, "generator": generator, "n_events": len(events),
-        "sum_weights": float(np.sum(ak.to_numpy(events["weight"]))), "xsec_pb": float(xsec_pb),
-        "xsec_source": xsec_source, "xsec_estimated": reference is None, "br_factor": float(factor),
-        "forced_decays": detail, "seed": rng_seed, "chunk": {"index": chunk, "count": chunks},
-        "weight_names": info["weight_names"], "sources": _sources(card_path, slha_path),
+        "format": EVENTS,
+        "point": point,
+        "generator": generator,
+        "n_events": len(events),
+        "sum_weights": float(np.sum(ak.to_numpy(events["weight"]))),
+        "xsec_pb": float(xsec_pb),
+        "xsec_source": xsec_source,
+        "xsec_estimated": reference is None,
+        "br_factor": float(factor),
+        "forced_decays": detail,
+        "seed": rng_seed,
+        "chunk": {"index": chunk, "count": chunks},
+        "weight_names": info["weight_names"],
+        "sources": _sources(card_path, slha_path),
     }
     write_events(Path(output), events, header)
     return header
@@ -887,10 +1034,16 @@ def _read_spectrum(card: ProcessCard, slha_path: Path | None) -> SLHAInfo | None
     """Check and read the SLHA file when the card needs one."""
     if slha_path is None:
         if card.xsec_source == "slha":
-            raise RecastError("xsec.source is 'slha' but no SLHA file was given; pass the point's SLHA file",
-                              path=str(card.path), field="xsec.source")
+            raise RecastError(
+                "xsec.source is 'slha' but no SLHA file was given; pass the point's SLHA file",
+                path=str(card.path),
+                field="xsec.source",
+            )
         if any(_setting_key(s).startswith("susy:") for s in card.settings):
-            raise RecastError("SUSY processes need the point's SLHA file (masses, mixings, decays); pass it",
-                              path=str(card.path), field="settings")
+            raise RecastError(
+                "SUSY processes need the point's SLHA file (masses, mixings, decays); pass it",
+                path=str(card.path),
+                field="settings",
+            )
         return None
     return read_slha(Path(slha_path))

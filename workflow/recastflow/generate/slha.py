@@ -8,10 +8,10 @@ and to read the ``XSECTION`` blocks that carry the reference production cross-se
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 import pyslha
 
@@ -21,9 +21,19 @@ from recastflow.core.errors import RecastError
 #: default mass (e.g. squarks at 500 GeV) without an error, which silently changes the
 #: physics. The gravitino (1000039) is left out: it only matters for GMSB spectra.
 SPARTICLES: tuple[int, ...] = (
-    *range(1000001, 1000007), *range(2000001, 2000007),
-    *range(1000011, 1000017), 2000011, 2000013, 2000015,
-    1000021, 1000022, 1000023, 1000024, 1000025, 1000035, 1000037,
+    *range(1000001, 1000007),
+    *range(2000001, 2000007),
+    *range(1000011, 1000017),
+    2000011,
+    2000013,
+    2000015,
+    1000021,
+    1000022,
+    1000023,
+    1000024,
+    1000025,
+    1000035,
+    1000037,
 )
 
 #: QCD-order codes of the XSECTION block as written by SModelS/NLL-fast tools
@@ -40,11 +50,34 @@ BR_SUM_TOLERANCE = 0.01
 
 #: Names of the sparticles, for messages about impossible spectra.
 PARTICLE_NAMES: dict[int, str] = {
-    1000001: "~d_L", 2000001: "~d_R", 1000002: "~u_L", 2000002: "~u_R", 1000003: "~s_L", 2000003: "~s_R",
-    1000004: "~c_L", 2000004: "~c_R", 1000005: "~b_1", 2000005: "~b_2", 1000006: "~t_1", 2000006: "~t_2",
-    1000011: "~e_L", 2000011: "~e_R", 1000012: "~nu_eL", 1000013: "~mu_L", 2000013: "~mu_R", 1000014: "~nu_muL",
-    1000015: "~tau_1", 2000015: "~tau_2", 1000016: "~nu_tauL", 1000021: "~g", 1000022: "~chi_10",
-    1000023: "~chi_20", 1000024: "~chi_1+", 1000025: "~chi_30", 1000035: "~chi_40", 1000037: "~chi_2+",
+    1000001: "~d_L",
+    2000001: "~d_R",
+    1000002: "~u_L",
+    2000002: "~u_R",
+    1000003: "~s_L",
+    2000003: "~s_R",
+    1000004: "~c_L",
+    2000004: "~c_R",
+    1000005: "~b_1",
+    2000005: "~b_2",
+    1000006: "~t_1",
+    2000006: "~t_2",
+    1000011: "~e_L",
+    2000011: "~e_R",
+    1000012: "~nu_eL",
+    1000013: "~mu_L",
+    2000013: "~mu_R",
+    1000014: "~nu_muL",
+    1000015: "~tau_1",
+    2000015: "~tau_2",
+    1000016: "~nu_tauL",
+    1000021: "~g",
+    1000022: "~chi_10",
+    1000023: "~chi_20",
+    1000024: "~chi_1+",
+    1000025: "~chi_30",
+    1000035: "~chi_40",
+    1000037: "~chi_2+",
     1000039: "~G",
 }
 
@@ -118,20 +151,33 @@ def read_slha(path: Path) -> SLHAInfo:
     """
     doc = _parse(Path(path))
     if "MODSEL" not in doc.blocks:
-        raise RecastError("no BLOCK MODSEL: Pythia then ignores the SUSY spectrum and fails to initialise; "
-                          "add 'BLOCK MODSEL' with the line '1 1' (general MSSM)", path=str(path), field="BLOCK MODSEL")
+        raise RecastError(
+            "no BLOCK MODSEL: Pythia then ignores the SUSY spectrum and fails to initialise; "
+            "add 'BLOCK MODSEL' with the line '1 1' (general MSSM)",
+            path=str(path),
+            field="BLOCK MODSEL",
+        )
     if "MASS" not in doc.blocks:
-        raise RecastError("no BLOCK MASS: Pythia would use its default sparticle masses; add BLOCK MASS with all "
-                          "sparticles (decoupled ones at e.g. 1.0E+05 GeV)", path=str(path), field="BLOCK MASS")
+        raise RecastError(
+            "no BLOCK MASS: Pythia would use its default sparticle masses; add BLOCK MASS with all "
+            "sparticles (decoupled ones at e.g. 1.0E+05 GeV)",
+            path=str(path),
+            field="BLOCK MASS",
+        )
     masses = _masses(doc, path)
     missing = [pid for pid in SPARTICLES if pid not in masses]
     if missing:
-        raise RecastError(f"BLOCK MASS lacks PDG id(s) {', '.join(map(str, missing))}: Pythia would silently keep "
-                          "its default masses for them (e.g. squarks at 500 GeV); give every sparticle a mass "
-                          "(decoupled ones at e.g. 1.0E+05 GeV)", path=str(path), field="BLOCK MASS")
+        raise RecastError(
+            f"BLOCK MASS lacks PDG id(s) {', '.join(map(str, missing))}: Pythia would silently keep "
+            "its default masses for them (e.g. squarks at 500 GeV); give every sparticle a mass "
+            "(decoupled ones at e.g. 1.0E+05 GeV)",
+            path=str(path),
+            field="BLOCK MASS",
+        )
     _check_decays(doc, masses, path)
-    return SLHAInfo(path=str(path), masses=MappingProxyType(masses), decays=_decaying(doc),
-                    xsections=_xsections(doc, path))
+    return SLHAInfo(
+        path=str(path), masses=MappingProxyType(masses), decays=_decaying(doc), xsections=_xsections(doc, path)
+    )
 
 
 def _parse(path: Path) -> pyslha.Doc:
@@ -170,8 +216,11 @@ def _check_branching_ratios(text: str, path: Path) -> None:
             continue  # not a number: pyslha's own parse error names it
         if not math.isfinite(br) or not 0.0 <= br <= 1.0:
             products = ", ".join(items[2:])
-            raise RecastError(f"the channel to {products} has branching ratio {items[0]}; a branching ratio is "
-                              "between 0 and 1", path=str(path), field=f"DECAY {decaying}")
+            raise RecastError(
+                f"the channel to {products} has branching ratio {items[0]}; a branching ratio is between 0 and 1",
+                path=str(path),
+                field=f"DECAY {decaying}",
+            )
 
 
 def _masses(doc: pyslha.Doc, path: Path) -> dict[int, float]:
@@ -181,13 +230,17 @@ def _masses(doc: pyslha.Doc, path: Path) -> dict[int, float]:
         try:
             masses[int(key)] = float(value)
         except (TypeError, ValueError):
-            raise RecastError(f"entry {key!r} has mass {value!r}, not a number", path=str(path),
-                              field="BLOCK MASS") from None
+            raise RecastError(
+                f"entry {key!r} has mass {value!r}, not a number", path=str(path), field="BLOCK MASS"
+            ) from None
         # pyslha reads "nan" and "inf" as floats; Pythia would take them as masses.
         # A negative mass is legitimate (the sign of a neutralino's mass eigenvalue), so only finiteness is checked.
         if not math.isfinite(masses[int(key)]):
-            raise RecastError(f"{particle_name(int(key))} has mass {masses[int(key)]}; give a finite mass in GeV",
-                              path=str(path), field="BLOCK MASS")
+            raise RecastError(
+                f"{particle_name(int(key))} has mass {masses[int(key)]}; give a finite mass in GeV",
+                path=str(path),
+                field="BLOCK MASS",
+            )
     return masses
 
 
@@ -214,15 +267,21 @@ def _check_decays(doc: pyslha.Doc, masses: dict[int, float], path: Path) -> None
         field = f"DECAY {pid}"
         width = particle.totalwidth
         if width is not None and (not math.isfinite(float(width)) or float(width) < 0):
-            raise RecastError(f"total width of {particle_name(pid)} is {float(width)}; give a finite width >= 0 "
-                              "in GeV", path=str(path), field=field)
+            raise RecastError(
+                f"total width of {particle_name(pid)} is {float(width)}; give a finite width >= 0 in GeV",
+                path=str(path),
+                field=field,
+            )
         if not particle.decays:
             continue
         total = sum(float(c.br) for c in particle.decays)
         if abs(total - 1.0) > BR_SUM_TOLERANCE:
-            raise RecastError(f"the branching ratios of {particle_name(pid)} sum to {total:.6g}, not 1 (Pythia would "
-                              "silently rescale them); give every channel with its branching ratio",
-                              path=str(path), field=field)
+            raise RecastError(
+                f"the branching ratios of {particle_name(pid)} sum to {total:.6g}, not 1 (Pythia would "
+                "silently rescale them); give every channel with its branching ratio",
+                path=str(path),
+                field=field,
+            )
         parent = abs(masses.get(abs(pid), math.nan))
         if not math.isfinite(parent):
             continue  # a particle of the Standard Model or outside BLOCK MASS: Pythia knows its mass
@@ -234,9 +293,12 @@ def _check_decays(doc: pyslha.Doc, masses: dict[int, float], path: Path) -> None
             needed = sum(abs(masses[abs(i)]) for i in heavy)
             if heavy and needed > parent:
                 listed = " + ".join(f"{particle_name(i)} at {abs(masses[abs(i)]):g} GeV" for i in heavy)
-                raise RecastError(f"impossible spectrum: {particle_name(pid)} at {parent:g} GeV decays (channel "
-                                  f"{k + 1}) to {listed}, which is heavier; fix BLOCK MASS or the DECAY table",
-                                  path=str(path), field=field)
+                raise RecastError(
+                    f"impossible spectrum: {particle_name(pid)} at {parent:g} GeV decays (channel "
+                    f"{k + 1}) to {listed}, which is heavier; fix BLOCK MASS or the DECAY table",
+                    path=str(path),
+                    field=field,
+                )
 
 
 def _decaying(doc: pyslha.Doc) -> tuple[int, ...]:
@@ -260,16 +322,32 @@ def _xsections(doc: pyslha.Doc, path: Path) -> tuple[XsecEntry, ...]:
             final = " ".join(str(int(i)) for i in process.pidsfinal)
             where = f"XSECTION {float(x.sqrts):g} -> {final}"
             if not (math.isfinite(float(x.value)) and float(x.value) > 0):
-                raise RecastError(f"cross-section {float(x.value)} pb; a cross-section is a finite number > 0 "
-                                  "(remove the process if it is not produced)", path=str(path), field=where)
+                raise RecastError(
+                    f"cross-section {float(x.value)} pb; a cross-section is a finite number > 0 "
+                    "(remove the process if it is not produced)",
+                    path=str(path),
+                    field=where,
+                )
             if not (math.isfinite(float(x.sqrts)) and float(x.sqrts) > 0):
-                raise RecastError(f"collision energy {float(x.sqrts)} GeV; give sqrt(s) in GeV, e.g. 1.30E+04",
-                                  path=str(path), field=where)
-            entries.append(XsecEntry(
-                sqrt_s_gev=float(x.sqrts), initial=tuple(int(i) for i in process.pidsinitial),
-                final=tuple(int(i) for i in process.pidsfinal), qcd_order=int(x.qcd_order), ew_order=int(x.ew_order),
-                kappa_f=float(x.kappa_f), kappa_r=float(x.kappa_r), pdf_id=int(x.pdf_id), value_pb=float(x.value),
-                code=" ".join(str(c) for c in x.code if c)))
+                raise RecastError(
+                    f"collision energy {float(x.sqrts)} GeV; give sqrt(s) in GeV, e.g. 1.30E+04",
+                    path=str(path),
+                    field=where,
+                )
+            entries.append(
+                XsecEntry(
+                    sqrt_s_gev=float(x.sqrts),
+                    initial=tuple(int(i) for i in process.pidsinitial),
+                    final=tuple(int(i) for i in process.pidsfinal),
+                    qcd_order=int(x.qcd_order),
+                    ew_order=int(x.ew_order),
+                    kappa_f=float(x.kappa_f),
+                    kappa_r=float(x.kappa_r),
+                    pdf_id=int(x.pdf_id),
+                    value_pb=float(x.value),
+                    code=" ".join(str(c) for c in x.code if c),
+                )
+            )
     return tuple(entries)
 
 
@@ -282,8 +360,9 @@ def order_label(order: int) -> str:
     return QCD_ORDER_LABELS.get(order, f"QCD order {order}")
 
 
-def slha_xsec_pb(info: SLHAInfo, sqrt_s_gev: float, final_states: list[tuple[int, int]] | None,
-                 order: int | None) -> tuple[float, str]:
+def slha_xsec_pb(
+    info: SLHAInfo, sqrt_s_gev: float, final_states: list[tuple[int, int]] | None, order: int | None
+) -> tuple[float, str]:
     """Sum the SLHA XSECTION values of the produced pairs at one collision energy.
 
     Args:
@@ -298,18 +377,27 @@ def slha_xsec_pb(info: SLHAInfo, sqrt_s_gev: float, final_states: list[tuple[int
         The summed cross-section in pb and a description such as
         ``"SLHA XSECTION NLO+NLL: <file>"``.
     """
-    at_energy = [x for x in info.xsections
-                 if abs(x.sqrt_s_gev - sqrt_s_gev) < SQRT_S_TOLERANCE_GEV and sorted(x.initial) == [2212, 2212]]
+    at_energy = [
+        x
+        for x in info.xsections
+        if abs(x.sqrt_s_gev - sqrt_s_gev) < SQRT_S_TOLERANCE_GEV and sorted(x.initial) == [2212, 2212]
+    ]
     wanted = None if final_states is None else [tuple(sorted(fs)) for fs in final_states]
     chosen = at_energy if wanted is None else [x for x in at_energy if tuple(sorted(x.final)) in wanted]
     missing = [] if wanted is None else [fs for fs in wanted if not any(tuple(sorted(x.final)) == fs for x in chosen)]
     if not chosen or missing:
         what = f"the pair(s) {', '.join(map(str, missing or wanted or []))} " if wanted else "any process "
-        raise RecastError(f"no XSECTION for {what}in pp collisions at {sqrt_s_gev:g} GeV; the file has: "
-                          f"{_summary(info.xsections)}", path=info.path, field="XSECTION")
+        raise RecastError(
+            f"no XSECTION for {what}in pp collisions at {sqrt_s_gev:g} GeV; the file has: {_summary(info.xsections)}",
+            path=info.path,
+            field="XSECTION",
+        )
     processes = sorted({tuple(sorted(x.final)) for x in chosen})
-    use = order if order is not None else min(max(x.qcd_order for x in chosen if tuple(sorted(x.final)) == fs)
-                                              for fs in processes)
+    use = (
+        order
+        if order is not None
+        else min(max(x.qcd_order for x in chosen if tuple(sorted(x.final)) == fs) for fs in processes)
+    )
     total = 0.0
     for fs in processes:
         total += _central(info, [x for x in chosen if tuple(sorted(x.final)) == fs and x.qcd_order == use], fs, use)
@@ -319,14 +407,21 @@ def slha_xsec_pb(info: SLHAInfo, sqrt_s_gev: float, final_states: list[tuple[int
 def _central(info: SLHAInfo, entries: list[XsecEntry], final: tuple[int, ...], order: int) -> float:
     """Pick the one central-scale value of a process at one order."""
     if not entries:
-        raise RecastError(f"no XSECTION at {order_label(order)} for {final}; the file has: {_summary(info.xsections)}",
-                          path=info.path, field="XSECTION")
+        raise RecastError(
+            f"no XSECTION at {order_label(order)} for {final}; the file has: {_summary(info.xsections)}",
+            path=info.path,
+            field="XSECTION",
+        )
     # scale variations are extra lines with kappa != 1; 0 is the common way of writing "central"
     central = [x for x in entries if x.kappa_f in (0.0, 1.0) and x.kappa_r in (0.0, 1.0)]
     if len(central) != 1:
-        raise RecastError(f"{len(central)} central-scale XSECTION values at {order_label(order)} for {final} "
-                          f"(codes/PDFs: {', '.join(f'{x.code} pdf {x.pdf_id}' for x in central) or 'none'}); "
-                          "keep exactly one", path=info.path, field="XSECTION")
+        raise RecastError(
+            f"{len(central)} central-scale XSECTION values at {order_label(order)} for {final} "
+            f"(codes/PDFs: {', '.join(f'{x.code} pdf {x.pdf_id}' for x in central) or 'none'}); "
+            "keep exactly one",
+            path=info.path,
+            field="XSECTION",
+        )
     return central[0].value_pb
 
 
@@ -334,5 +429,6 @@ def _summary(entries: tuple[XsecEntry, ...]) -> str:
     """List the XSECTION values of a file in one line, for error messages."""
     if not entries:
         return "no XSECTION blocks"
-    return "; ".join(f"{x.final} at {x.sqrt_s_gev:g} GeV {order_label(x.qcd_order)} = {x.value_pb:g} pb"
-                     for x in entries)
+    return "; ".join(
+        f"{x.final} at {x.sqrt_s_gev:g} GeV {order_label(x.qcd_order)} = {x.value_pb:g} pb" for x in entries
+    )

@@ -33,10 +33,11 @@ import tarfile
 import tempfile
 import tomllib
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO, Any, Iterable
+from typing import IO, Any
 
 from recastflow.core.errors import RecastError
 
@@ -57,9 +58,18 @@ NOT_REPRODUCIBLE = ("benchmarks",)
 SNAKEFILES = ("Snakefile", "workflow/Snakefile", "snakefile", "workflow/snakefile")
 _CHUNK = 1 << 20
 _FORMATS = {
-    ".json": "application/json", ".yaml": "application/yaml", ".yml": "application/yaml", ".csv": "text/csv",
-    ".tsv": "text/tab-separated-values", ".png": "image/png", ".pdf": "application/pdf", ".html": "text/html",
-    ".md": "text/markdown", ".py": "text/x-python", ".toml": "application/toml", ".txt": "text/plain",
+    ".json": "application/json",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".csv": "text/csv",
+    ".tsv": "text/tab-separated-values",
+    ".png": "image/png",
+    ".pdf": "application/pdf",
+    ".html": "text/html",
+    ".md": "text/markdown",
+    ".py": "text/x-python",
+    ".toml": "application/toml",
+    ".txt": "text/plain",
 }
 _SPDX = "https://spdx.org/licenses/"
 
@@ -123,12 +133,14 @@ def _git(project: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     try:
         proc = subprocess.run(["git", *args], cwd=project, capture_output=True, check=False)
     except FileNotFoundError:
-        raise RecastError("git is not installed; the archive packs the workflow's git-tracked files",
-                          path=str(project)) from None
+        raise RecastError(
+            "git is not installed; the archive packs the workflow's git-tracked files", path=str(project)
+        ) from None
     if check and proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise RecastError(f"git {args[0]} failed: {msg[0] if msg else 'exit code ' + str(proc.returncode)}",
-                          path=str(project))
+        raise RecastError(
+            f"git {args[0]} failed: {msg[0] if msg else 'exit code ' + str(proc.returncode)}", path=str(project)
+        )
     return proc
 
 
@@ -222,7 +234,7 @@ def input_files(project: Path, config: dict[str, Any], config_path: Path, tracke
         grid = load_grid(grid_name, signals_dir)
         analysis = load_analysis(grid.analysis, analyses_dir)
         files = [grid.path, analysis.folder / "analysis.yaml", analysis.workspace(grid.workspace).path]
-        files += [p.patch or p.yields for p in grid.points if p.patch or p.yields]
+        files += [path for p in grid.points if (path := p.patch or p.yields) is not None]
         if grid.patchset:
             files.append(grid.patchset)
         for f in files:
@@ -236,8 +248,9 @@ def _packed(project: Path, name: str) -> Packed:
     """Hash one file; a symlink is packed as the file it points to (archives hold regular files only)."""
     path = project / name
     if not path.is_file():  # follows symlinks: a link to a file is fine, to a folder or nowhere is not
-        raise RecastError("not a regular file (a folder, submodule, dangling symlink or special file); "
-                          "cannot be archived", path=name)
+        raise RecastError(
+            "not a regular file (a folder, submodule, dangling symlink or special file); cannot be archived", path=name
+        )
     st = path.stat()
     return Packed(name, path, sha256_file(path), st.st_size, bool(st.st_mode & 0o111))
 
@@ -260,8 +273,12 @@ def environment() -> dict[str, Any]:
     libc, libc_version = platform.libc_ver()
     return {
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation()},
-        "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
-                     "libc": f"{libc} {libc_version}".strip() or None},
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "libc": f"{libc} {libc_version}".strip() or None,
+        },
         "packages": python_packages(),
     }
 
@@ -350,8 +367,17 @@ def _file_props(item: Packed, name: str | None = None) -> dict[str, Any]:
     return props
 
 
-def crate_metadata(*, project: Path, sections: dict[str, dict[str, Packed]], snakefile: str, config_name: str,
-                   results_dir: str, analyses_dir: str, grids: list[str], git: GitState) -> bytes:
+def crate_metadata(
+    *,
+    project: Path,
+    sections: dict[str, dict[str, Packed]],
+    snakefile: str,
+    config_name: str,
+    results_dir: str,
+    analyses_dir: str,
+    grids: list[str],
+    git: GitState,
+) -> bytes:
     """The RO-Crate metadata (``ro-crate-metadata.json``) of the archive, made with the ``rocrate`` package.
 
     Entities: the Snakefile as the main ComputationalWorkflow (programmingLanguage Snakemake), every
@@ -360,8 +386,8 @@ def crate_metadata(*, project: Path, sections: dict[str, dict[str, Packed]], sna
     time, so the same run gives the same bytes.
     """
     try:
-        from rocrate.rocrate import ROCrate
         from rocrate.model.contextentity import ContextEntity
+        from rocrate.rocrate import ROCrate
     except ImportError:
         raise RecastError("the 'rocrate' package is not installed (it is pinned in pyproject.toml)") from None
 
@@ -369,9 +395,11 @@ def crate_metadata(*, project: Path, sections: dict[str, dict[str, Packed]], sna
     # RO-Crate requires datePublished; the commit date is fixed for a checkout, "now" is not
     crate.datePublished = git.commit_date or "1970-01-01T00:00:00+00:00"
     crate.name = f"recastflow run: {', '.join(grids)}"
-    crate.description = (f"A recastflow run (workflow, configuration {config_name}, analysis bundles and the "
-                         f"results in {results_dir}/), packed by 'recastflow archive'. Re-run with "
-                         "'snakemake --cores all --forceall' and check with 'sha256sum -c RESULTS.sha256'.")
+    crate.description = (
+        f"A recastflow run (workflow, configuration {config_name}, analysis bundles and the "
+        f"results in {results_dir}/), packed by 'recastflow archive'. Re-run with "
+        "'snakemake --cores all --forceall' and check with 'sha256sum -c RESULTS.sha256'."
+    )
     lic = _license(project)
     if lic:
         # a single SPDX id has a URL; an expression such as "MIT OR Apache-2.0" does not
@@ -382,8 +410,13 @@ def crate_metadata(*, project: Path, sections: dict[str, dict[str, Packed]], sna
     except metadata.PackageNotFoundError:
         sm_version = None
     everything = {name: item for section in sections.values() for name, item in section.items()}
-    workflow = crate.add_workflow(dest_path=snakefile, main=True, lang="snakemake", lang_version=sm_version,
-                                  properties=_file_props(everything[snakefile], "recastflow Snakemake workflow"))
+    workflow = crate.add_workflow(
+        dest_path=snakefile,
+        main=True,
+        lang="snakemake",
+        lang_version=sm_version,
+        properties=_file_props(everything[snakefile], "recastflow Snakemake workflow"),
+    )
     if git.commit:
         workflow["version"] = git.commit
     entities = {snakefile: workflow}
@@ -396,11 +429,15 @@ def crate_metadata(*, project: Path, sections: dict[str, dict[str, Packed]], sna
         _add_bundle(crate, folder, doc, [entities[n] for n in sorted(entities) if _under(n, folder)])
 
     crate.add_action(
-        workflow, identifier="#run",
+        workflow,
+        identifier="#run",
         object=[entities[n] for n in sorted(sections["inputs"])],
         result=[entities[n] for n in sorted(sections["results"])],
-        properties={"@type": "CreateAction", "name": "recastflow workflow run",
-                    "description": f"snakemake run with {config_name}; results in {results_dir}/"},
+        properties={
+            "@type": "CreateAction",
+            "name": "recastflow workflow run",
+            "description": f"snakemake run with {config_name}; results in {results_dir}/",
+        },
     )
     doc = crate.metadata.generate()
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
@@ -420,9 +457,14 @@ def _add_bundle(crate: Any, folder: str, doc: dict[str, Any], parts: list[Any]) 
     dataset = crate.add_dataset(dest_path=folder, properties=props)
     if record:
         cc0 = crate.get(_SPDX + "CC0-1.0") or crate.add(
-            ContextEntity(crate, _SPDX + "CC0-1.0", properties={"@type": "CreativeWork", "name": "CC0-1.0"}))
-        rec_props: dict[str, Any] = {"@type": "Dataset", "name": f"HEPData record {record}", "identifier": record,
-                                     "license": {"@id": cc0.id}}
+            ContextEntity(crate, _SPDX + "CC0-1.0", properties={"@type": "CreativeWork", "name": "CC0-1.0"})
+        )
+        rec_props: dict[str, Any] = {
+            "@type": "Dataset",
+            "name": f"HEPData record {record}",
+            "identifier": record,
+            "license": {"@id": cc0.id},
+        }
         if doc["hepdata"].get("doi"):
             rec_props["sameAs"] = {"@id": f"https://doi.org/{doc['hepdata']['doi']}"}
         rec = crate.add(ContextEntity(crate, f"https://www.hepdata.net/record/{record}", properties=rec_props))
@@ -431,8 +473,15 @@ def _add_bundle(crate: Any, folder: str, doc: dict[str, Any], parts: list[Any]) 
         dataset["hasPart"] = parts
 
 
-def manifest_bytes(*, sections: dict[str, dict[str, Packed]], config_name: str, results_dir: str, git: GitState,
-                   containers: dict[str, Any] | None, env: dict[str, Any]) -> bytes:
+def manifest_bytes(
+    *,
+    sections: dict[str, dict[str, Packed]],
+    config_name: str,
+    results_dir: str,
+    git: GitState,
+    containers: dict[str, Any] | None,
+    env: dict[str, Any],
+) -> bytes:
     """``MANIFEST.json``: what was packed (sha256 per file, by role) and what it was made with."""
     from recastflow import __version__
 
@@ -445,8 +494,9 @@ def manifest_bytes(*, sections: dict[str, dict[str, Packed]], config_name: str, 
         "git": {"commit": git.commit, "commit_date": git.commit_date, "modified_since_commit": list(git.modified)},
         **env,
         "containers": containers,
-        "files": {role: {name: item.sha256 for name, item in sorted(items.items())}
-                  for role, items in sections.items()},
+        "files": {
+            role: {name: item.sha256 for name, item in sorted(items.items())} for role, items in sections.items()
+        },
     }
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
@@ -469,15 +519,17 @@ def _write_tar(output: Path, files: list[Packed], generated: dict[str, bytes]) -
     members.sort(key=lambda m: m[0])
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with (
+            os.fdopen(fd, "wb") as raw,
             # filename="" and mtime=0 keep the gzip header free of the temp name and the clock
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
-                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                    for name, item in members:
-                        if isinstance(item, bytes):
-                            tar.addfile(_tarinfo(name, len(item), False), io.BytesIO(item))
-                        else:
-                            _add_file(tar, item)
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for name, item in members:
+                if isinstance(item, bytes):
+                    tar.addfile(_tarinfo(name, len(item), False), io.BytesIO(item))
+                else:
+                    _add_file(tar, item)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private; the archive is meant to be shared
@@ -492,15 +544,16 @@ def _add_file(tar: tarfile.TarFile, item: Packed) -> None:
     with item.source.open("rb") as fh:
         reader = _HashingReader(fh)
         try:
-            tar.addfile(_tarinfo(item.name, item.size, item.executable), reader)  # type: ignore[arg-type]
+            tar.addfile(_tarinfo(item.name, item.size, item.executable), reader)
         except OSError:  # tarfile: "unexpected end of data" when the file shrank
             raise RecastError("file changed while it was being archived; archive again", path=item.name) from None
     if reader.digest.hexdigest() != item.sha256:
         raise RecastError("file changed while it was being archived; archive again", path=item.name)
 
 
-def create_archive(output: Path, *, config: dict[str, Any], config_path: Path, results: Path,
-                   project: Path | None = None) -> Summary:
+def create_archive(
+    output: Path, *, config: dict[str, Any], config_path: Path, results: Path, project: Path | None = None
+) -> Summary:
     """Pack workflow, inputs, results and their metadata into one deterministic ``.tar.gz``.
 
     Args:
@@ -519,8 +572,9 @@ def create_archive(output: Path, *, config: dict[str, Any], config_path: Path, r
     out_abs = output if output.is_absolute() else project / output
     out_name = _relative(out_abs, project, what="archive") if _inside(out_abs, project) else None
     if out_name is not None and _under(out_name, results_dir):
-        raise RecastError(f"the archive must not be written inside the results folder {results_dir}/ it packs",
-                          path=str(output))
+        raise RecastError(
+            f"the archive must not be written inside the results folder {results_dir}/ it packs", path=str(output)
+        )
     config_name = _relative(config_path, project, what="run configuration")
 
     results_names = result_files(project, results)
@@ -531,12 +585,14 @@ def create_archive(output: Path, *, config: dict[str, Any], config_path: Path, r
     workflow_names = [n for n in workflow_names if (project / n).exists() or (project / n).is_symlink()]
     clash = sorted(set(GENERATED) & (set(workflow_names) | set(inputs_names)))
     if clash:
-        raise RecastError(f"{clash[0]} is written by 'recastflow archive' and must not be a project file",
-                          path=clash[0])
+        raise RecastError(
+            f"{clash[0]} is written by 'recastflow archive' and must not be a project file", path=clash[0]
+        )
     snakefile = next((s for s in SNAKEFILES if s in workflow_names), None)
     if snakefile is None:
-        raise RecastError("no git-tracked Snakefile in the project (looked for " + ", ".join(SNAKEFILES) + ")",
-                          path=str(project))
+        raise RecastError(
+            "no git-tracked Snakefile in the project (looked for " + ", ".join(SNAKEFILES) + ")", path=str(project)
+        )
 
     sections = {
         "workflow": {n: _packed(project, n) for n in workflow_names},
@@ -544,15 +600,29 @@ def create_archive(output: Path, *, config: dict[str, Any], config_path: Path, r
         "results": {n: _packed(project, n) for n in results_names},
     }
     analyses_dir = _relative(project / config.get("analyses_dir", "config/analyses"), project, what="analyses_dir")
-    crate = crate_metadata(project=project, sections=sections, snakefile=snakefile, config_name=config_name,
-                           results_dir=results_dir, analyses_dir=analyses_dir, grids=list(config["grids"]), git=git)
+    crate = crate_metadata(
+        project=project,
+        sections=sections,
+        snakefile=snakefile,
+        config_name=config_name,
+        results_dir=results_dir,
+        analyses_dir=analyses_dir,
+        grids=list(config["grids"]),
+        git=git,
+    )
     sums = result_sums({n: p.sha256 for n, p in sections["results"].items()}, results_dir)
     sections["metadata"] = {
         CRATE: Packed(CRATE, Path(CRATE), hashlib.sha256(crate).hexdigest(), len(crate), False),
         RESULT_SUMS: Packed(RESULT_SUMS, Path(RESULT_SUMS), hashlib.sha256(sums).hexdigest(), len(sums), False),
     }
-    manifest = manifest_bytes(sections=sections, config_name=config_name, results_dir=results_dir, git=git,
-                              containers=container_digests(project), env=environment())
+    manifest = manifest_bytes(
+        sections=sections,
+        config_name=config_name,
+        results_dir=results_dir,
+        git=git,
+        containers=container_digests(project),
+        env=environment(),
+    )
     files = [p for role in ("workflow", "inputs", "results") for p in sections[role].values()]
     _write_tar(out_abs, files, {MANIFEST: manifest, CRATE: crate, RESULT_SUMS: sums})
     return Summary(output=output, counts={role: len(items) for role, items in sections.items()}, commit=git.commit)
@@ -642,7 +712,8 @@ def manifest_files(manifest: dict[str, Any]) -> dict[str, str]:
 
 def _tree_files(root: Path) -> tuple[list[str], list[str]]:
     """(regular files, other non-directories) under root, as sorted relative POSIX names."""
-    files, others = [], []
+    files: list[str] = []
+    others: list[str] = []
     for dirpath, dirs, names in os.walk(root):
         dirs.sort()
         for d in dirs:
@@ -704,8 +775,9 @@ def extract_archive(archive: Path, into: Path) -> dict[str, Any]:
                 tar.extractall(tmp, members=members, filter="data")
         except tarfile.FilterError as exc:
             member = getattr(exc, "tarinfo", None)
-            raise RecastError(f"unsafe member {getattr(member, 'name', '?')!r}: {exc}; nothing was extracted",
-                              path=str(archive)) from None
+            raise RecastError(
+                f"unsafe member {getattr(member, 'name', '?')!r}: {exc}; nothing was extracted", path=str(archive)
+            ) from None
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             detail = "; ".join(line.strip(" -") for line in str(exc).splitlines() if line.strip())  # one line
             raise RecastError(f"not a readable .tar.gz archive: {detail}", path=str(archive)) from None
@@ -740,6 +812,14 @@ def compare_results(root: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 __all__ = [
-    "FORMAT", "MANIFEST", "CRATE", "RESULT_SUMS", "create_archive", "extract_archive", "compare_results",
-    "check_members", "verify_tree", "git_state",
+    "CRATE",
+    "FORMAT",
+    "MANIFEST",
+    "RESULT_SUMS",
+    "check_members",
+    "compare_results",
+    "create_archive",
+    "extract_archive",
+    "git_state",
+    "verify_tree",
 ]

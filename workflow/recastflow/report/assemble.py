@@ -10,8 +10,21 @@ from recastflow.core.io import read_json
 from recastflow.report.html import ReportSection, write_report
 from recastflow.stats.limits import table_rows
 
-_SHOWN = ("point", "status", "method", "cls_obs", "cls_exp", "cls_exp_m1", "cls_exp_p1", "xsec_pb", "mu_ul_obs", "mu_ul_exp",
-          "xsec_ul_obs_pb", "xsec_ul_exp_pb", "issues")
+_SHOWN = (
+    "point",
+    "status",
+    "method",
+    "cls_obs",
+    "cls_exp",
+    "cls_exp_m1",
+    "cls_exp_p1",
+    "xsec_pb",
+    "mu_ul_obs",
+    "mu_ul_exp",
+    "xsec_ul_obs_pb",
+    "xsec_ul_exp_pb",
+    "issues",
+)
 
 
 def _grid_section(table: Path, plot: Path | None) -> ReportSection:
@@ -21,47 +34,90 @@ def _grid_section(table: Path, plot: Path | None) -> ReportSection:
     shown = [{k: r[k] for k in ("point", *params, *_SHOWN[1:]) if k in r} for r in rows]
     s = doc["summary"]
     fallback = s.get("fallback", 0)
-    method_note = (f" {fallback} point(s) could not be computed with the requested method and fell back to "
-                   "another (column 'method'; the reason is among the point's issues)." if fallback else "")
-    text = (f"{len(rows)} points: {s['trusted']} trusted, {s['flagged']} flagged, {s['failed']} failed.{method_note} "
-            "A point is flagged when a fit did not converge, ended above its start, stopped short of the minimum "
-            "(slope left at its end), ended on a parameter bound, a free fit ended above a constrained one, a "
-            "verification fit by another minimiser found a lower minimum, or the requested method was not used; "
-            "flagged points are listed with the reason and left out of the exclusion contours.")
-    images = [(plot, f"Exclusion in the grid plane: observed (solid), expected (dashed) with ±1σ band, "
-                     f"CLs at μ=1, asymptotic q̃μ. Analysis {doc['analysis']}, grid {doc['grid']}.")] \
-        if plot is not None else []
+    method_note = (
+        f" {fallback} point(s) could not be computed with the requested method and fell back to "
+        "another (column 'method'; the reason is among the point's issues)."
+        if fallback
+        else ""
+    )
+    text = (
+        f"{len(rows)} points: {s['trusted']} trusted, {s['flagged']} flagged, {s['failed']} failed.{method_note} "
+        "A point is flagged when a fit did not converge, ended above its start, stopped short of the minimum "
+        "(slope left at its end), ended on a parameter bound, a free fit ended above a constrained one, a "
+        "verification fit by another minimiser found a lower minimum, or the requested method was not used; "
+        "flagged points are listed with the reason and left out of the exclusion contours."
+    )
+    images = (
+        [
+            (
+                plot,
+                f"Exclusion in the grid plane: observed (solid), expected (dashed) with ±1σ band, "
+                f"CLs at μ=1, asymptotic q̃μ. Analysis {doc['analysis']}, grid {doc['grid']}.",
+            )
+        ]
+        if plot is not None
+        else []
+    )
     return ReportSection(heading=f"{doc['analysis']} — {doc['grid']}", text=text, table=shown, images=images)
 
 
 def _check_section(path: Path) -> ReportSection:
     rows: list[dict[str, Any]] = read_json(path)
-    table = [{"point": f"{r['grid']}/{r['point']}", "quantity": r["quantity"], "value": r["value"],
-              "reference": r["reference"], "rel. deviation": (r["value"] / r["reference"] - 1) if r["value"] else None,
-              "rtol": r["rtol"], "status": "trusted" if r["passed"] else "failed", "source": r["source"]} for r in rows]
+    table = [
+        {
+            "point": f"{r['grid']}/{r['point']}",
+            "quantity": r["quantity"],
+            "value": r["value"],
+            "reference": r["reference"],
+            "rel. deviation": (r["value"] / r["reference"] - 1) if r["value"] else None,
+            "rtol": r["rtol"],
+            "status": "trusted" if r["passed"] else "failed",
+            "source": r["source"],
+        }
+        for r in rows
+    ]
     n_ok = sum(r["passed"] for r in rows)
-    return ReportSection(heading=f"Regression check: {path.stem}",
-                         text=f"{n_ok} of {len(rows)} reference values reproduced within tolerance.", table=table)
+    return ReportSection(
+        heading=f"Regression check: {path.stem}",
+        text=f"{n_ok} of {len(rows)} reference values reproduced within tolerance.",
+        table=table,
+    )
 
 
 def _fitplot_section(folder: Path) -> ReportSection:
-    images = [(p, f"{folder.parent.parent.name}/{folder.name}: {p.stem.replace('_', ' ')} (cabinetry)")
-              for p in sorted(folder.glob("*.png"))]
-    return ReportSection(heading=f"Fit plots: {folder.parent.parent.name}/{folder.name}",
-                         text="Pre- and post-fit data/MC per channel and nuisance-parameter pulls of a fit with the "
-                              "signal strength free.", images=images)
+    images = [
+        (p, f"{folder.parent.parent.name}/{folder.name}: {p.stem.replace('_', ' ')} (cabinetry)")
+        for p in sorted(folder.glob("*.png"))
+    ]
+    return ReportSection(
+        heading=f"Fit plots: {folder.parent.parent.name}/{folder.name}",
+        text="Pre- and post-fit data/MC per channel and nuisance-parameter pulls of a fit with the "
+        "signal strength free.",
+        images=images,
+    )
 
 
 def _yield_check_section(path: Path, plot: Path | None) -> ReportSection:
     rows: list[dict[str, Any]] = read_json(path)
-    table = [{"point": r["point"], "SR total (ours)": r["sr_total"], "MC stat": r["sr_total_stat"],
-              "SR total (ATLAS)": r["sr_total_atlas"], "rel. deviation": r["deviation"], "rtol": r["rtol"],
-              "status": ("trusted" if r["passed"] else "failed") if r["gated"] else "info", "note": r["note"]}
-             for r in rows]
+    table = [
+        {
+            "point": r["point"],
+            "SR total (ours)": r["sr_total"],
+            "MC stat": r["sr_total_stat"],
+            "SR total (ATLAS)": r["sr_total_atlas"],
+            "rel. deviation": r["deviation"],
+            "rtol": r["rtol"],
+            "status": ("trusted" if r["passed"] else "failed") if r["gated"] else "info",
+            "note": r["note"],
+        }
+        for r in rows
+    ]
     gated = [r for r in rows if r["gated"]]
-    text = (f"Signal yields from the front end (generation, detector emulation, selection) against ATLAS's own "
-            f"signal patches: {sum(r['passed'] for r in gated)} of {len(gated)} gated points agree within tolerance "
-            "in the total over the signal-region bins. The plot compares every bin.")
+    text = (
+        f"Signal yields from the front end (generation, detector emulation, selection) against ATLAS's own "
+        f"signal patches: {sum(r['passed'] for r in gated)} of {len(gated)} gated points agree within tolerance "
+        "in the total over the signal-region bins. The plot compares every bin."
+    )
     images = [(plot, f"Signal yields per bin, {path.stem}")] if plot is not None else []
     return ReportSection(heading=f"Front-end validation: {path.stem}", text=text, table=table, images=images)
 
@@ -77,16 +133,19 @@ def _cutflow_section(paths: list[Path]) -> ReportSection:
         while step_lists and all(len(s) > common and s[common] == step_lists[0][common] for s in step_lists):
             common += 1
         row: dict[str, Any] = {"point": f"{path.parent.parent.name}/{path.parent.name}"}
-        first = next(iter(regions.values()), {"steps": []})
+        first: dict[str, Any] = next(iter(regions.values()), {"steps": []})
         for step in first["steps"][:common]:
             row[step["name"]] = step["weighted"]
         for name, reg in regions.items():
             row[name] = sum(reg.get("yields", []))
         table.append(row)
-    return ReportSection(heading="Front-end cutflows",
-                         text="Expected events (luminosity × cross-section × forced-decay BR × efficiency) after each "
-                              "preselection step, then in each region (sum over its bins). Full cutflows per region "
-                              "with raw counts: results/select/<grid>/<point>/cutflow.json.", table=table)
+    return ReportSection(
+        heading="Front-end cutflows",
+        text="Expected events (luminosity × cross-section × forced-decay BR × efficiency) after each "
+        "preselection step, then in each region (sum over its bins). Full cutflows per region "
+        "with raw counts: results/select/<grid>/<point>/cutflow.json.",
+        table=table,
+    )
 
 
 def _reweight_section(diagnostics: list[Path], closures: list[Path]) -> ReportSection:
@@ -94,24 +153,35 @@ def _reweight_section(diagnostics: list[Path], closures: list[Path]) -> ReportSe
     table = []
     for path in diagnostics:
         d = read_json(path)
-        table.append({"point": f"{path.parent.parent.name}/{path.parent.name}",
-                      "from": d["source"].get("grid_point", d["source"].get("point")), "spec": d["spec"]["name"],
-                      "parameters": ", ".join(f"{k}={v:g}" for k, v in d["parameters"].items()) or "—",
-                      "selected events": d["n_selected"], "ESS fraction": d["ess_fraction"],
-                      "largest weight share": d["max_weight_share"],
-                      f"r > {d['r_threshold']:g}": d["fraction_above"],
-                      "status": "trusted" if d["verdict"] == "ok" else "flagged", "issues": d["reasons"]})
+        table.append(
+            {
+                "point": f"{path.parent.parent.name}/{path.parent.name}",
+                "from": d["source"].get("grid_point", d["source"].get("point")),
+                "spec": d["spec"]["name"],
+                "parameters": ", ".join(f"{k}={v:g}" for k, v in d["parameters"].items()) or "—",
+                "selected events": d["n_selected"],
+                "ESS fraction": d["ess_fraction"],
+                "largest weight share": d["max_weight_share"],
+                f"r > {d['r_threshold']:g}": d["fraction_above"],
+                "status": "trusted" if d["verdict"] == "ok" else "flagged",
+                "issues": d["reasons"],
+            }
+        )
     n_flagged = sum(r["status"] == "flagged" for r in table)
-    text = (f"{len(table)} points from reweighting selected events of another point (no new simulation): "
-            f"{n_flagged} flagged. A point is flagged when the effective sample size of its selected events falls "
-            "below the spec's min_ess_fraction of the unweighted one, or one event carries more than "
-            "max_weight_share of the reweighted sum; its yields then rest on too few events to be trusted.")
+    text = (
+        f"{len(table)} points from reweighting selected events of another point (no new simulation): "
+        f"{n_flagged} flagged. A point is flagged when the effective sample size of its selected events falls "
+        "below the spec's min_ess_fraction of the unweighted one, or one event carries more than "
+        "max_weight_share of the reweighted sum; its yields then rest on too few events to be trusted."
+    )
     for path in closures:
         rows = read_json(path)["rows"]
         worst = max((abs(r["pull"]) for r in rows if r["pull"] is not None), default=0.0)
-        text += (f" Closure ({path.stem}): {sum(r['passed'] for r in rows)} of {len(rows)} region totals of reweighted "
-                 f"points agree with the directly generated ones within 3 combined standard deviations "
-                 f"(largest |pull| {worst:.2f}).")
+        text += (
+            f" Closure ({path.stem}): {sum(r['passed'] for r in rows)} of {len(rows)} region totals of reweighted "
+            f"points agree with the directly generated ones within 3 combined standard deviations "
+            f"(largest |pull| {worst:.2f})."
+        )
     return ReportSection(heading="Reweighted points", text=text, table=table)
 
 
@@ -120,16 +190,26 @@ def _paired(files: list[Path], companions: list[Path], *, option: str, companion
     if not companions:
         return [None] * len(files)
     if len(companions) != len(files):
-        raise RecastError(f"{len(companions)} file(s) for {len(files)} of {option}: give one per file, in the same "
-                          "order", field=companion_option)
+        raise RecastError(
+            f"{len(companions)} file(s) for {len(files)} of {option}: give one per file, in the same order",
+            field=companion_option,
+        )
     return list(companions)
 
 
-def build_report(*, tables: list[Path], output: Path, exclusion_plots: list[Path] | None = None,
-                 checks: list[Path] | None = None, yield_checks: list[Path] | None = None,
-                 yield_plots: list[Path] | None = None, cutflows: list[Path] | None = None,
-                 reweight: list[Path] | None = None, reweight_checks: list[Path] | None = None,
-                 fitplot_dirs: list[Path] | None = None) -> None:
+def build_report(
+    *,
+    tables: list[Path],
+    output: Path,
+    exclusion_plots: list[Path] | None = None,
+    checks: list[Path] | None = None,
+    yield_checks: list[Path] | None = None,
+    yield_plots: list[Path] | None = None,
+    cutflows: list[Path] | None = None,
+    reweight: list[Path] | None = None,
+    reweight_checks: list[Path] | None = None,
+    fitplot_dirs: list[Path] | None = None,
+) -> None:
     """Write the HTML report from the files the caller names (nothing is looked up beside them).
 
     Args:

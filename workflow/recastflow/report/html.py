@@ -11,9 +11,10 @@ import base64
 import html
 import math
 import numbers
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from recastflow.core.errors import RecastError
 from recastflow.core.io import write_text_atomic
@@ -25,8 +26,7 @@ MARKED_STATUSES: tuple[str, ...] = ("flagged", "failed")
 
 #: How each marked status is explained wherever such rows are summarised.
 STATUS_MEANING: dict[str, str] = {
-    "flagged": "flagged (amber rows) \u2014 a fit-quality check failed; "
-    "not used for exclusion contours",
+    "flagged": "flagged (amber rows) \u2014 a fit-quality check failed; not used for exclusion contours",
     "failed": "failed (red rows) \u2014 no usable result",
 }
 STATUS_CSS: dict[str, str] = {"flagged": "callout", "failed": "callout failed"}
@@ -151,11 +151,7 @@ def _row_name(row: dict[str, Any], index: int) -> str:
 
 def _marked_rows(rows: Iterable[dict[str, Any]], status: str) -> list[tuple[str, dict]]:
     """Return ``(name, row)`` for every row with the given status."""
-    return [
-        (_row_name(row, index), row)
-        for index, row in enumerate(rows, 1)
-        if _row_status(row) == status
-    ]
+    return [(_row_name(row, index), row) for index, row in enumerate(rows, 1) if _row_status(row) == status]
 
 
 def _render_overview(sections: Sequence[ReportSection]) -> str:
@@ -246,10 +242,7 @@ def _render_table(rows: Sequence[dict[str, Any]]) -> str:
     columns = list(rows[0].keys())
     head = "".join(f'<th scope="col">{_esc(column)}</th>' for column in columns)
     body = "\n".join(_render_row(row, columns) for row in rows)
-    return (
-        '<div class="table-wrap"><table>\n'
-        f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>"
-    )
+    return f'<div class="table-wrap"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table></div>'
 
 
 def _render_row(row: dict[str, Any], columns: Sequence[str]) -> str:
@@ -325,10 +318,7 @@ def _format_scalar(value: Any) -> str:
 def _render_image(path: Path, caption: str) -> str:
     """Embed an image file as a data URI, with its caption."""
     uri = _data_uri(Path(path))
-    return (
-        f'<figure><img src="{uri}" alt="{_esc(caption)}">'
-        f"<figcaption>{_esc(caption)}</figcaption></figure>"
-    )
+    return f'<figure><img src="{uri}" alt="{_esc(caption)}"><figcaption>{_esc(caption)}</figcaption></figure>'
 
 
 def _data_uri(path: Path) -> str:
@@ -340,14 +330,11 @@ def _data_uri(path: Path) -> str:
     mime = IMAGE_TYPES.get(path.suffix.lower())
     if mime is None:
         raise RecastError(
-            f"cannot embed {path.suffix or 'suffix-less'} file; use one of "
-            f"{', '.join(sorted(IMAGE_TYPES))}",
+            f"cannot embed {path.suffix or 'suffix-less'} file; use one of {', '.join(sorted(IMAGE_TYPES))}",
             path=str(path),
         )
     try:
         payload = path.read_bytes()
     except OSError as err:
-        raise RecastError(
-            f"cannot read image for the report: {err.strerror}", path=str(path)
-        ) from None
+        raise RecastError(f"cannot read image for the report: {err.strerror}", path=str(path)) from None
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"

@@ -11,9 +11,10 @@ import io
 import math
 import re
 import textwrap
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -21,19 +22,19 @@ import matplotlib
 # the workflow runs headless, and an interactive backend would need a display.
 matplotlib.use("Agg")
 
-import cabinetry  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
-import matplotlib.tri as mtri  # noqa: E402
-import numpy as np  # noqa: E402
-import pyhf  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import cabinetry
+import matplotlib.pyplot as plt
+import matplotlib.tri as mtri
+import numpy as np
+import pyhf
+from matplotlib import patheffects
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from recastflow.core.errors import RecastError  # noqa: E402
-from recastflow.core.io import write_bytes_atomic  # noqa: E402
+from recastflow.core.errors import RecastError
+from recastflow.core.io import write_bytes_atomic
 
 __all__ = ["fit_plots", "plot_exclusion"]
 
@@ -158,16 +159,13 @@ def _coordinate(record: dict[str, Any], name: str) -> float:
     values = record.get("values") or {}
     if name not in values:
         raise RecastError(
-            f"signal point {point!r} has no grid parameter {name!r} "
-            f"(it has: {', '.join(sorted(values)) or 'none'})",
+            f"signal point {point!r} has no grid parameter {name!r} (it has: {', '.join(sorted(values)) or 'none'})",
             field=name,
         )
     try:
         return float(values[name])
     except (TypeError, ValueError):
-        raise RecastError(
-            f"signal point {point!r}: {name} = {values[name]!r} is not a number", field=name
-        ) from None
+        raise RecastError(f"signal point {point!r}: {name} = {values[name]!r} is not a number", field=name) from None
 
 
 def _has_cls(record: dict[str, Any]) -> bool:
@@ -238,8 +236,7 @@ def _triangulate(points: _Points) -> tuple[mtri.Triangulation | None, str]:
     """
     if len(points) < 3:
         return None, (
-            f"{len(points)} trusted point(s), at least 3 are needed "
-            "(flagged and failed points are never interpolated)"
+            f"{len(points)} trusted point(s), at least 3 are needed (flagged and failed points are never interpolated)"
         )
     # Masses on the two axes can differ by an order of magnitude; triangulating
     # in raw units would produce long thin triangles across the short axis, so
@@ -353,15 +350,31 @@ def _draw_points(ax: Axes, groups: dict[str, _Points], level: float) -> list[Any
     """Draw one marker per signal point; return legend handles for what exists."""
     trusted = groups["trusted"]
     excluded = np.array([r["cls_obs"] < level for r in trusted.records], dtype=bool)
-    styles = [
-        (trusted.x[excluded], trusted.y[excluded], f"excluded (CL$_s^{{obs}}$ < {level:g})",
-         {"marker": "o", "color": "black", "markersize": 6}),
-        (trusted.x[~excluded], trusted.y[~excluded], "not excluded",
-         {"marker": "o", "color": "black", "markerfacecolor": "white", "markersize": 6}),
-        (groups["flagged"].x, groups["flagged"].y, "flagged (not used)",
-         {"marker": "x", "color": FLAGGED_COLOUR, "markersize": 8, "markeredgewidth": 2.0}),
-        (groups["failed"].x, groups["failed"].y, "failed",
-         {"marker": "x", "color": FAILED_COLOUR, "markersize": 7, "markeredgewidth": 1.6}),
+    styles: list[tuple[Any, Any, str, dict[str, Any]]] = [
+        (
+            trusted.x[excluded],
+            trusted.y[excluded],
+            f"excluded (CL$_s^{{obs}}$ < {level:g})",
+            {"marker": "o", "color": "black", "markersize": 6},
+        ),
+        (
+            trusted.x[~excluded],
+            trusted.y[~excluded],
+            "not excluded",
+            {"marker": "o", "color": "black", "markerfacecolor": "white", "markersize": 6},
+        ),
+        (
+            groups["flagged"].x,
+            groups["flagged"].y,
+            "flagged (not used)",
+            {"marker": "x", "color": FLAGGED_COLOUR, "markersize": 8, "markeredgewidth": 2.0},
+        ),
+        (
+            groups["failed"].x,
+            groups["failed"].y,
+            "failed",
+            {"marker": "x", "color": FAILED_COLOUR, "markersize": 7, "markeredgewidth": 1.6},
+        ),
     ]
     handles = []
     for xs, ys, label, style in styles:
@@ -434,8 +447,7 @@ def _contour_handles(contours: _Contours, level: float) -> list[Any]:
         handles.append(Line2D([], [], color="black", linewidth=2.2, label=f"Observed limit ({cl})"))
     if contours.expected:
         handles.append(
-            Line2D([], [], color=EXPECTED_COLOUR, linestyle="--", linewidth=2.2,
-                   label=f"Expected limit ({cl})")
+            Line2D([], [], color=EXPECTED_COLOUR, linestyle="--", linewidth=2.2, label=f"Expected limit ({cl})")
         )
     if contours.band:
         handles.append(Patch(facecolor=BAND_COLOUR, label=r"Expected $\pm 1\sigma$"))
@@ -547,9 +559,7 @@ def _model_and_data(spec: dict) -> tuple[pyhf.pdf.Model, list[float]]:
     try:
         return cabinetry.model_utils.model_and_data(spec)
     except (pyhf.exceptions.InvalidSpecification, pyhf.exceptions.InvalidModel) as err:
-        raise RecastError(
-            f"workspace is not a valid pyhf workspace: {err}", field="workspace"
-        ) from None
+        raise RecastError(f"workspace is not a valid pyhf workspace: {err}", field="workspace") from None
 
 
 def _fit(model: pyhf.pdf.Model, data: list[float], label: str) -> cabinetry.fit.FitResults:
@@ -571,13 +581,9 @@ def _fit(model: pyhf.pdf.Model, data: list[float], label: str) -> cabinetry.fit.
         pyhf.set_backend(tensorlib, optimizer)
 
 
-def _data_mc_figures(
-    prediction: cabinetry.model_utils.ModelPrediction, data: list[float]
-) -> list[tuple[Figure, str]]:
+def _data_mc_figures(prediction: cabinetry.model_utils.ModelPrediction, data: list[float]) -> list[tuple[Figure, str]]:
     """Return cabinetry's data/MC figures with the file stems cabinetry would use."""
-    results = cabinetry.visualize.data_mc(
-        prediction, data, config=None, close_figure=False, save_figure=False
-    )
+    results = cabinetry.visualize.data_mc(prediction, data, config=None, close_figure=False, save_figure=False)
     stage = prediction.label.replace("-", "")
     figures = []
     for entry in results or []:
@@ -608,9 +614,7 @@ def _pull_exclusions(model: pyhf.pdf.Model, labels: Sequence[str]) -> list[str]:
     return [lab for lab in labels if lab.split("[")[0] in excluded]
 
 
-def _standardise_normal_pulls(
-    model: pyhf.pdf.Model, fit_results: cabinetry.fit.FitResults
-) -> cabinetry.fit.FitResults:
+def _standardise_normal_pulls(model: pyhf.pdf.Model, fit_results: cabinetry.fit.FitResults) -> cabinetry.fit.FitResults:
     """Express Gaussian-constrained parameters as (θ - θ0)/σ.
 
     The pull axis assumes nominal 0 and width 1, true for normsys/histosys but

@@ -37,20 +37,35 @@ threshold, and a verdict (``ok`` or ``flagged``).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from recastflow.core.config import load_validated
 from recastflow.core.errors import RecastError
-from recastflow.select.expressions import (BOOL, NUM, Collection, Columns, Env, Expression, Kind, Layout, Particle, Scope,
-                                    collection_kind, compile_expression, object_kind)
+from recastflow.select.expressions import (
+    BOOL,
+    NUM,
+    Collection,
+    Columns,
+    Env,
+    Expression,
+    Kind,
+    Layout,
+    Particle,
+    Scope,
+    collection_kind,
+    compile_expression,
+    object_kind,
+)
 
 DIAGNOSTICS_FORMAT = "recastflow-reweight-diagnostics/1"
 CLOSURE_FORMAT = "recastflow-reweight-closure/1"
@@ -112,7 +127,8 @@ class Factor:
     field: str
     rules: tuple[ModeRule, ...] = ()
     ratio: Expression | None = None
-    particles: dict[str, int] = field(default_factory=dict)
+    # dataclasses.field: in this class body `field` is the attribute above, for type checkers
+    particles: dict[str, int] = dataclasses.field(default_factory=dict)
     weight: str = ""
     parameters: tuple[str, ...] = ()
     degree: int = 0
@@ -164,8 +180,9 @@ def load_spec(path: Path) -> ReweightSpec:
     parameters = tuple(doc.get("parameters", {}))
     for p in parameters:
         if p in TRUTH_NUMBERS or p == "hard":
-            raise RecastError(f"parameter {p!r} has the name of a truth variable; rename it", path=where,
-                              field=f"parameters.{p}")
+            raise RecastError(
+                f"parameter {p!r} has the name of a truth variable; rename it", path=where, field=f"parameters.{p}"
+            )
     factors = []
     for i, item in enumerate(doc["factors"]):
         kind, body = next(iter(item.items()))
@@ -175,20 +192,32 @@ def load_spec(path: Path) -> ReweightSpec:
             for j, rule in enumerate(body["rules"]):
                 target = rule["target"]
                 text = repr(float(target)) if isinstance(target, (int, float)) else target
-                expr = compile_expression(text, Scope(_parameter_scope(parameters)), path=where,
-                                          field=f"{fld}.rules[{j}].target")
+                expr = compile_expression(
+                    text, Scope(_parameter_scope(parameters)), path=where, field=f"{fld}.rules[{j}].target"
+                )
                 _need_number(expr, where, f"{fld}.rules[{j}].target")
-                rules.append(ModeRule(rule.get("match", ""), _parse_decay(rule["decay"]) if "decay" in rule else "",
-                                      float(rule.get("generated", 1.0)), expr, f"{fld}.rules[{j}]"))
+                rules.append(
+                    ModeRule(
+                        rule.get("match", ""),
+                        _parse_decay(rule["decay"]) if "decay" in rule else "",
+                        float(rule.get("generated", 1.0)),
+                        expr,
+                        f"{fld}.rules[{j}]",
+                    )
+                )
             factors.append(Factor(kind, fld, rules=tuple(rules)))
         elif kind == "expression":
             particles = dict(body.get("particles", {}))
             for name in particles:
                 if name in TRUTH_NUMBERS or name == "hard" or name in parameters:
-                    raise RecastError(f"particle name {name!r} is already a truth variable or parameter; rename it",
-                                      path=where, field=f"{fld}.particles.{name}")
-            expr = compile_expression(body["ratio"], Scope(truth_scope(parameters, particles)), path=where,
-                                      field=f"{fld}.ratio")
+                    raise RecastError(
+                        f"particle name {name!r} is already a truth variable or parameter; rename it",
+                        path=where,
+                        field=f"{fld}.particles.{name}",
+                    )
+            expr = compile_expression(
+                body["ratio"], Scope(truth_scope(parameters, particles)), path=where, field=f"{fld}.ratio"
+            )
             _need_number(expr, where, f"{fld}.ratio")
             factors.append(Factor(kind, fld, ratio=expr, particles=particles))
         elif kind == "weight":
@@ -197,28 +226,44 @@ def load_spec(path: Path) -> ReweightSpec:
             names = tuple(body["parameters"])
             unknown = [p for p in names if p not in parameters]
             if unknown:
-                raise RecastError(f"{', '.join(map(repr, unknown))} not declared under 'parameters' "
-                                  f"(declared: {', '.join(parameters) or 'none'})", path=where, field=f"{fld}.parameters")
+                raise RecastError(
+                    f"{', '.join(map(repr, unknown))} not declared under 'parameters' "
+                    f"(declared: {', '.join(parameters) or 'none'})",
+                    path=where,
+                    field=f"{fld}.parameters",
+                )
             basis = []
             for j, b in enumerate(body["basis"]):
                 if set(b["values"]) != set(names):
-                    raise RecastError(f"give exactly the morphing parameters {list(names)}", path=where,
-                                      field=f"{fld}.basis[{j}].values")
+                    raise RecastError(
+                        f"give exactly the morphing parameters {list(names)}",
+                        path=where,
+                        field=f"{fld}.basis[{j}].values",
+                    )
                 basis.append((b["weight"], tuple(float(b["values"][p]) for p in names)))
             exponents = monomial_exponents(len(names), body["degree"])
             matrix = monomial_matrix(np.array([v for _, v in basis]), exponents)
             if len(basis) < len(exponents) or np.linalg.matrix_rank(matrix) < len(exponents):
-                raise RecastError(f"a polynomial of degree {body['degree']} in {len(names)} parameter(s) has "
-                                  f"{len(exponents)} coefficients; the {len(basis)} basis points determine only "
-                                  f"{np.linalg.matrix_rank(matrix)} of them: add basis points at other parameter values",
-                                  path=where, field=f"{fld}.basis")
+                raise RecastError(
+                    f"a polynomial of degree {body['degree']} in {len(names)} parameter(s) has "
+                    f"{len(exponents)} coefficients; the {len(basis)} basis points determine only "
+                    f"{np.linalg.matrix_rank(matrix)} of them: add basis points at other parameter values",
+                    path=where,
+                    field=f"{fld}.basis",
+                )
             factors.append(Factor(kind, fld, parameters=names, degree=body["degree"], basis=tuple(basis)))
     diag = doc.get("diagnostics", {})
-    return ReweightSpec(path=path, name=doc["name"], description=doc.get("description", ""), parameters=parameters,
-                        factors=tuple(factors), allow_negative=bool(doc.get("allow_negative", False)),
-                        min_ess_fraction=float(diag.get("min_ess_fraction", 0.2)),
-                        max_weight_share=float(diag.get("max_weight_share", 0.1)),
-                        r_threshold=float(diag.get("r_threshold", 10.0)))
+    return ReweightSpec(
+        path=path,
+        name=doc["name"],
+        description=doc.get("description", ""),
+        parameters=parameters,
+        factors=tuple(factors),
+        allow_negative=bool(doc.get("allow_negative", False)),
+        min_ess_fraction=float(diag.get("min_ess_fraction", 0.2)),
+        max_weight_share=float(diag.get("max_weight_share", 0.1)),
+        r_threshold=float(diag.get("r_threshold", 10.0)),
+    )
 
 
 def _need_number(expr: Expression, path: str, fld: str) -> None:
@@ -226,8 +271,9 @@ def _need_number(expr: Expression, path: str, fld: str) -> None:
         raise RecastError(f"must give one number per event, but {expr.text!r} is {expr.kind.tag}", path=path, field=fld)
 
 
-def target_parameters(spec: ReweightSpec, given: Mapping[str, float], values: Mapping[str, float], *,
-                      source: str, fld: str) -> dict[str, float]:
+def target_parameters(
+    spec: ReweightSpec, given: Mapping[str, float], values: Mapping[str, float], *, source: str, fld: str
+) -> dict[str, float]:
     """The values of the spec's parameters for a target point.
 
     Args:
@@ -239,14 +285,21 @@ def target_parameters(spec: ReweightSpec, given: Mapping[str, float], values: Ma
     """
     unknown = sorted(set(given) - set(spec.parameters))
     if unknown:
-        raise RecastError(f"{', '.join(map(repr, unknown))} not parameters of {spec.path} "
-                          f"(it has: {', '.join(spec.parameters) or 'none'})", path=source, field=f"{fld}.parameters")
+        raise RecastError(
+            f"{', '.join(map(repr, unknown))} not parameters of {spec.path} "
+            f"(it has: {', '.join(spec.parameters) or 'none'})",
+            path=source,
+            field=f"{fld}.parameters",
+        )
     out = {}
     for p in spec.parameters:
         value = given.get(p, values.get(p))
         if value is None:
-            raise RecastError(f"no value for parameter {p!r} of {spec.path}: give it under reweight.parameters or as "
-                              "a grid value", path=source, field=f"{fld}.parameters")
+            raise RecastError(
+                f"no value for parameter {p!r} of {spec.path}: give it under reweight.parameters or as a grid value",
+                path=source,
+                field=f"{fld}.parameters",
+            )
         if not math.isfinite(float(value)):
             raise RecastError(f"parameter {p!r} is {value}", path=source, field=f"{fld}.parameters")
         out[p] = float(value)
@@ -268,8 +321,9 @@ def monomial_matrix(points: np.ndarray, exponents: list[tuple[int, ...]]) -> np.
     return np.stack([np.prod(points ** np.array(e, dtype=np.float64), axis=1) for e in exponents], axis=1)
 
 
-def morphing_coefficients(basis_points: np.ndarray, basis_weights: np.ndarray, degree: int
-                          ) -> tuple[list[tuple[int, ...]], np.ndarray]:
+def morphing_coefficients(
+    basis_points: np.ndarray, basis_weights: np.ndarray, degree: int
+) -> tuple[list[tuple[int, ...]], np.ndarray]:
     """Per-event polynomial coefficients from the weights stored at the basis points.
 
     Args:
@@ -308,11 +362,12 @@ class Truth:
     path: str
 
     @classmethod
-    def of(cls, events: ak.Array, header: Mapping[str, Any], path: str) -> "Truth":
+    def of(cls, events: ak.Array, header: Mapping[str, Any], path: str) -> Truth:
         """Take the columns out of a ``recastflow-selected/1`` array."""
         n = len(events)
         fields = events.fields
-        truth = events["truth"] if "truth" in fields else None
+        # None without a truth column; then tfields is empty, which guards every truth[...] below
+        truth: Any = events["truth"] if "truth" in fields else None
         tfields = truth.fields if truth is not None else []
         numbers = {k: ak.to_numpy(truth[k]).astype(np.float64) for k in TRUTH_NUMBERS if k in tfields}
         hard_counts = np.zeros(n, dtype=np.int64)
@@ -324,13 +379,21 @@ class Truth:
                 hard[k] = ak.to_numpy(flat[k]).astype(np.float64)
             pt = np.hypot(hard["px"], hard["py"])
             with np.errstate(divide="ignore", invalid="ignore"):
-                hard["eta"] = np.where(pt > 0, np.arcsinh(hard["pz"] / np.where(pt > 0, pt, 1.0)),
-                                       np.copysign(np.inf, hard["pz"]))
+                hard["eta"] = np.where(
+                    pt > 0, np.arcsinh(hard["pz"] / np.where(pt > 0, pt, 1.0)), np.copysign(np.inf, hard["pz"])
+                )
             hard["pt"], hard["phi"] = pt, np.arctan2(hard["py"], hard["px"])
         modes = [str(m) for m in ak.to_list(truth["mode"])] if "mode" in tfields else None
-        return cls(weight=ak.to_numpy(events["weight"]).astype(np.float64), modes=modes, numbers=numbers,
-                   hard_counts=hard_counts, hard=hard, weights=events["weights"] if "weights" in fields else None,
-                   weight_names=list(header.get("weight_names") or []), path=path)
+        return cls(
+            weight=ak.to_numpy(events["weight"]).astype(np.float64),
+            modes=modes,
+            numbers=numbers,
+            hard_counts=hard_counts,
+            hard=hard,
+            weights=events["weights"] if "weights" in fields else None,
+            weight_names=list(header.get("weight_names") or []),
+            path=path,
+        )
 
     def __len__(self) -> int:
         return len(self.weight)
@@ -347,15 +410,21 @@ def _decay_mode_factor(factor: Factor, truth: Truth, parameters: Mapping[str, fl
     for rule in factor.rules:
         target = _parameter_value(rule.target, parameters)
         if not math.isfinite(target) or target < 0:
-            raise RecastError(f"target is {target} for parameters {dict(parameters)}; a probability must be a finite "
-                              "number >= 0", path=str(spec.path), field=f"{rule.field}.target")
+            raise RecastError(
+                f"target is {target} for parameters {dict(parameters)}; a probability must be a finite number >= 0",
+                path=str(spec.path),
+                field=f"{rule.field}.target",
+            )
         ratios.append(target / rule.generated)
     out = np.ones(len(truth))
     if any(rule.match for rule in factor.rules):
         if truth.modes is None or all(m in ("", "unknown") for m in truth.modes):
-            raise RecastError("the selected events carry no truth decay modes (hand-off from HepMC3 without a hard "
-                              "record, or Delphes); decay-mode reweighting needs them", path=truth.path,
-                              field="truth.mode")
+            raise RecastError(
+                "the selected events carry no truth decay modes (hand-off from HepMC3 without a hard "
+                "record, or Delphes); decay-mode reweighting needs them",
+                path=truth.path,
+                field="truth.mode",
+            )
         labels, inverse = np.unique(np.array(truth.modes, dtype=object), return_inverse=True)
         per_label = np.ones(len(labels))
         for k, label in enumerate(labels):
@@ -368,9 +437,12 @@ def _decay_mode_factor(factor: Factor, truth: Truth, parameters: Mapping[str, fl
         out *= per_label[inverse.reshape(-1)]
     if any(rule.decay for rule in factor.rules):
         if not truth.hard or not truth.hard_counts.any():
-            raise RecastError("the selected events carry no hard-process record; 'decay' rules need it",
-                              path=truth.path, field="truth.hard")
-        by_key = {}
+            raise RecastError(
+                "the selected events carry no hard-process record; 'decay' rules need it",
+                path=truth.path,
+                field="truth.hard",
+            )
+        by_key: dict[str, float] = {}
         for rule, ratio in zip(factor.rules, ratios):
             if rule.decay:
                 by_key.setdefault(rule.decay, ratio)  # the first rule of a decay wins
@@ -405,15 +477,21 @@ def _truth_env(truth: Truth, factor: Factor, parameters: Mapping[str, float]) ->
     for name in TRUTH_NUMBERS:
         if name in factor.ratio.names:  # type: ignore[union-attr]
             if name not in truth.numbers:
-                raise RecastError(f"the selected events have no truth.{name}, which {factor.field}.ratio uses",
-                                  path=truth.path, field=f"truth.{name}")
+                raise RecastError(
+                    f"the selected events have no truth.{name}, which {factor.field}.ratio uses",
+                    path=truth.path,
+                    field=f"truth.{name}",
+                )
             base[name] = lambda env, v=truth.numbers[name]: v
     for p, v in parameters.items():
         base[p] = lambda env, v=v: np.full(n, v)
     needs_hard = "hard" in factor.ratio.names or any(p in factor.ratio.names for p in factor.particles)  # type: ignore[union-attr]
     if needs_hard and not truth.hard:
-        raise RecastError(f"the selected events have no truth.hard record, which {factor.field}.ratio uses",
-                          path=truth.path, field="truth.hard")
+        raise RecastError(
+            f"the selected events have no truth.hard record, which {factor.field}.ratio uses",
+            path=truth.path,
+            field="truth.hard",
+        )
     if truth.hard:
         layout = Layout(truth.hard_counts)
         base["hard"] = lambda env: Collection(layout, Columns.of(truth.hard))
@@ -459,23 +537,31 @@ def weight_matrix(truth: Truth, names: list[str], spec: ReweightSpec, fld: str) 
         elif name == "nominal":
             columns.append(truth.weight)
         else:
-            raise RecastError(f"weight {name!r} is not among the sample's weights "
-                              f"({', '.join(map(repr, stored)) or 'it has none: only the nominal weight'})",
-                              path=str(spec.path), field=fld)
+            raise RecastError(
+                f"weight {name!r} is not among the sample's weights "
+                f"({', '.join(map(repr, stored)) or 'it has none: only the nominal weight'})",
+                path=str(spec.path),
+                field=fld,
+            )
     return np.stack(columns, axis=1) if columns else np.zeros((len(truth), 0))
 
 
 def _stored_weights(truth: Truth) -> np.ndarray:
     k = len(truth.weight_names)
     if truth.weights is None:
-        raise RecastError(f"the header names {k} weights but the events have no 'weights' column", path=truth.path,
-                          field="weights")
+        raise RecastError(
+            f"the header names {k} weights but the events have no 'weights' column", path=truth.path, field="weights"
+        )
     counts = ak.to_numpy(ak.num(truth.weights))
     bad = np.flatnonzero(counts != k)
     if len(bad):
-        raise RecastError(f"selected event {bad[0]} has {counts[bad[0]]} weights, the header names {k} "
-                          f"({len(bad)} event(s) with a missing or incomplete weight vector); re-run the hand-off "
-                          "with a file whose events all carry every weight", path=truth.path, field="weights")
+        raise RecastError(
+            f"selected event {bad[0]} has {counts[bad[0]]} weights, the header names {k} "
+            f"({len(bad)} event(s) with a missing or incomplete weight vector); re-run the hand-off "
+            "with a file whose events all carry every weight",
+            path=truth.path,
+            field="weights",
+        )
     return ak.to_numpy(ak.flatten(truth.weights)).astype(np.float64).reshape(len(truth), k)
 
 
@@ -483,8 +569,12 @@ def _over_nominal(target: np.ndarray, truth: Truth, spec: ReweightSpec, fld: str
     nominal = truth.weight
     bad = np.flatnonzero((nominal == 0) & (target != 0))
     if len(bad):
-        raise RecastError(f"selected event {bad[0]} has nominal weight 0 but a target weight {target[bad[0]]}: the "
-                          "ratio is undefined", path=str(spec.path), field=fld)
+        raise RecastError(
+            f"selected event {bad[0]} has nominal weight 0 but a target weight {target[bad[0]]}: the "
+            "ratio is undefined",
+            path=str(spec.path),
+            field=fld,
+        )
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(nominal == 0, 0.0, target / np.where(nominal == 0, 1.0, nominal))
 
@@ -513,8 +603,12 @@ def event_ratios(spec: ReweightSpec, truth: Truth, parameters: Mapping[str, floa
             elif factor.kind == "expression":
                 value = _expression_factor(factor, truth, parameters)
             elif factor.kind == "weight":
-                value = _over_nominal(weight_matrix(truth, [factor.weight], spec, f"{factor.field}.name")[:, 0],
-                                      truth, spec, f"{factor.field}.name")
+                value = _over_nominal(
+                    weight_matrix(truth, [factor.weight], spec, f"{factor.field}.name")[:, 0],
+                    truth,
+                    spec,
+                    f"{factor.field}.name",
+                )
             else:
                 names = [w for w, _ in factor.basis]
                 weights = weight_matrix(truth, names, spec, f"{factor.field}.basis")
@@ -523,30 +617,43 @@ def event_ratios(spec: ReweightSpec, truth: Truth, parameters: Mapping[str, floa
                 at = np.array([parameters[p] for p in factor.parameters])
                 value = _over_nominal(morph(coefficients, exponents, at), truth, spec, factor.field)
                 extra.setdefault("morphing_condition", []).append(
-                    float(np.linalg.cond(monomial_matrix(points, exponents))))
+                    float(np.linalg.cond(monomial_matrix(points, exponents)))
+                )
             _check_ratio(value, factor, spec, truth)
             r = r * value
     # each factor can be finite and their product not (two factors of 1e200): the yields would be infinite
     overflow = np.flatnonzero(~np.isfinite(r))
     if len(overflow):
-        raise RecastError(f"the product of the {len(spec.factors)} factors is r = {r[overflow[0]]} for selected event "
-                          f"{overflow[0]} of {truth.path} ({len(overflow)} event(s)); each factor is finite but "
-                          "their product is not; rescale the factors", path=str(spec.path), field="factors")
+        raise RecastError(
+            f"the product of the {len(spec.factors)} factors is r = {r[overflow[0]]} for selected event "
+            f"{overflow[0]} of {truth.path} ({len(overflow)} event(s)); each factor is finite but "
+            "their product is not; rescale the factors",
+            path=str(spec.path),
+            field="factors",
+        )
     return r, extra
 
 
 def _check_ratio(value: np.ndarray, factor: Factor, spec: ReweightSpec, truth: Truth) -> None:
     bad = np.flatnonzero(~np.isfinite(value))
     if len(bad):
-        raise RecastError(f"gives r = {value[bad[0]]} for selected event {bad[0]} of {truth.path} ({len(bad)} "
-                          "event(s) with NaN or infinite ratios; a particle the ratio uses may be missing from the "
-                          "event's hard record)", path=str(spec.path), field=factor.field)
+        raise RecastError(
+            f"gives r = {value[bad[0]]} for selected event {bad[0]} of {truth.path} ({len(bad)} "
+            "event(s) with NaN or infinite ratios; a particle the ratio uses may be missing from the "
+            "event's hard record)",
+            path=str(spec.path),
+            field=factor.field,
+        )
     if not spec.allow_negative:
         neg = np.flatnonzero(value < 0)
         if len(neg):
-            raise RecastError(f"gives a negative r = {value[neg[0]]:.6g} for selected event {neg[0]} of {truth.path} "
-                              f"({len(neg)} event(s)); fix the ratio, or set 'allow_negative: true' if negative "
-                              "weights are intended", path=str(spec.path), field=factor.field)
+            raise RecastError(
+                f"gives a negative r = {value[neg[0]]:.6g} for selected event {neg[0]} of {truth.path} "
+                f"({len(neg)} event(s)); fix the ratio, or set 'allow_negative: true' if negative "
+                "weights are intended",
+                path=str(spec.path),
+                field=factor.field,
+            )
 
 
 # ----------------------------------------------------------------------------- yields and diagnostics
@@ -592,20 +699,33 @@ def diagnose(weight: np.ndarray, r: np.ndarray, spec: ReweightSpec) -> Diagnosti
     if total == 0:
         reasons.append("no selected event keeps a non-zero weight")
     if frac < spec.min_ess_fraction:
-        reasons.append(f"effective sample size {ess:.1f} is {frac:.3f} of the unweighted {ess0:.1f}, "
-                       f"below min_ess_fraction {spec.min_ess_fraction:g}")
+        reasons.append(
+            f"effective sample size {ess:.1f} is {frac:.3f} of the unweighted {ess0:.1f}, "
+            f"below min_ess_fraction {spec.min_ess_fraction:g}"
+        )
     if share > spec.max_weight_share:
-        reasons.append(f"one event carries {share:.3f} of the reweighted sum, above max_weight_share "
-                       f"{spec.max_weight_share:g}")
-    return Diagnostics(n_selected=len(r), ess=ess, ess_nominal=ess0, ess_fraction=frac, max_weight_share=share,
-                       fraction_above=above, r_threshold=spec.r_threshold,
-                       r_min=float(r.min()) if len(r) else 0.0, r_max=float(r.max()) if len(r) else 0.0,
-                       r_mean=float(r.mean()) if len(r) else 0.0,
-                       verdict="flagged" if reasons else "ok", reasons=tuple(reasons))
+        reasons.append(
+            f"one event carries {share:.3f} of the reweighted sum, above max_weight_share {spec.max_weight_share:g}"
+        )
+    return Diagnostics(
+        n_selected=len(r),
+        ess=ess,
+        ess_nominal=ess0,
+        ess_fraction=frac,
+        max_weight_share=share,
+        fraction_above=above,
+        r_threshold=spec.r_threshold,
+        r_min=float(r.min()) if len(r) else 0.0,
+        r_max=float(r.max()) if len(r) else 0.0,
+        r_mean=float(r.mean()) if len(r) else 0.0,
+        verdict="flagged" if reasons else "ok",
+        reasons=tuple(reasons),
+    )
 
 
-def reweighted_yields(events: ak.Array, header: Mapping[str, Any], new_weight: np.ndarray, norm: float
-                      ) -> dict[str, dict[str, list[float]]]:
+def reweighted_yields(
+    events: ak.Array, header: Mapping[str, Any], new_weight: np.ndarray, norm: float
+) -> dict[str, dict[str, list[float]]]:
     """Per region and bin: norm * sum(w) and norm * sqrt(sum(w^2)) of the events in the bin."""
     out = {}
     for name, info in (header.get("regions") or {}).items():
@@ -624,13 +744,18 @@ def _check_yields_finite(regions: Mapping[str, Mapping[str, list[float]]], spec:
         for what in ("yields", "stat"):
             bad = [i for i, v in enumerate(region[what]) if not math.isfinite(v)]
             if bad:
-                raise RecastError(f"the reweighted {what} of region {name!r}, bin {bad[0]}, is {region[what][bad[0]]} "
-                                  f"(events of {selected}); the ratios are too large to give a finite yield; "
-                                  "rescale the factors", path=str(spec.path), field="factors")
+                raise RecastError(
+                    f"the reweighted {what} of region {name!r}, bin {bad[0]}, is {region[what][bad[0]]} "
+                    f"(events of {selected}); the ratios are too large to give a finite yield; "
+                    "rescale the factors",
+                    path=str(spec.path),
+                    field="factors",
+                )
 
 
-def reweight_selected(selected: Path, spec: ReweightSpec, parameters: Mapping[str, float], *, point: str
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+def reweight_selected(
+    selected: Path, spec: ReweightSpec, parameters: Mapping[str, float], *, point: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Reweight a point's selected events to a target hypothesis.
 
     Args:
@@ -657,22 +782,39 @@ def reweight_selected(selected: Path, spec: ReweightSpec, parameters: Mapping[st
         new_weight = truth.weight * r
         regions = reweighted_yields(events, header, new_weight, norm)
     _check_yields_finite(regions, spec, selected)
-    sample = {"luminosity_ifb": float(header["luminosity_ifb"]), "xsec_pb": float(header["xsec_pb"]),
-              "xsec_source": str(header.get("xsec_source", "")), "br_factor": float(header["br_factor"]),
-              "n_events": int(header.get("n_events", len(events))), "sum_weights": float(header["sum_weights"])}
+    sample = {
+        "luminosity_ifb": float(header["luminosity_ifb"]),
+        "xsec_pb": float(header["xsec_pb"]),
+        "xsec_source": str(header.get("xsec_source", "")),
+        "br_factor": float(header["br_factor"]),
+        "n_events": int(header.get("n_events", len(events))),
+        "sum_weights": float(header["sum_weights"]),
+    }
     yields = {"format": "recastflow-yields/1", "point": point, "normalisation": sample, "regions": regions}
     diag = diagnose(truth.weight, r, spec)
     region_diag = {}
     for name in regions:
         inside = ak.to_numpy(events["regions"][name]) >= 0
-        region_diag[name] = {"n_events": int(inside.sum()), "ess": kish_ess(new_weight[inside]),
-                             "ess_nominal": kish_ess(truth.weight[inside])}
-    doc = {"format": DIAGNOSTICS_FORMAT, "point": point, "source": {"file": str(selected), "point": header.get("point"),
-           "sha256": sha256_file(Path(selected))}, "spec": {"file": str(spec.path), "name": spec.name,
-           "sha256": sha256_file(spec.path)}, "parameters": dict(parameters),
-           "thresholds": {"min_ess_fraction": spec.min_ess_fraction, "max_weight_share": spec.max_weight_share,
-                          "r_threshold": spec.r_threshold},
-           **diag.to_dict(), "regions": region_diag, **extra}
+        region_diag[name] = {
+            "n_events": int(inside.sum()),
+            "ess": kish_ess(new_weight[inside]),
+            "ess_nominal": kish_ess(truth.weight[inside]),
+        }
+    doc = {
+        "format": DIAGNOSTICS_FORMAT,
+        "point": point,
+        "source": {"file": str(selected), "point": header.get("point"), "sha256": sha256_file(Path(selected))},
+        "spec": {"file": str(spec.path), "name": spec.name, "sha256": sha256_file(spec.path)},
+        "parameters": dict(parameters),
+        "thresholds": {
+            "min_ess_fraction": spec.min_ess_fraction,
+            "max_weight_share": spec.max_weight_share,
+            "r_threshold": spec.r_threshold,
+        },
+        **diag.to_dict(),
+        "regions": region_diag,
+        **extra,
+    }
     return yields, doc
 
 
@@ -704,16 +846,26 @@ class ClosureRow:
         return (self.reweighted == self.value) if p is None else abs(p) < CLOSURE_MAX_PULL
 
 
-def closure_rows(point: str, direct: str, reweighted: Mapping[str, Any], generated: Mapping[str, Any]) -> list[ClosureRow]:
+def closure_rows(
+    point: str, direct: str, reweighted: Mapping[str, Any], generated: Mapping[str, Any]
+) -> list[ClosureRow]:
     """Compare region totals of two yields documents (bins within a region are exclusive, so stats add in quadrature)."""
     rows = []
     for region, reg in reweighted["regions"].items():
         if region not in generated["regions"]:
             continue
         other = generated["regions"][region]
-        rows.append(ClosureRow(point, direct, region, float(sum(reg["yields"])),
-                               math.sqrt(sum(s * s for s in reg["stat"])), float(sum(other["yields"])),
-                               math.sqrt(sum(s * s for s in other["stat"]))))
+        rows.append(
+            ClosureRow(
+                point,
+                direct,
+                region,
+                float(sum(reg["yields"])),
+                math.sqrt(sum(s * s for s in reg["stat"])),
+                float(sum(other["yields"])),
+                math.sqrt(sum(s * s for s in other["stat"])),
+            )
+        )
     return rows
 
 
@@ -723,11 +875,15 @@ def format_closure(rows: list[ClosureRow]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         pull = "—" if r.pull is None else f"{r.pull:+.2f}"
-        lines.append(f"{r.point:<26} {r.direct:<30} {r.region:<13} {r.reweighted:>8.3f} ± {r.reweighted_stat:<5.3f} "
-                     f"{r.value:>8.3f} ± {r.value_stat:<5.3f} {pull:>6}  {'pass' if r.passed else 'FAIL'}")
+        lines.append(
+            f"{r.point:<26} {r.direct:<30} {r.region:<13} {r.reweighted:>8.3f} ± {r.reweighted_stat:<5.3f} "
+            f"{r.value:>8.3f} ± {r.value_stat:<5.3f} {pull:>6}  {'pass' if r.passed else 'FAIL'}"
+        )
     n_fail = sum(not r.passed for r in rows)
-    lines.append(f"reweighting closure: {len(rows) - n_fail} of {len(rows)} region totals within "
-                 f"{CLOSURE_MAX_PULL:g} combined standard deviations")
+    lines.append(
+        f"reweighting closure: {len(rows) - n_fail} of {len(rows)} region totals within "
+        f"{CLOSURE_MAX_PULL:g} combined standard deviations"
+    )
     return "\n".join(lines)
 
 
@@ -761,29 +917,43 @@ def check_reweighted(grids: Mapping[str, Any]) -> int:
             fld = f"points[{i}].reweight"
             source = _run_point(grids, ref.source, grid, f"{fld}.from")
             if not source.from_events:
-                raise RecastError(f"{'/'.join(ref.source)} takes its signal from a patch or yields file; only points "
-                                  "made from events have selected events to reweight", path=str(grid.path),
-                                  field=f"{fld}.from")
+                raise RecastError(
+                    f"{'/'.join(ref.source)} takes its signal from a patch or yields file; only points "
+                    "made from events have selected events to reweight",
+                    path=str(grid.path),
+                    field=f"{fld}.from",
+                )
             src_grid = grids[ref.source[0]]
             if (src_grid.analysis, src_grid.workspace) != (grid.analysis, grid.workspace):
-                raise RecastError(f"{'/'.join(ref.source)} is a point of {src_grid.analysis} {src_grid.workspace}, this "
-                                  f"grid is for {grid.analysis} {grid.workspace}", path=str(grid.path), field=f"{fld}.from")
+                raise RecastError(
+                    f"{'/'.join(ref.source)} is a point of {src_grid.analysis} {src_grid.workspace}, this "
+                    f"grid is for {grid.analysis} {grid.workspace}",
+                    path=str(grid.path),
+                    field=f"{fld}.from",
+                )
             if ref.spec not in specs:
                 specs[ref.spec] = load_spec(ref.spec)
             target_parameters(specs[ref.spec], ref.parameters, point.values, source=str(grid.path), fld=fld)
             if ref.compare_with is not None:
                 direct = _run_point(grids, ref.compare_with, grid, f"{fld}.compare_with")
                 if direct.yields is None:
-                    raise RecastError(f"{'/'.join(ref.compare_with)} has no yields to compare with (published patch)",
-                                      path=str(grid.path), field=f"{fld}.compare_with")
+                    raise RecastError(
+                        f"{'/'.join(ref.compare_with)} has no yields to compare with (published patch)",
+                        path=str(grid.path),
+                        field=f"{fld}.compare_with",
+                    )
     return count
 
 
 def _run_point(grids: Mapping[str, Any], ref: tuple[str, str], grid: Any, fld: str) -> Any:
     gname, pname = ref
     if gname not in grids:
-        raise RecastError(f"grid {gname!r} is not among the run's grids ({', '.join(grids)}); add it to 'grids' in "
-                          "the run configuration", path=str(grid.path), field=fld)
+        raise RecastError(
+            f"grid {gname!r} is not among the run's grids ({', '.join(grids)}); add it to 'grids' in "
+            "the run configuration",
+            path=str(grid.path),
+            field=fld,
+        )
     names = [p.name for p in grids[gname].points]
     if pname not in names:
         raise RecastError(f"grid {gname} has no point {pname!r}", path=str(grid.path), field=fld)

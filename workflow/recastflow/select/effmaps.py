@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +77,12 @@ class EfficiencyMap:
             bad = int(np.flatnonzero(~inside)[0])
             values = ", ".join(f"{float(np.asarray(c)[bad]):g}" for c in coords)
             ranges = ", ".join(f"[{e[0]:g}, {e[-1]:g})" for e in self.edges)
-            raise RecastError(f"an event has ({values}), outside the table {ranges}; declare out_of_range: clamp "
-                              "or zero if that is intended", path=self.source, field=f"efficiency_maps.{self.name}")
+            raise RecastError(
+                f"an event has ({values}), outside the table {ranges}; declare out_of_range: clamp "
+                "or zero if that is intended",
+                path=self.source,
+                field=f"efficiency_maps.{self.name}",
+            )
         eff = self.values[tuple(index)] if n else np.zeros(0)
         if self.out_of_range == "zero":
             eff = np.where(inside, eff, 0.0)
@@ -87,16 +92,26 @@ class EfficiencyMap:
 
     def env_function(self) -> Any:
         """The function computing the efficiency in a selection environment."""
+
         def efficiency(env: Any) -> np.ndarray:
             with np.errstate(all="ignore"):
-                coords = [np.broadcast_to(np.asarray(env.evaluate(e), dtype=np.float64), (env.n_events,))
-                          for e in self.expressions]
+                coords = [
+                    np.broadcast_to(np.asarray(env.evaluate(e), dtype=np.float64), (env.n_events,))
+                    for e in self.expressions
+                ]
             return self.lookup(coords)
+
         return efficiency
 
 
-def read_table(path: Path, columns: Sequence[str], value: str | None, *, source: str, field: str,
-               ) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def read_table(
+    path: Path,
+    columns: Sequence[str],
+    value: str | None,
+    *,
+    source: str,
+    field: str,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """Read a HEPData YAML or CSV table into bin edges per axis and an N-d value array.
 
     Args:
@@ -106,6 +121,7 @@ def read_table(path: Path, columns: Sequence[str], value: str | None, *, source:
         source: the selection file (for messages).
         field: its key (for messages).
     """
+
     def fail(message: str) -> RecastError:
         return RecastError(f"{path.name}: {message}", path=source, field=field)
 
@@ -149,8 +165,12 @@ def _number(x: Any) -> float:
     return float(x)
 
 
-def _read_hepdata(path: Path, columns: Sequence[str], value: str | None, fail: Any,
-                  ) -> tuple[list[tuple[tuple[float, float], ...]], list[float]]:
+def _read_hepdata(
+    path: Path,
+    columns: Sequence[str],
+    value: str | None,
+    fail: Any,
+) -> tuple[list[tuple[tuple[float, float], ...]], list[float]]:
     from recastflow.core.config import read_document
 
     doc = read_document(path)
@@ -163,8 +183,11 @@ def _read_hepdata(path: Path, columns: Sequence[str], value: str | None, fail: A
             raise fail(f"no independent variable {col!r} (has: {', '.join(map(repr, indep))})")
     name = value if value is not None else (next(iter(dep)) if len(dep) == 1 else None)
     if name not in dep:
-        raise fail(f"give 'value': one of {', '.join(map(repr, dep))}" if value is None
-                   else f"no dependent variable {value!r} (has: {', '.join(map(repr, dep))})")
+        raise fail(
+            f"give 'value': one of {', '.join(map(repr, dep))}"
+            if value is None
+            else f"no dependent variable {value!r} (has: {', '.join(map(repr, dep))})"
+        )
     try:
         boxes = list(zip(*[[(_number(b["low"]), _number(b["high"])) for b in indep[c]] for c in columns]))
         vals = [_number(v["value"]) for v in dep[name]]
@@ -175,8 +198,12 @@ def _read_hepdata(path: Path, columns: Sequence[str], value: str | None, fail: A
     return boxes, vals
 
 
-def _read_csv(path: Path, columns: Sequence[str], value: str | None, fail: Any,
-              ) -> tuple[list[tuple[tuple[float, float], ...]], list[float]]:
+def _read_csv(
+    path: Path,
+    columns: Sequence[str],
+    value: str | None,
+    fail: Any,
+) -> tuple[list[tuple[tuple[float, float], ...]], list[float]]:
     text = path.read_text(encoding="utf-8")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     rows = list(csv.reader(io.StringIO("\n".join(lines))))
@@ -221,8 +248,9 @@ def build_map(name: str, spec: Mapping[str, Any], *, source: str, compile_axis: 
         from recastflow.core.io import sha256_file
 
         if path.is_file() and sha256_file(path) != spec["sha256"].lower():
-            raise RecastError(f"{spec['table']} does not have the sha256 the selection gives", path=source,
-                              field=f"{where}.sha256")
+            raise RecastError(
+                f"{spec['table']} does not have the sha256 the selection gives", path=source, field=f"{where}.sha256"
+            )
     columns = [a["column"] for a in spec["axes"]]
     edges, values = read_table(path, columns, spec.get("value"), source=source, field=f"{where}.table")
     exprs = tuple(compile_axis(a["expression"], f"{where}.axes[{i}].expression") for i, a in enumerate(spec["axes"]))

@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import math
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +91,7 @@ class Layout:
         self._local_index: np.ndarray | None = None
 
     @classmethod
-    def from_offsets(cls, offsets: np.ndarray) -> "Layout":
+    def from_offsets(cls, offsets: np.ndarray) -> Layout:
         """The layout with these offsets (starting at 0, ending at the total), kept as given."""
         out = cls(np.diff(offsets))
         out._offsets = offsets
@@ -129,7 +131,7 @@ class Layout:
             self._local_index = np.arange(len(ev), dtype=np.int64) - pick(self.offsets[:-1], ev)
         return self._local_index
 
-    def select(self, keep: np.ndarray) -> "Layout":
+    def select(self, keep: np.ndarray) -> Layout:
         """The layout left after keeping the objects flagged in ``keep``."""
         # kept objects per event from the running count at the event boundaries: cheaper than
         # compressing the event index and counting it. numpy sums booleans into int32 several
@@ -139,7 +141,7 @@ class Layout:
         np.cumsum(keep, out=kept[1:])
         return Layout.from_offsets(pick(kept, self.offsets).astype(np.int64))
 
-    def take_events(self, kept: np.ndarray) -> tuple["Layout", np.ndarray]:
+    def take_events(self, kept: np.ndarray) -> tuple[Layout, np.ndarray]:
         """The layout of the events at positions ``kept`` (increasing), and the flat positions of its objects here."""
         counts = pick(self.counts, kept)
         child = Layout(counts)
@@ -153,6 +155,15 @@ class Layout:
         return pick(per_event, self.event_index)
 
 
+def _ready(value: np.ndarray) -> Callable[[], np.ndarray]:
+    """A loader of an array already at hand.
+
+    Loaders bind their value or key when made: with this factory or functools.partial rather than
+    ``lambda k=k: ...`` defaults, whose type mypy cannot infer (python/mypy#15459).
+    """
+    return lambda: value
+
+
 class Columns:
     """Flat field columns loaded on first use and shared by every collection derived from them."""
 
@@ -161,9 +172,9 @@ class Columns:
         self._cache: dict[str, np.ndarray] = {}
 
     @classmethod
-    def of(cls, arrays: Mapping[str, np.ndarray]) -> "Columns":
+    def of(cls, arrays: Mapping[str, np.ndarray]) -> Columns:
         """Columns from ready arrays."""
-        return cls({k: (lambda v=v: v) for k, v in arrays.items()})
+        return cls({k: _ready(v) for k, v in arrays.items()})
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -193,8 +204,14 @@ class Collection:
             from its parts, so that a subset does not make the whole collection compute.
     """
 
-    def __init__(self, layout: Layout, columns: Columns, index: np.ndarray | None = None,
-                 sorted_by: str | None = None, derive: Callable[[np.ndarray], "Collection"] | None = None) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        columns: Columns,
+        index: np.ndarray | None = None,
+        sorted_by: str | None = None,
+        derive: Callable[[np.ndarray], Collection] | None = None,
+    ) -> None:
         self.layout = layout
         self.columns = columns
         self.index = index
@@ -225,7 +242,7 @@ class Collection:
             return pick(self.field(name), positions)
         return pick(self.columns[name], pick(self.index, positions))
 
-    def filter(self, keep: np.ndarray) -> "Collection":
+    def filter(self, keep: np.ndarray) -> Collection:
         """Keep the objects flagged in the flat boolean ``keep``."""
         if keep.all():
             return self  # common for loose requirements: nothing to copy
@@ -238,7 +255,7 @@ class Collection:
             rows = pick(self.index, np.flatnonzero(keep))  # ... and up to 4 times slower otherwise
         return Collection(layout, self.columns, rows, self.sorted_by)
 
-    def take_events(self, kept: np.ndarray) -> "Collection":
+    def take_events(self, kept: np.ndarray) -> Collection:
         """The same collection for the events at positions ``kept`` (increasing) only."""
         if self.derive is not None:
             return self.derive(kept)
@@ -246,18 +263,18 @@ class Collection:
         rows = positions if self.index is None else pick(self.index, positions)
         return Collection(layout, self.columns, rows, self.sorted_by)
 
-    def known_sorted(self, key: str) -> "Collection":
+    def known_sorted(self, key: str) -> Collection:
         """The same collection, recorded as sorted by ``key`` (descending)."""
         out = Collection(self.layout, self.columns, self.index, key)
         out._fields = self._fields
         return out
 
-    def permute(self, order: np.ndarray, sorted_by: str | None) -> "Collection":
+    def permute(self, order: np.ndarray, sorted_by: str | None) -> Collection:
         """The objects reordered (within their events) by the flat permutation ``order``."""
         rows = order if self.index is None else self.index[order]
         return Collection(Layout(self.layout.counts, self.layout.event_index), self.columns, rows, sorted_by)
 
-    def item(self, index: int) -> "Particle":
+    def item(self, index: int) -> Particle:
         """The ``index``-th object of each event; missing (NaN) where there is none."""
         counts = self.layout.counts
         ok = (counts > index) if index >= 0 else (counts >= -index)
@@ -271,10 +288,12 @@ class Collection:
             values = pick(column, pos).astype(np.float64, copy=False)  # a fresh array: safe to fill in place
             np.copyto(values, np.nan, where=~ok)
             return values
+
         # fields are gathered only when used: most expressions need two or three of them;
         # a subset of the events gathers from the subset of the collection
-        return Particle({k: (lambda k=k: gather(k)) for k in self.names},
-                        lambda kept: self.take_events(kept).item(index))
+        return Particle(
+            {k: functools.partial(gather, k) for k in self.names}, lambda kept: self.take_events(kept).item(index)
+        )
 
 
 class Particle:
@@ -285,16 +304,17 @@ class Particle:
     not computed yet.
     """
 
-    def __init__(self, loaders: Mapping[str, Callable[[], np.ndarray]],
-                 derive: Callable[[np.ndarray], "Particle"] | None = None) -> None:
+    def __init__(
+        self, loaders: Mapping[str, Callable[[], np.ndarray]], derive: Callable[[np.ndarray], Particle] | None = None
+    ) -> None:
         self._loaders = loaders
         self._derive = derive
         self._cache: dict[str, np.ndarray] = {}
 
     @classmethod
-    def of(cls, columns: Mapping[str, np.ndarray]) -> "Particle":
+    def of(cls, columns: Mapping[str, np.ndarray]) -> Particle:
         """A particle from ready columns."""
-        return cls({k: (lambda v=v: v) for k, v in columns.items()})
+        return cls({k: _ready(v) for k, v in columns.items()})
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._cache:
@@ -304,23 +324,30 @@ class Particle:
     def __contains__(self, name: str) -> bool:
         return name in self._loaders
 
-    def take_events(self, kept: np.ndarray) -> "Particle":
+    def take_events(self, kept: np.ndarray) -> Particle:
         """The same objects for the events at positions ``kept`` (increasing) only."""
-        if self._derive is None:
-            return Particle({k: (lambda k=k: pick(self[k], kept)) for k in self._loaders})
+        derive = self._derive
+        if derive is None:
+
+            def own(name: str) -> np.ndarray:
+                return pick(self[name], kept)
+
+            return Particle({k: functools.partial(own, k) for k in self._loaders})
         derived: list[Particle] = []
 
         def load(name: str) -> np.ndarray:
             if name in self._cache:
                 return pick(self._cache[name], kept)
             if not derived:
-                derived.append(self._derive(kept))  # type: ignore[misc]
+                derived.append(derive(kept))
             return derived[0][name]
-        return Particle({k: (lambda k=k: load(k)) for k in self._loaders})
+
+        return Particle({k: functools.partial(load, k) for k in self._loaders})
 
     def kinematics(self) -> tuple[np.ndarray, Any, np.ndarray, Any]:
         """(pt, eta, phi, m); eta and m are 0 for objects without them (missing momentum)."""
-        return (self["pt"], self["eta"] if "eta" in self else 0.0, self["phi"], self["m"] if "m" in self else 0.0)
+        # Particle has `in` but no .get (it is not a Mapping), so SIM401's rewrite does not apply
+        return (self["pt"], self["eta"] if "eta" in self else 0.0, self["phi"], self["m"] if "m" in self else 0.0)  # noqa: SIM401
 
 
 @dataclass(frozen=True, eq=False)
@@ -330,7 +357,7 @@ class PerObject:
     values: np.ndarray
     layout: Layout
 
-    def take_events(self, kept: np.ndarray) -> "PerObject":
+    def take_events(self, kept: np.ndarray) -> PerObject:
         """The same values for the events at positions ``kept`` (increasing) only."""
         layout, positions = self.layout.take_events(kept)
         return PerObject(pick(self.values, positions), layout)
@@ -358,8 +385,13 @@ class Env:
     after the preselection costs only that much.
     """
 
-    def __init__(self, n_events: int, base: Mapping[str, Callable[["Env"], Any]],
-                 derived: Mapping[str, Callable[["Env"], Any]], parent: tuple["Env", np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        n_events: int,
+        base: Mapping[str, Callable[[Env], Any]],
+        derived: Mapping[str, Callable[[Env], Any]],
+        parent: tuple[Env, np.ndarray] | None = None,
+    ) -> None:
         self.n_events = n_events
         self._base = base
         self._derived = derived
@@ -370,15 +402,15 @@ class Env:
     def __getitem__(self, name: str) -> Any:
         return self._get(name, lambda: self._compute(name))
 
-    def evaluate(self, expr: "Expression") -> Any:
+    def evaluate(self, expr: Expression) -> Any:
         """Value of an expression, computed once per environment (shared cuts are reused)."""
         return self._get(("expr", expr.key), lambda: expr.fn(self))
 
-    def subset(self, mask: np.ndarray) -> "Env":
+    def subset(self, mask: np.ndarray) -> Env:
         """An environment for the events flagged in ``mask``."""
         return self.take(np.flatnonzero(mask))
 
-    def take(self, kept: np.ndarray) -> "Env":
+    def take(self, kept: np.ndarray) -> Env:
         """An environment for the events at positions ``kept`` (increasing)."""
         return Env(len(kept), self._base, self._derived, (self, kept))
 
@@ -386,7 +418,7 @@ class Env:
         """Whether ``key`` (a name or an expression key) is computed here or in an ancestor."""
         return self._owner(key) is not None
 
-    def _owner(self, key: Any) -> "Env | None":
+    def _owner(self, key: Any) -> Env | None:
         """This environment or the nearest ancestor that has computed ``key``."""
         env: Env | None = self
         while env is not None:
@@ -395,7 +427,7 @@ class Env:
             env = env._parent[0] if env._parent is not None else None
         return None
 
-    def _positions_in(self, ancestor: "Env") -> np.ndarray:
+    def _positions_in(self, ancestor: Env) -> np.ndarray:
         """Positions of these events among those of ``ancestor``."""
         assert self._parent is not None
         parent, kept = self._parent
@@ -440,12 +472,12 @@ class _SelfEnv:
             return PerObject(self.coll.field(name), self.coll.layout)
         return self.env[name]
 
-    def evaluate(self, expr: "Expression") -> Any:
+    def evaluate(self, expr: Expression) -> Any:
         """Value of an expression on this collection (not cached: the collection is transient)."""
         return expr.fn(self)
 
 
-def evaluate_on(expr: "Expression", env: Env, coll: Collection) -> Any:
+def evaluate_on(expr: Expression, env: Env, coll: Collection) -> Any:
     """Evaluate an expression written for one collection (``where``, overlap cone) on ``coll``."""
     with np.errstate(all="ignore"):
         return expr.fn(_SelfEnv(env, coll))
@@ -530,8 +562,9 @@ def compile_expression(text: str, scope: Scope, *, path: str | None, field: str)
     if not isinstance(text, str):
         raise RecastError(f"expected an expression string, got {type(text).__name__}", path=path, field=field)
     if len(text) > MAX_LENGTH:
-        raise RecastError(f"expression is {len(text)} characters long; at most {MAX_LENGTH} are allowed",
-                          path=path, field=field)
+        raise RecastError(
+            f"expression is {len(text)} characters long; at most {MAX_LENGTH} are allowed", path=path, field=field
+        )
     tree = _parse(text, path, field)
     _check_size(tree, path, field)
     compiler = _Compiler(text, scope, path, field)
@@ -541,6 +574,7 @@ def compile_expression(text: str, scope: Scope, *, path: str | None, field: str)
 
 def _widened(fn: Fn) -> Fn:
     """Turn a constant result (``"True"``, ``"2 * pi"``) into one value per event."""
+
     def evaluate(env: Any) -> Any:
         value = fn(env)
         if isinstance(value, np.ndarray) and value.ndim == 1:
@@ -548,6 +582,7 @@ def _widened(fn: Fn) -> Fn:
         if isinstance(value, (np.generic, np.ndarray, float, int, bool)):
             return np.full(env.n_events, value)
         return value
+
     return evaluate
 
 
@@ -563,8 +598,9 @@ def _parse(text: str, path: str | None, field: str) -> ast.Expression:
         # Python reports offset 0 for an expression that ends too early
         col = exc.offset if exc.offset else len(text.strip()) + 1
         line = f"line {exc.lineno}, " if exc.lineno and exc.lineno > 1 else ""  # YAML block scalars keep newlines
-        raise RecastError(f"syntax error at {line}column {col} in {text.strip()!r}: {exc.msg}", path=path,
-                          field=field) from None
+        raise RecastError(
+            f"syntax error at {line}column {col} in {text.strip()!r}: {exc.msg}", path=path, field=field
+        ) from None
     except (ValueError, MemoryError, RecursionError) as exc:  # null bytes, parser stack overflow
         raise RecastError(f"cannot parse the expression: {exc}", path=path, field=field) from None
 
@@ -576,24 +612,53 @@ def _check_size(tree: ast.AST, path: str | None, field: str) -> None:
         node, depth = stack.pop()
         count += 1
         if depth > MAX_DEPTH or count > MAX_NODES:
-            raise RecastError(f"expression too complex (more than {MAX_DEPTH} levels of nesting or {MAX_NODES} "
-                              "parts); split it into several variables", path=path, field=field)
+            raise RecastError(
+                f"expression too complex (more than {MAX_DEPTH} levels of nesting or {MAX_NODES} "
+                "parts); split it into several variables",
+                path=path,
+                field=field,
+            )
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 _DISALLOWED = {
-    ast.Lambda: "lambda", ast.ListComp: "list comprehension", ast.SetComp: "set comprehension",
-    ast.DictComp: "dict comprehension", ast.GeneratorExp: "generator expression", ast.Tuple: "tuple",
-    ast.List: "list", ast.Dict: "dict", ast.Set: "set", ast.Starred: "'*' unpacking", ast.JoinedStr: "f-string",
-    ast.NamedExpr: "':=' assignment", ast.IfExp: "'x if c else y'", ast.Slice: "slice",
-    ast.Await: "await", ast.Yield: "yield", ast.YieldFrom: "yield",
+    ast.Lambda: "lambda",
+    ast.ListComp: "list comprehension",
+    ast.SetComp: "set comprehension",
+    ast.DictComp: "dict comprehension",
+    ast.GeneratorExp: "generator expression",
+    ast.Tuple: "tuple",
+    ast.List: "list",
+    ast.Dict: "dict",
+    ast.Set: "set",
+    ast.Starred: "'*' unpacking",
+    ast.JoinedStr: "f-string",
+    ast.NamedExpr: "':=' assignment",
+    ast.IfExp: "'x if c else y'",
+    ast.Slice: "slice",
+    ast.Await: "await",
+    ast.Yield: "yield",
+    ast.YieldFrom: "yield",
 }
-_ARITH = {ast.Add: ("+", np.add), ast.Sub: ("-", np.subtract), ast.Mult: ("*", np.multiply),
-          ast.Div: ("/", np.true_divide), ast.Pow: ("**", np.power)}
-_COMPARE = {ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
-            ast.Eq: np.equal, ast.NotEq: None}
-ALLOWED = ("numbers, True/False/inf/pi, names, fields (x.pt), integer indexing (jets[0]), + - * / **, "
-           "comparisons (< <= > >= == !=, chained), and/or/not, and the functions " )
+_ARITH = {
+    ast.Add: ("+", np.add),
+    ast.Sub: ("-", np.subtract),
+    ast.Mult: ("*", np.multiply),
+    ast.Div: ("/", np.true_divide),
+    ast.Pow: ("**", np.power),
+}
+_COMPARE = {
+    ast.Lt: np.less,
+    ast.LtE: np.less_equal,
+    ast.Gt: np.greater,
+    ast.GtE: np.greater_equal,
+    ast.Eq: np.equal,
+    ast.NotEq: None,
+}
+ALLOWED = (
+    "numbers, True/False/inf/pi, names, fields (x.pt), integer indexing (jets[0]), + - * / **, "
+    "comparisons (< <= > >= == !=, chained), and/or/not, and the functions "
+)
 
 Fn = Callable[[Any], Any]
 
@@ -676,8 +741,9 @@ class _Compiler:
             raise self.fail(f"functions have no attributes ({node.value.id}.{attr})", node)
         kind, inner = self.visit(node.value)
         if kind.tag not in (OBJ, COLL):
-            raise self.fail(f"{with_article(kind.tag)} has no fields (.{attr}); fields belong to objects and "
-                            "collections", node)
+            raise self.fail(
+                f"{with_article(kind.tag)} has no fields (.{attr}); fields belong to objects and collections", node
+            )
         fields = kind.field_map
         if attr not in fields:
             close = difflib.get_close_matches(attr, list(fields), n=3, cutoff=0.6)
@@ -685,14 +751,17 @@ class _Compiler:
             raise self.fail(f"{kind.coll or kind.tag} has no field {attr!r}{hint} (fields: {', '.join(fields)})", node)
         is_bool = fields[attr] == BOOL
         if kind.tag == COLL:
+
             def per_object(env: Any) -> PerObject:
                 coll = inner(env)
                 return PerObject(coll.field(attr), coll.layout)
+
             return Kind(JBOOL if is_bool else JNUM, kind.coll), per_object
 
         def per_event(env: Any) -> np.ndarray:
             values = inner(env)[attr]
             return values == 1.0 if is_bool else values
+
         return Kind(BOOL if is_bool else NUM), per_event
 
     def visit_Subscript(self, node: ast.Subscript) -> tuple[Kind, Fn]:
@@ -718,14 +787,18 @@ class _Compiler:
     def visit_BinOp(self, node: ast.BinOp) -> tuple[Kind, Fn]:
         op = _ARITH.get(type(node.op))
         if op is None:
-            raise self.fail(f"operator {type(node.op).__name__} is not allowed; use + - * / ** "
-                            "(and/or/not for conditions)", node)
+            raise self.fail(
+                f"operator {type(node.op).__name__} is not allowed; use + - * / ** (and/or/not for conditions)", node
+            )
         symbol, ufunc = op
         if symbol == "**":
             exponent = _constant_number(node.right)
             if exponent is None or isinstance(exponent, bool) or abs(exponent) > MAX_EXPONENT:
-                raise self.fail(f"the exponent of '**' must be a number between -{MAX_EXPONENT} and "
-                                f"{MAX_EXPONENT}; use exp/log/sqrt otherwise", node)
+                raise self.fail(
+                    f"the exponent of '**' must be a number between -{MAX_EXPONENT} and "
+                    f"{MAX_EXPONENT}; use exp/log/sqrt otherwise",
+                    node,
+                )
         if symbol == "/" and _constant_number(node.right) == 0:
             # a literal zero divisor is a typo, not physics: it would turn every event into inf or nan
             raise self.fail("division by the constant 0", node)
@@ -745,9 +818,13 @@ class _Compiler:
         """The collection of the per-object operands (None if all are per event)."""
         colls = {k.coll for k in kinds if _is_jagged(k)}
         if len(colls) > 1:
-            names = " and ".join(sorted("this object" if c == SELF else c for c in colls))
-            raise self.fail(f"cannot combine per-object values of different collections ({names}); reduce one "
-                            "first with n/sum/min/max/any/all or pick one object with [i]", node)
+            # str(): per-object kinds always name their collection, but Kind.coll is typed Optional
+            names = " and ".join(sorted("this object" if c == SELF else str(c) for c in colls))
+            raise self.fail(
+                f"cannot combine per-object values of different collections ({names}); reduce one "
+                "first with n/sum/min/max/any/all or pick one object with [i]",
+                node,
+            )
         return next(iter(colls), None)
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> tuple[Kind, Fn]:
@@ -770,8 +847,11 @@ class _Compiler:
         parts = [self.visit(v) for v in node.values]
         for kind, _ in parts:
             if kind.tag not in (BOOL, JBOOL):
-                raise self.fail(f"'{word}' needs conditions, got {with_article(kind.tag)}{_field_hint(kind)}; "
-                                "compare it first (e.g. x > 0)", node)
+                raise self.fail(
+                    f"'{word}' needs conditions, got {with_article(kind.tag)}{_field_hint(kind)}; "
+                    "compare it first (e.g. x > 0)",
+                    node,
+                )
         coll = self._common_coll([k for k, _ in parts], node)
         ufunc = np.logical_and if word == "and" else np.logical_or
         fns = [fn for _, fn in parts]
@@ -781,6 +861,7 @@ class _Compiler:
             for fn in fns[1:]:
                 value = _apply(ufunc, value, fn(env))
             return value
+
         return (Kind(JBOOL, coll) if coll else Kind(BOOL)), combine
 
     def visit_Compare(self, node: ast.Compare) -> tuple[Kind, Fn]:
@@ -790,8 +871,10 @@ class _Compiler:
                 raise self.fail(f"comparison {type(op).__name__} is not allowed; use < <= > >= == !=", node)
         for kind, _ in operands:
             if kind.tag not in (NUM, BOOL, JNUM, JBOOL):
-                raise self.fail(f"only numbers and conditions can be compared, not {with_article(kind.tag)}"
-                                f"{_field_hint(kind)}", node)
+                raise self.fail(
+                    f"only numbers and conditions can be compared, not {with_article(kind.tag)}{_field_hint(kind)}",
+                    node,
+                )
         coll = self._common_coll([k for k, _ in operands], node)
         fns = [_as_numbers(o) for o in operands]
         ops = [_COMPARE[type(op)] for op in node.ops]
@@ -804,21 +887,26 @@ class _Compiler:
                 step = _apply(op, a, b) if op is not None else _apply(_not_equal, a, b)
                 result = step if result is None else _apply(np.logical_and, result, step)
             return result
+
         return (Kind(JBOOL, coll) if coll else Kind(BOOL)), compare
 
     # -- calls
 
     def visit_Call(self, node: ast.Call) -> tuple[Kind, Fn]:
         if not isinstance(node.func, ast.Name):
-            raise self.fail("only the listed functions can be called, by name (no methods or attributes); "
-                            f"functions: {', '.join(sorted(FUNCTIONS))}", node)
+            raise self.fail(
+                "only the listed functions can be called, by name (no methods or attributes); "
+                f"functions: {', '.join(sorted(FUNCTIONS))}",
+                node,
+            )
         name = node.func.id
         spec = FUNCTIONS.get(name)
         if spec is None or name.startswith("_"):
             close = difflib.get_close_matches(name, list(FUNCTIONS), n=3, cutoff=0.6)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise self.fail(f"{name!r} is not an allowed function{hint} (allowed: {', '.join(sorted(FUNCTIONS))})",
-                            node)
+            raise self.fail(
+                f"{name!r} is not an allowed function{hint} (allowed: {', '.join(sorted(FUNCTIONS))})", node
+            )
         if node.keywords:
             raise self.fail(f"{name}() takes no keyword arguments; write {spec.signature}", node)
         n = len(node.args)
@@ -912,8 +1000,9 @@ def _segment_reduce(ufunc: np.ufunc, value: PerObject, empty: float) -> np.ndarr
 
 
 def _count(value: PerObject) -> np.ndarray:
-    return np.bincount(value.layout.event_index[value.values.astype(bool)],
-                       minlength=value.layout.n_events).astype(np.float64)
+    return np.bincount(value.layout.event_index[value.values.astype(bool)], minlength=value.layout.n_events).astype(
+        np.float64
+    )
 
 
 def delta_phi(phi1: np.ndarray, phi2: np.ndarray) -> np.ndarray:
@@ -925,9 +1014,11 @@ def delta_phi(phi1: np.ndarray, phi2: np.ndarray) -> np.ndarray:
 
 def invariant_mass(particles: Sequence[Particle]) -> np.ndarray:
     """Invariant mass of the sum of the particles (massless where no mass is known)."""
+
     def mass(kin: list[tuple[Any, ...]]) -> np.ndarray:
         px, py, pz, e = _four_momentum(kin)
         return np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
+
     return _where_present(particles, mass)
 
 
@@ -949,7 +1040,8 @@ def _where_present(particles: Sequence[Particle], func: Callable[[list[tuple[Any
     return out
 
 
-def _four_momentum(kins: list[tuple[Any, ...]]) -> tuple[np.ndarray, ...]:
+def _four_momentum(kins: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+    # (px, py, pz, e): arrays or numbers, like the kinematics summed (the sums start from the number 0)
     px = py = pz = e = 0.0
     for pt, eta, phi, m in kins:
         z = pt * np.sinh(eta)
@@ -962,36 +1054,44 @@ def _four_momentum(kins: list[tuple[Any, ...]]) -> tuple[np.ndarray, ...]:
 
 def transverse_mass(a: Particle, b: Particle) -> np.ndarray:
     """mT = sqrt(2 pT_a pT_b (1 - cos dphi)), both treated as massless."""
+
     def mt(kin: list[tuple[Any, ...]]) -> np.ndarray:
         (pa, _, fa, _), (pb, _, fb, _) = kin
         return np.sqrt(np.maximum(2.0 * pa * pb * (1.0 - np.cos(fa - fb)), 0.0))
+
     return _where_present([a, b], mt)
 
 
 def contransverse_mass(a: Particle, b: Particle) -> np.ndarray:
     """mCT = sqrt(2 pT_a pT_b (1 + cos dphi)) (massless visible objects)."""
+
     def mct(kin: list[tuple[Any, ...]]) -> np.ndarray:
         (pa, _, fa, _), (pb, _, fb, _) = kin
         return np.sqrt(np.maximum(2.0 * pa * pb * (1.0 + np.cos(fa - fb)), 0.0))
+
     return _where_present([a, b], mct)
 
 
 def sum_pt(particles: Sequence[Particle]) -> np.ndarray:
     """Transverse momentum of the vector sum."""
+
     def pt(kin: list[tuple[Any, ...]]) -> np.ndarray:
         px = py = 0.0
         for p, _, phi, _ in kin:
             px = px + p * np.cos(phi)
             py = py + p * np.sin(phi)
         return np.hypot(px, py)
+
     return _where_present(particles, pt)
 
 
 def sum_eta(particles: Sequence[Particle]) -> np.ndarray:
     """Pseudorapidity of the vector sum (massless where no mass is known)."""
+
     def eta(kin: list[tuple[Any, ...]]) -> np.ndarray:
         px, py, pz, _ = _four_momentum(kin)
         return np.arcsinh(pz / np.hypot(px, py))
+
     return _where_present(particles, eta)
 
 
@@ -1008,7 +1108,7 @@ def momentum_tensor_eigenvalues(coll: Collection, r: int) -> np.ndarray:
     mag = np.sqrt((p * p).sum(axis=0))
     w = np.where(mag > 0, mag ** (r - 2), 0.0)
     ev = lay.event_index
-    norm = np.bincount(ev, mag ** r, minlength=lay.n_events)
+    norm = np.bincount(ev, mag**r, minlength=lay.n_events)
     tensor = np.empty((lay.n_events, 3, 3))
     for a in range(3):
         for b in range(a, 3):
@@ -1029,6 +1129,7 @@ def momentum_tensor_eigenvalues(coll: Collection, r: int) -> np.ndarray:
 
 def event_shape(which: str, r: int) -> Callable[[Collection], np.ndarray]:
     """sphericity 3/2 (l1 + l2), aplanarity 3/2 l1, or transverse sphericity 2 l2 / (l2 + l3) (l1 <= l2 <= l3)."""
+
     def shape(coll: Collection) -> np.ndarray:
         lam = momentum_tensor_eigenvalues(coll, r)
         if which == "sphericity":
@@ -1036,6 +1137,7 @@ def event_shape(which: str, r: int) -> Callable[[Collection], np.ndarray]:
         if which == "aplanarity":
             return 1.5 * lam[:, 0]
         return 2.0 * lam[:, 1] / (lam[:, 1] + lam[:, 2])
+
     return shape
 
 
@@ -1078,8 +1180,9 @@ def _args(c: _Compiler, node: ast.Call, allowed: tuple[str, ...], name: str) -> 
     for i, (kind, _) in enumerate(args):
         if kind.tag not in allowed:
             wanted = " or ".join(with_article(t) for t in allowed)
-            raise c.fail(f"argument {i + 1} of {name}() must be {wanted}, got {with_article(kind.tag)}"
-                         f"{_field_hint(kind)}", node)
+            raise c.fail(
+                f"argument {i + 1} of {name}() must be {wanted}, got {with_article(kind.tag)}{_field_hint(kind)}", node
+            )
     return args
 
 
@@ -1089,6 +1192,7 @@ def _elementwise(ufunc: np.ufunc, name: str) -> Callable[[_Compiler, ast.Call], 
         kind = Kind(JNUM, arg[0].coll) if _is_jagged(arg[0]) else Kind(NUM)
         fn = _as_numbers(arg)
         return kind, lambda env: _map(ufunc, fn(env))
+
     return build
 
 
@@ -1097,8 +1201,11 @@ def _build_minmax(ufunc: np.ufunc, name: str) -> Callable[[_Compiler, ast.Call],
         args = _args(c, node, (NUM, BOOL, JNUM, JBOOL), name)
         if len(args) == 1:
             if not _is_jagged(args[0][0]):
-                raise c.fail(f"{name}(x) of one argument needs per-object values such as jets.pt; "
-                             f"or give two or more numbers: {name}(a, b)", node)
+                raise c.fail(
+                    f"{name}(x) of one argument needs per-object values such as jets.pt; "
+                    f"or give two or more numbers: {name}(a, b)",
+                    node,
+                )
             fn = _as_numbers(args[0])
             return Kind(NUM), lambda env: _segment_reduce(ufunc, fn(env), np.nan)
         coll = c._common_coll([k for k, _ in args], node)
@@ -1109,7 +1216,9 @@ def _build_minmax(ufunc: np.ufunc, name: str) -> Callable[[_Compiler, ast.Call],
             for fn in fns[1:]:
                 value = _apply(ufunc, value, fn(env))
             return value
+
         return (Kind(JNUM, coll) if coll else Kind(NUM)), reduce
+
     return build
 
 
@@ -1135,14 +1244,18 @@ def _build_anyall(which: str) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]
         if which == "any":
             return Kind(BOOL), lambda env: _count(fn(env)) > 0
         return Kind(BOOL), lambda env: _count(_map(np.logical_not, fn(env))) == 0
+
     return build
 
 
-def _build_particles(func: Callable[[list[Particle]], np.ndarray], name: str,
-                     ) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]]:
+def _build_particles(
+    func: Callable[[list[Particle]], np.ndarray],
+    name: str,
+) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]]:
     def build(c: _Compiler, node: ast.Call) -> tuple[Kind, Fn]:
         fns = [fn for _, fn in _args(c, node, (OBJ,), name)]
         return Kind(NUM), lambda env: func([fn(env) for fn in fns])
+
     return build
 
 
@@ -1154,6 +1267,7 @@ def _build_angular(which: str) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn
         coll = ka.coll if ka.tag == COLL else kb.coll if kb.tag == COLL else None
         kind = Kind(JNUM, coll) if coll else Kind(NUM)
         return kind, lambda env: _angular(which, fa(env), fb(env))
+
     return build
 
 
@@ -1174,18 +1288,20 @@ def _build_mindphi(c: _Compiler, node: ast.Call) -> tuple[Kind, Fn]:
             values = np.where(coll.layout.local_index < limit, values, np.inf)
         out = _segment_reduce(np.minimum, PerObject(values, d.layout), np.nan)
         return out
+
     return Kind(NUM), mindphi
 
 
 def _build_shape(which: str) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]]:
     def build(c: _Compiler, node: ast.Call) -> tuple[Kind, Fn]:
         args = node.args
-        ((kind, fn),) = _args(c, ast.Call(func=node.func, args=args[:1], keywords=[]), (COLL,), which)
+        ((_kind, fn),) = _args(c, ast.Call(func=node.func, args=args[:1], keywords=[]), (COLL,), which)
         r = c._int_constant(args[1], f"r of {which}(collection, r)", 2) if len(args) == 2 else 2
         if r not in (1, 2):
             raise c.fail(f"r of {which}(collection, r) must be 1 (linearised) or 2", node)
         shape = event_shape(which, r)
         return Kind(NUM), lambda env: shape(fn(env))
+
     return build
 
 
@@ -1198,14 +1314,30 @@ def _table() -> dict[str, Function]:
         f("exp", "exp(x)", 1, 1, "exponential", _elementwise(np.exp, "exp")),
         f("cos", "cos(x)", 1, 1, "cosine", _elementwise(np.cos, "cos")),
         f("sin", "sin(x)", 1, 1, "sine", _elementwise(np.sin, "sin")),
-        f("min", "min(a, b, ...) or min(jets.pt)", 1, None,
-          "smallest; of one per-object argument: per event (NaN if none)",
-          _build_minmax(np.minimum, "min")),
-        f("max", "max(a, b, ...) or max(jets.pt)", 1, None,
-          "largest; of one per-object argument: per event (NaN if none)",
-          _build_minmax(np.maximum, "max")),
-        f("n", "n(jets) or n(jets.pt > 50)", 1, 1, "number of objects, or of objects passing a condition",
-          _build_count),
+        f(
+            "min",
+            "min(a, b, ...) or min(jets.pt)",
+            1,
+            None,
+            "smallest; of one per-object argument: per event (NaN if none)",
+            _build_minmax(np.minimum, "min"),
+        ),
+        f(
+            "max",
+            "max(a, b, ...) or max(jets.pt)",
+            1,
+            None,
+            "largest; of one per-object argument: per event (NaN if none)",
+            _build_minmax(np.maximum, "max"),
+        ),
+        f(
+            "n",
+            "n(jets) or n(jets.pt > 50)",
+            1,
+            1,
+            "number of objects, or of objects passing a condition",
+            _build_count,
+        ),
         f("count", "count(jets) or count(jets.pt > 50)", 1, 1, "same as n", _build_count),
         f("len", "len(jets)", 1, 1, "same as n", _build_count),
         f("sum", "sum(jets.pt)", 1, 1, "sum over each event's objects (0 if none)", _build_sum),
@@ -1214,22 +1346,70 @@ def _table() -> dict[str, Function]:
         f("m", "m(a, b, ...)", 1, None, "invariant mass of the sum of objects", _build_particles(invariant_mass, "m")),
         f("pt", "pt(a, b, ...)", 1, None, "transverse momentum of the sum of objects", _build_particles(sum_pt, "pt")),
         f("eta", "eta(a, b, ...)", 1, None, "pseudorapidity of the sum of objects", _build_particles(sum_eta, "eta")),
-        f("sphericity", "sphericity(jets) or sphericity(jets, 1)", 1, 2,
-          "3/2 (l1 + l2) of the momentum tensor (r = 2, or 1: linearised)", _build_shape("sphericity")),
-        f("aplanarity", "aplanarity(jets) or aplanarity(jets, 1)", 1, 2,
-          "3/2 l1 of the momentum tensor (r = 2, or 1: linearised)", _build_shape("aplanarity")),
-        f("tsphericity", "tsphericity(jets) or tsphericity(jets, 1)", 1, 2,
-          "2 l2 / (l2 + l3) of the momentum tensor, the transverse sphericity", _build_shape("tsphericity")),
-        f("mt", "mt(a, met)", 2, 2, "transverse mass sqrt(2 pT1 pT2 (1 - cos dphi))",
-          _build_particles(lambda p: transverse_mass(*p), "mt")),
-        f("mct", "mct(a, b)", 2, 2, "contransverse mass sqrt(2 pT1 pT2 (1 + cos dphi))",
-          _build_particles(lambda p: contransverse_mass(*p), "mct")),
-        f("dr", "dr(a, b) or dr(jets, a)", 2, 2, "sqrt(deta^2 + dphi^2); per object if one argument is a collection",
-          _build_angular("dr")),
-        f("dphi", "dphi(a, b) or dphi(jets, a)", 2, 2, "|dphi| in [0, pi]; per object if one argument is a collection",
-          _build_angular("dphi")),
-        f("mindphi", "mindphi(jets, met) or mindphi(jets, met, 4)", 2, 3,
-          "smallest |dphi| between the object and the first n objects of the collection (NaN if none)", _build_mindphi),
+        f(
+            "sphericity",
+            "sphericity(jets) or sphericity(jets, 1)",
+            1,
+            2,
+            "3/2 (l1 + l2) of the momentum tensor (r = 2, or 1: linearised)",
+            _build_shape("sphericity"),
+        ),
+        f(
+            "aplanarity",
+            "aplanarity(jets) or aplanarity(jets, 1)",
+            1,
+            2,
+            "3/2 l1 of the momentum tensor (r = 2, or 1: linearised)",
+            _build_shape("aplanarity"),
+        ),
+        f(
+            "tsphericity",
+            "tsphericity(jets) or tsphericity(jets, 1)",
+            1,
+            2,
+            "2 l2 / (l2 + l3) of the momentum tensor, the transverse sphericity",
+            _build_shape("tsphericity"),
+        ),
+        f(
+            "mt",
+            "mt(a, met)",
+            2,
+            2,
+            "transverse mass sqrt(2 pT1 pT2 (1 - cos dphi))",
+            _build_particles(lambda p: transverse_mass(*p), "mt"),
+        ),
+        f(
+            "mct",
+            "mct(a, b)",
+            2,
+            2,
+            "contransverse mass sqrt(2 pT1 pT2 (1 + cos dphi))",
+            _build_particles(lambda p: contransverse_mass(*p), "mct"),
+        ),
+        f(
+            "dr",
+            "dr(a, b) or dr(jets, a)",
+            2,
+            2,
+            "sqrt(deta^2 + dphi^2); per object if one argument is a collection",
+            _build_angular("dr"),
+        ),
+        f(
+            "dphi",
+            "dphi(a, b) or dphi(jets, a)",
+            2,
+            2,
+            "|dphi| in [0, pi]; per object if one argument is a collection",
+            _build_angular("dphi"),
+        ),
+        f(
+            "mindphi",
+            "mindphi(jets, met) or mindphi(jets, met, 4)",
+            2,
+            3,
+            "smallest |dphi| between the object and the first n objects of the collection (NaN if none)",
+            _build_mindphi,
+        ),
     ]
     return {fn.name: fn for fn in table}
 

@@ -45,10 +45,11 @@ pickle; sessions use one thread (the workflow runs jobs side by side).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -136,8 +137,11 @@ class ModelDef:
         n = len(columns[0]) if columns else 0
         matrices, start = [], 0
         for tin in self.inputs:
-            block = np.column_stack(columns[start:start + tin.width]).astype(np.float64) if n else \
-                np.zeros((0, tin.width))
+            block = (
+                np.column_stack(columns[start : start + tin.width]).astype(np.float64)
+                if n
+                else np.zeros((0, tin.width))
+            )
             start += tin.width
             if tin.offset is not None:
                 block = (block - tin.offset) / tin.scale
@@ -149,17 +153,21 @@ class ModelDef:
         rows = np.flatnonzero(ok)
         dtypes = _input_dtypes(session)
         for lo in range(0, len(rows), BATCH_ROWS):
-            part = rows[lo:lo + BATCH_ROWS]
-            feed = {tin.tensor: np.ascontiguousarray(m[part], dtype=dtypes[tin.tensor])
-                    for tin, m in zip(self.inputs, matrices)}
+            part = rows[lo : lo + BATCH_ROWS]
+            feed = {
+                tin.tensor: np.ascontiguousarray(m[part], dtype=dtypes[tin.tensor])
+                for tin, m in zip(self.inputs, matrices)
+            }
             result = session.run([self.output], feed)[0]
             out[part] = score_column(result, self.index)
         return out
 
     def env_function(self) -> Callable[[Any], np.ndarray]:
         """The function computing the score in a selection environment."""
+
         def score(env: Any) -> np.ndarray:
             return self.evaluate(self.input_columns(env))
+
         return score
 
     def input_columns(self, env: Any) -> list[np.ndarray]:
@@ -211,8 +219,7 @@ def _session(path: str, sha256: str) -> Any:
     try:
         return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
-        raise RecastError(f"onnxruntime cannot load the model: {' '.join(str(exc).split())[:300]}",
-                          path=path) from None
+        raise RecastError(f"onnxruntime cannot load the model: {' '.join(str(exc).split())[:300]}", path=path) from None
 
 
 def session_for(model: ModelDef) -> Any:
@@ -220,8 +227,12 @@ def session_for(model: ModelDef) -> Any:
     return _session(str(model.path), model.sha256)
 
 
-_ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-              "tensor(int32)": np.int32}
+_ORT_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
 
 
 def _input_dtypes(session: Any) -> dict[str, Any]:
@@ -245,7 +256,7 @@ class FileInfo:
     producer: str
     ir_version: int
     opsets: dict[str, int]
-    inputs: list[tuple[str, str, list[Any]]]   # name, element type, shape (int or symbolic name)
+    inputs: list[tuple[str, str, list[Any]]]  # name, element type, shape (int or symbolic name)
     outputs: list[tuple[str, str, list[Any]]]
 
 
@@ -271,15 +282,27 @@ def file_info(path: Path) -> FileInfo:
             shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
             out.append((v.name, elem, shape))
         return out
+
     initializers = {i.name for i in model.graph.initializer}
     producer = f"{model.producer_name} {model.producer_version}".strip()
-    return FileInfo(producer, int(model.ir_version), {o.domain or "ai.onnx": int(o.version) for o in model.opset_import},
-                    tensors([i for i in model.graph.input if i.name not in initializers]),
-                    tensors(model.graph.output))
+    return FileInfo(
+        producer,
+        int(model.ir_version),
+        {o.domain or "ai.onnx": int(o.version) for o in model.opset_import},
+        tensors([i for i in model.graph.input if i.name not in initializers]),
+        tensors(model.graph.output),
+    )
 
 
-def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_input: Callable[[str, str], Any],
-                numeric: Callable[[Any], str], sources: Mapping[str, Any] | None = None) -> ModelDef:
+def build_model(
+    name: str,
+    spec: Mapping[str, Any],
+    *,
+    source: str,
+    compile_input: Callable[[str, str], Any],
+    numeric: Callable[[Any], str],
+    sources: Mapping[str, Any] | None = None,
+) -> ModelDef:
     """Check a model contract against its file and compile its input expressions.
 
     Args:
@@ -309,9 +332,11 @@ def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_inpu
         raise fail(f"model file {spec['file']!r} not found (looked in {folder})", "file")
     digest = sha256_file(path)
     if digest != spec["sha256"].lower():
-        raise fail(f"{spec['file']} has sha256 {digest}, the contract says {spec['sha256']}: not the file the "
-                   "contract describes (replace the file or, if it really is the published one, the sha256)",
-                   "sha256")
+        raise fail(
+            f"{spec['file']} has sha256 {digest}, the contract says {spec['sha256']}: not the file the "
+            "contract describes (replace the file or, if it really is the published one, the sha256)",
+            "sha256",
+        )
     info = file_info(path)
     opset = info.opsets.get("ai.onnx")
     if opset != spec["opset"]:
@@ -327,19 +352,24 @@ def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_inpu
         if tensor in seen:
             raise fail(f"input tensor {tensor!r} is declared twice", f"{key}.tensor")
         seen.add(tensor)
-        variables = tuple(_variable(v, f"{key}.variables[{j}]", compile_input, numeric, fail)
-                          for j, v in enumerate(tspec["variables"]))
+        variables = tuple(
+            _variable(v, f"{key}.variables[{j}]", compile_input, numeric, fail)
+            for j, v in enumerate(tspec["variables"])
+        )
         names = [v.name for v in variables]
         if len(set(names)) != len(names):
             raise fail(f"an input variable name is used twice: {names}", f"{key}.variables")
         width = sum(v.width for v in variables)
         shape = file_inputs[tensor]
         if len(shape) != 2:
-            raise fail(f"input {tensor!r} has shape {shape}; only [batch, features] inputs are supported",
-                       f"{key}.tensor")
+            raise fail(
+                f"input {tensor!r} has shape {shape}; only [batch, features] inputs are supported", f"{key}.tensor"
+            )
         if isinstance(shape[1], int) and shape[1] != width:
-            raise fail(f"{width} input columns declared but the file's input {tensor!r} takes {shape[1]} "
-                       f"(shape {shape})", f"{key}.variables")
+            raise fail(
+                f"{width} input columns declared but the file's input {tensor!r} takes {shape[1]} (shape {shape})",
+                f"{key}.variables",
+            )
         offset, scale = _scaling(tspec["scaling"], names, width, folder, source, f"{key}.scaling", fail, sources)
         inputs.append(TensorInput(tensor, variables, offset, scale))
     missing = sorted(set(file_inputs) - seen)
@@ -353,12 +383,25 @@ def build_model(name: str, spec: Mapping[str, Any], *, source: str, compile_inpu
     index = int(out.get("index", 0))
     size = shape[-1] if len(shape) >= 2 else 1
     if isinstance(size, int) and not 0 <= index < size:
-        raise fail(f"output {out['name']!r} has shape {shape}: index must be in 0..{size - 1}, got {index}",
-                   "output.index")
-    vectors = inside(folder, spec["vectors"], source=Path(source), field=f"{where}.vectors") \
-        if "vectors" in spec else None
-    return ModelDef(name, path, digest, int(spec["opset"]), str(spec["onnxruntime"]), tuple(inputs), out["name"],
-                    index, vectors, spec.get("surrogate"), source)
+        raise fail(
+            f"output {out['name']!r} has shape {shape}: index must be in 0..{size - 1}, got {index}", "output.index"
+        )
+    vectors = (
+        inside(folder, spec["vectors"], source=Path(source), field=f"{where}.vectors") if "vectors" in spec else None
+    )
+    return ModelDef(
+        name,
+        path,
+        digest,
+        int(spec["opset"]),
+        str(spec["onnxruntime"]),
+        tuple(inputs),
+        out["name"],
+        index,
+        vectors,
+        spec.get("surrogate"),
+        source,
+    )
 
 
 def model_file(text: str, folder: Path, sources: dict[str, Any], *, source: str, field: str) -> Path:
@@ -373,8 +416,13 @@ def model_file(text: str, folder: Path, sources: dict[str, Any], *, source: str,
     return fetched_path(text, folder, sources, source=Path(source), field=field)
 
 
-def _variable(spec: Mapping[str, Any], key: str, compile_input: Callable[[str, str], Any],
-              numeric: Callable[[Any], str], fail: Callable[[str, str], RecastError]) -> InputVariable:
+def _variable(
+    spec: Mapping[str, Any],
+    key: str,
+    compile_input: Callable[[str, str], Any],
+    numeric: Callable[[Any], str],
+    fail: Callable[[str, str], RecastError],
+) -> InputVariable:
     expr = compile_input(spec["expression"], f"{key}.expression")
     kind = numeric(expr)
     pad = spec.get("pad")
@@ -384,15 +432,25 @@ def _variable(spec: Mapping[str, Any], key: str, compile_input: Callable[[str, s
         return InputVariable(spec["name"], expr, spec["unit"])
     if kind == "per-object":
         if pad is None:
-            raise fail("a per-object expression needs 'pad: {length: N, value: V}' (the first N objects, V where "
-                       "there are fewer)", f"{key}.pad")
+            raise fail(
+                "a per-object expression needs 'pad: {length: N, value: V}' (the first N objects, V where "
+                "there are fewer)",
+                f"{key}.pad",
+            )
         return InputVariable(spec["name"], expr, spec["unit"], int(pad["length"]), float(pad["value"]))
     raise fail(f"an input must be a number per event (or per object, with 'pad'); got {kind}", f"{key}.expression")
 
 
-def _scaling(spec: Any, names: list[str], width: int, folder: Path, source: str, key: str,
-             fail: Callable[[str, str], RecastError],
-             sources: Mapping[str, Any] | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _scaling(
+    spec: Any,
+    names: list[str],
+    width: int,
+    folder: Path,
+    source: str,
+    key: str,
+    fail: Callable[[str, str], RecastError],
+    sources: Mapping[str, Any] | None = None,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Offset and scale arrays (or None for ``none``), checked against the variables."""
     from recastflow.core.config import read_document
 
@@ -404,19 +462,24 @@ def _scaling(spec: Any, names: list[str], width: int, folder: Path, source: str,
         if not isinstance(doc, dict) or not all(k in doc for k in ("variables", "offset", "scale")):
             raise fail(f"{spec['file']} must have 'variables', 'offset' and 'scale' lists", f"{key}.file")
         if list(doc["variables"]) != names:
-            diff = next((i for i, (a, b) in enumerate(zip(doc["variables"], names)) if a != b),
-                        min(len(names), len(doc["variables"])))
-            raise fail(f"the inputs do not match {spec['file']}: it lists {len(doc['variables'])} variables "
-                       f"{doc['variables']}, the contract {len(names)}; first difference at position {diff}",
-                       key.rsplit(".", 1)[0] + ".variables")
+            diff = next(
+                (i for i, (a, b) in enumerate(zip(doc["variables"], names)) if a != b),
+                min(len(names), len(doc["variables"])),
+            )
+            raise fail(
+                f"the inputs do not match {spec['file']}: it lists {len(doc['variables'])} variables "
+                f"{doc['variables']}, the contract {len(names)}; first difference at position {diff}",
+                key.rsplit(".", 1)[0] + ".variables",
+            )
         offset, scale = doc["offset"], doc["scale"]
         where = f"{key}.file"
     else:
         offset, scale = spec["offset"], spec["scale"]
         where = key
     if len(offset) != width or len(scale) != width:
-        raise fail(f"offset and scale need one value per input column ({width}), got {len(offset)} and "
-                   f"{len(scale)}", where)
+        raise fail(
+            f"offset and scale need one value per input column ({width}), got {len(offset)} and {len(scale)}", where
+        )
     off, sc = np.asarray(offset, dtype=np.float64), np.asarray(scale, dtype=np.float64)
     if not (np.isfinite(off).all() and np.isfinite(sc).all() and (sc != 0).all()):
         raise fail("offset and scale must be finite, and scale non-zero", where)
@@ -457,10 +520,18 @@ def vectors_doc(model: ModelDef, inputs: np.ndarray, *, atol: float, events: Seq
     columns = [c for t in model.inputs for c in t.columns]
     scores = model.evaluate(list(inputs.T)) if len(inputs) else np.zeros(0)
     return {
-        "format": VECTORS_FORMAT, "model": model.name, "file": model.path.name, "sha256": model.sha256,
-        "onnxruntime": runtime_version(), "opset": model.opset, "atol": atol, "columns": columns,
-        "output": {"name": model.output, "index": model.index}, "events": list(events),
-        "inputs": [[float(x) for x in row] for row in inputs], "expected": [float(s) for s in scores],
+        "format": VECTORS_FORMAT,
+        "model": model.name,
+        "file": model.path.name,
+        "sha256": model.sha256,
+        "onnxruntime": runtime_version(),
+        "opset": model.opset,
+        "atol": atol,
+        "columns": columns,
+        "output": {"name": model.output, "index": model.index},
+        "events": list(events),
+        "inputs": [[float(x) for x in row] for row in inputs],
+        "expected": [float(s) for s in scores],
     }
 
 
@@ -479,23 +550,39 @@ def check_vectors(model: ModelDef) -> VectorCheck:
     if not isinstance(doc, dict) or doc.get("format") != VECTORS_FORMAT:
         raise RecastError(f"not a {VECTORS_FORMAT} file", path=where, field="format")
     if doc.get("sha256") != model.sha256:
-        raise RecastError(f"written for a model file with sha256 {doc.get('sha256')}, not {model.sha256}; "
-                          "rewrite it from a trusted run (recastflow model-vectors --write)", path=where, field="sha256")
+        raise RecastError(
+            f"written for a model file with sha256 {doc.get('sha256')}, not {model.sha256}; "
+            "rewrite it from a trusted run (recastflow model-vectors --write)",
+            path=where,
+            field="sha256",
+        )
     columns = [c for t in model.inputs for c in t.columns]
     if doc.get("columns") != columns:
-        raise RecastError(f"columns {doc.get('columns')} differ from the contract's {columns}", path=where,
-                          field="columns")
+        raise RecastError(
+            f"columns {doc.get('columns')} differ from the contract's {columns}", path=where, field="columns"
+        )
     inputs = np.asarray(doc["inputs"], dtype=np.float64).reshape(-1, len(columns))
     expected = np.asarray(doc["expected"], dtype=np.float64)
     if len(expected) != len(inputs) or not len(inputs):
-        raise RecastError(f"{len(inputs)} input rows and {len(expected)} expected scores; need the same, and some",
-                          path=where, field="expected")
+        raise RecastError(
+            f"{len(inputs)} input rows and {len(expected)} expected scores; need the same, and some",
+            path=where,
+            field="expected",
+        )
     scores = model.evaluate(list(inputs.T))
     dev = np.abs(scores - expected)
     dev = np.where(np.isnan(dev), np.inf, dev)  # a score that became missing is the worst deviation
     worst = int(np.argmax(dev))
-    return VectorCheck(model.name, model.vectors, len(inputs), float(dev[worst]), worst, float(doc.get("atol", DEFAULT_ATOL)),
-                       str(doc.get("onnxruntime")), runtime_version())
+    return VectorCheck(
+        model.name,
+        model.vectors,
+        len(inputs),
+        float(dev[worst]),
+        worst,
+        float(doc.get("atol", DEFAULT_ATOL)),
+        str(doc.get("onnxruntime")),
+        runtime_version(),
+    )
 
 
 def format_checks(checks: Sequence[VectorCheck]) -> str:
@@ -503,16 +590,29 @@ def format_checks(checks: Sequence[VectorCheck]) -> str:
     lines = [f"{'model':<24} {'rows':>6} {'max |dev|':>11} {'atol':>9} {'written with':>13} {'running':>9}  result"]
     for c in checks:
         dev = "inf" if math.isinf(c.max_abs_dev) else f"{c.max_abs_dev:.3g}"
-        lines.append(f"{c.model:<24} {c.rows:>6} {dev:>11} {c.atol:>9.3g} {c.written_with:>13} {c.running:>9}  "
-                     f"{'ok' if c.passed else f'FAILED (row {c.worst_row})'}")
+        lines.append(
+            f"{c.model:<24} {c.rows:>6} {dev:>11} {c.atol:>9.3g} {c.written_with:>13} {c.running:>9}  "
+            f"{'ok' if c.passed else f'FAILED (row {c.worst_row})'}"
+        )
     return "\n".join(lines)
 
 
 def checks_json(checks: Sequence[VectorCheck]) -> list[dict[str, Any]]:
     """Checks as JSON records."""
-    return [{"model": c.model, "file": str(c.file), "rows": c.rows, "max_abs_dev": c.max_abs_dev,
-             "worst_row": c.worst_row, "atol": c.atol, "written_with": c.written_with, "running": c.running,
-             "passed": c.passed} for c in checks]
+    return [
+        {
+            "model": c.model,
+            "file": str(c.file),
+            "rows": c.rows,
+            "max_abs_dev": c.max_abs_dev,
+            "worst_row": c.worst_row,
+            "atol": c.atol,
+            "written_with": c.written_with,
+            "running": c.running,
+            "passed": c.passed,
+        }
+        for c in checks
+    ]
 
 
 # --------------------------------------------------------------------------- inspection
@@ -527,9 +627,13 @@ def inspect_lines(path: Path, model: ModelDef | None = None, spec: Mapping[str, 
         spec: the raw contract (to compare even when it failed to load), or None.
     """
     info = file_info(path)
-    lines = [f"file      {path}", f"sha256    {sha256_file(path)}", f"producer  {info.producer or '(not recorded)'}",
-             f"IR        {info.ir_version}",
-             "opsets    " + ", ".join(f"{d} {v}" for d, v in sorted(info.opsets.items()))]
+    lines = [
+        f"file      {path}",
+        f"sha256    {sha256_file(path)}",
+        f"producer  {info.producer or '(not recorded)'}",
+        f"IR        {info.ir_version}",
+        "opsets    " + ", ".join(f"{d} {v}" for d, v in sorted(info.opsets.items())),
+    ]
     for n, t, s in info.inputs:
         lines.append(f"input     {n}: {t} {s}")
     for n, t, s in info.outputs:
@@ -541,11 +645,16 @@ def inspect_lines(path: Path, model: ModelDef | None = None, spec: Mapping[str, 
             lines.append(f"  tensor {tin.tensor}: {tin.width} columns, scaling {scal}")
             for k, var in enumerate(tin.variables):
                 extra = f", padded to {var.pad_length} with {var.pad_value:g}" if var.pad_length else ""
-                sc = "" if tin.offset is None or var.pad_length else \
-                    f"  offset {tin.offset[k]:.6g} scale {tin.scale[k]:.6g}"
+                sc = (
+                    ""
+                    if tin.offset is None or tin.scale is None or var.pad_length
+                    else f"  offset {tin.offset[k]:.6g} scale {tin.scale[k]:.6g}"
+                )
                 lines.append(f"    {k:>2} {var.name:<16} [{var.unit}] {var.expression.text}{extra}{sc}")
-        lines.append(f"  score: output {model.output}[..., {model.index}]; validated with onnxruntime "
-                     f"{model.onnxruntime} (running {runtime_version()})")
+        lines.append(
+            f"  score: output {model.output}[..., {model.index}]; validated with onnxruntime "
+            f"{model.onnxruntime} (running {runtime_version()})"
+        )
         if model.surrogate:
             lines.append(f"  surrogate for: {model.surrogate.get('replaces', '')}")
     elif spec is not None:

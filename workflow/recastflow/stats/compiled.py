@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyhf
@@ -81,8 +82,8 @@ def pad_null_modifiers(spec: dict[str, Any], also: dict[str, set[str]] | None = 
     poi = measurements[0]["config"]["poi"] if measurements else None
     names = null_modifier_names(spec)
     gaussian = names["normsys"] | names["histosys"]
-    for kind, extra in (also or {}).items():
-        names[kind] = names[kind] | (set(extra) & gaussian)
+    for kind, more in (also or {}).items():
+        names[kind] = names[kind] | (set(more) & gaussian)
     channels = []
     for channel in spec["channels"]:
         samples = []
@@ -93,10 +94,16 @@ def pad_null_modifiers(spec: dict[str, Any], also: dict[str, set[str]] | None = 
                 continue
             have = {(m["type"], m["name"]) for m in mods}
             nominal = list(sample["data"])
-            extra = [{"name": n, "type": "normsys", "data": {"hi": 1.0, "lo": 1.0}}
-                     for n in sorted(names["normsys"]) if ("normsys", n) not in have]
-            extra += [{"name": n, "type": "histosys", "data": {"hi_data": nominal, "lo_data": nominal}}
-                      for n in sorted(names["histosys"]) if ("histosys", n) not in have]
+            extra: list[dict[str, Any]] = [
+                {"name": n, "type": "normsys", "data": {"hi": 1.0, "lo": 1.0}}
+                for n in sorted(names["normsys"])
+                if ("normsys", n) not in have
+            ]
+            extra += [
+                {"name": n, "type": "histosys", "data": {"hi_data": nominal, "lo_data": nominal}}
+                for n in sorted(names["histosys"])
+                if ("histosys", n) not in have
+            ]
             samples.append(dict(sample, modifiers=[*mods, *extra]) if extra else sample)
         channels.append(dict(channel, samples=samples))
     return dict(spec, channels=channels)
@@ -352,8 +359,10 @@ class LikelihoodCompiler:
         self.compiled += 1
         objective = self._bind(exe, model)
         if objective is None or not _agrees(objective, model, data):
-            raise CompileMismatch(f"the compiled likelihood does not reproduce pyhf's for {source or 'this model'}; "
-                                  "use limits method 'exact'")
+            raise CompileMismatch(
+                f"the compiled likelihood does not reproduce pyhf's for {source or 'this model'}; "
+                "use limits method 'exact'"
+            )
         candidates.append(exe)
         self.bound += 1
         return objective
@@ -403,7 +412,9 @@ def _agrees(objective: Objective, model: pyhf.pdf.Model, data: np.ndarray) -> bo
     init = np.asarray(model.config.suggested_init(), dtype=float)
     lo, hi = np.asarray(model.config.suggested_bounds(), dtype=float).T
     # a deterministic point away from the start that moves every parameter (inside its bounds)
-    shifted = init + 0.05 * np.where(np.arange(init.size) % 2 == 0, 1.0, -1.0) * np.minimum(hi - init, init - lo).clip(0, 1)
+    shifted = init + 0.05 * np.where(np.arange(init.size) % 2 == 0, 1.0, -1.0) * np.minimum(hi - init, init - lo).clip(
+        0, 1
+    )
     dj = objective.as_data(data)
     scale = rounding_scale(data)
     for pars in (init, shifted):

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyhf
@@ -98,14 +99,20 @@ class FitQuality:
             out.append(f"{self.label}: {len(self.at_bounds)} parameter(s) at a bound ({names})")
         start = f"{self.start_twice_nll:.6g}" if self.start_twice_nll is not None else "?"
         if self.rose:
-            out.append(f"{self.label}: -2 log L rose from {start} at the starting point to {self.twice_nll:.6g}; "
-                       "the fit did not work")
+            out.append(
+                f"{self.label}: -2 log L rose from {start} at the starting point to {self.twice_nll:.6g}; "
+                "the fit did not work"
+            )
         elif self.short and not self.moved:
-            out.append(f"{self.label}: the fit did not move from its starting point (-2 log L {start} -> "
-                       f"{self.twice_nll:.6g}) although the slope there says it falls by about {self.decrement:.3g}")
+            out.append(
+                f"{self.label}: the fit did not move from its starting point (-2 log L {start} -> "
+                f"{self.twice_nll:.6g}) although the slope there says it falls by about {self.decrement:.3g}"
+            )
         elif self.short:
-            out.append(f"{self.label}: stopped short of the minimum (the slope at the end says -2 log L "
-                       f"{self.twice_nll:.6g} falls by about {self.decrement:.3g} more)")
+            out.append(
+                f"{self.label}: stopped short of the minimum (the slope at the end says -2 log L "
+                f"{self.twice_nll:.6g} falls by about {self.decrement:.3g} more)"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,8 +179,7 @@ class Likelihood:
         self._fixed = list(cfg.suggested_fixed())
         if self._bounds[self._poi][0] != 0:
             raise RecastError(
-                f"POI '{cfg.poi_name}' has lower bound {self._bounds[self._poi][0]}; "
-                "the qtilde test statistic needs 0"
+                f"POI '{cfg.poi_name}' has lower bound {self._bounds[self._poi][0]}; the qtilde test statistic needs 0"
             )
         self._names = _flat_par_names(self.model)
         self._lo, self._hi = (np.asarray(b, dtype=float) for b in zip(*self._bounds))
@@ -193,9 +199,7 @@ class Likelihood:
         self._fitted: dict[str, dict[float | None, _Fit]] = {}
 
     # -- fits -----------------------------------------------------------------
-    def _fit(
-        self, data: Any, label: str, poi_value: float | None = None, record: bool = True, start: str = ""
-    ) -> _Fit:
+    def _fit(self, data: Any, label: str, poi_value: float | None = None, record: bool = True, start: str = "") -> _Fit:
         init = list(self._init)
         fixed = list(self._fixed)
         warm = self._warm_start(start, poi_value) if start else None
@@ -257,7 +261,14 @@ class Likelihood:
             raise FitFailed(f"{label} did not converge: {(str(msg).strip().splitlines() or ['?'])[0]}") from None
 
     def _quality(
-        self, label: str, pars: np.ndarray, fval: float, res: Any, init: list[float], fixed: list[bool], data: Any,
+        self,
+        label: str,
+        pars: np.ndarray,
+        fval: float,
+        res: Any,
+        init: list[float],
+        fixed: list[bool],
+        data: Any,
         detailed: bool = True,
     ) -> FitQuality:
         """Judge one fit: convergence, bounds, its end against its start, and the slope at its end.
@@ -436,6 +447,7 @@ class Likelihood:
         # target sqrt(qtilde_A) for each band: pure formula, no fits
         targets = []
         for k in range(len(EXPECTED_SIGMAS)):
+
             def band(t: float, k: int = k) -> float:
                 calc = self._calculator(t)
                 sb, b = calc.distributions(1.0)
@@ -447,8 +459,12 @@ class Likelihood:
         exp = []
         for target in targets:
             x0, x1 = self._nearest_two(self._q_asimov, target, transform=math.sqrt)
+
             # decreasing in mu, like log CLs below: the bracketing fallback of _secant_root expects that
-            exp.append(_secant_root(lambda mu, t=target: t - sqrt_qa(mu), x0, x1, rtol, mu_max))
+            def distance(mu: float, t: float = target) -> float:
+                return t - sqrt_qa(mu)
+
+            exp.append(_secant_root(distance, x0, x1, rtol, mu_max))
 
         def log_cls(mu: float) -> float:
             value = self.cls(mu, record=False).obs
@@ -466,12 +482,18 @@ class Likelihood:
         for what, free, kinds in pairs:
             if free is None:
                 continue
-            below = [(fit.twice_nll, mu) for kind in kinds for mu, fit in self._fitted.get(kind, {}).items()
-                     if mu is not None and fit.twice_nll < free.twice_nll - self.slack]
+            below = [
+                (fit.twice_nll, mu)
+                for kind in kinds
+                for mu, fit in self._fitted.get(kind, {}).items()
+                if mu is not None and fit.twice_nll < free.twice_nll - self.slack
+            ]
             if below:
                 value, mu = min(below)
-                out.append(f"the free fit to {what} ended above the fit with mu fixed to {mu:g} (-2 log L "
-                           f"{free.twice_nll:.6g} > {value:.6g}): the free fit missed the minimum")
+                out.append(
+                    f"the free fit to {what} ended above the fit with mu fixed to {mu:g} (-2 log L "
+                    f"{free.twice_nll:.6g} > {value:.6g}): the free fit missed the minimum"
+                )
         return out
 
     def verify(self, objective: Any = None) -> list[str]:
@@ -488,27 +510,44 @@ class Likelihood:
             Reasons to doubt the point (empty when every verification agrees).
         """
         objective = objective if objective is not None else getattr(self, "objective", None)
-        targets = [("free fit to data", self.data, None, self._free_data),
-                   ("background-only fit to data", self.data, 0.0, self._fitted.get("bkg", {}).get(0.0)),
-                   ("fixed-mu fit to data at mu=1", self.data, 1.0, self._fitted.get("data", {}).get(1.0)),
-                   ("fixed-mu fit to Asimov at mu=1", self._asimov_data, 1.0, self._fitted.get("asimov", {}).get(1.0))]
+        targets = [
+            ("free fit to data", self.data, None, self._free_data),
+            ("background-only fit to data", self.data, 0.0, self._fitted.get("bkg", {}).get(0.0)),
+            ("fixed-mu fit to data at mu=1", self.data, 1.0, self._fitted.get("data", {}).get(1.0)),
+            ("fixed-mu fit to Asimov at mu=1", self._asimov_data, 1.0, self._fitted.get("asimov", {}).get(1.0)),
+        ]
         out = []
         how = "L-BFGS-B, exact gradients" if objective is not None else "MINUIT"
         for label, data, mu, primary in targets:
             if primary is None or data is None:
                 continue
             try:
-                value, success, message = (self._lbfgsb(objective, data, mu) if objective is not None
-                                           else self._minuit(data, mu))
-            except Exception as exc:  # noqa: BLE001 - any failure of the second minimiser is reported as such
+                value, success, message = (
+                    self._lbfgsb(objective, data, mu) if objective is not None else self._minuit(data, mu)
+                )
+            except Exception as exc:  # any failure of the second minimiser is reported as such
                 value, success, message = math.nan, False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            self.verifications.append(FitQuality(f"verification of the {label} ({how}, from the model's start)",
-                                                 bool(success), 0, value, (), True, message))
+            # recorded to 1e-6 and with a fixed message: L-BFGS-B's last digits and its choice among its
+            # stopping criteria follow the BLAS build (native and container runs differ there), and the
+            # record must be the same bytes wherever the same run is made; the decision below uses the value
+            self.verifications.append(
+                FitQuality(
+                    f"verification of the {label} ({how}, from the model's start)",
+                    bool(success),
+                    0,
+                    round(value, 6) if math.isfinite(value) else value,
+                    (),
+                    True,
+                    "converged" if success else message,
+                )
+            )
             tolerance = max(self.slack, 1e-6)
             if math.isfinite(value) and value < primary.twice_nll - tolerance:
-                out.append(f"{label}: a verification fit ({how}, from the model's start) found -2 log L {value:.6g}, "
-                           f"{primary.twice_nll - value:.3g} below the fit's {primary.twice_nll:.6g}: the fit did not "
-                           "reach the minimum")
+                out.append(
+                    f"{label}: a verification fit ({how}, from the model's start) found -2 log L {value:.6g}, "
+                    f"{primary.twice_nll - value:.3g} below the fit's {primary.twice_nll:.6g}: the fit did not "
+                    "reach the minimum"
+                )
         return out
 
     def _lbfgsb(self, objective: Any, data: Any, mu: float | None) -> tuple[float, bool, str]:
@@ -527,8 +566,14 @@ class Likelihood:
             return value, grad[free] / scale
 
         bounds = list(zip(self._lo[free] * scale, self._hi[free] * scale))
-        res = scipy.optimize.minimize(fun, x0[free] * scale, jac=True, method="L-BFGS-B", bounds=bounds,
-                                      options={"maxiter": 20000, "maxfun": 50000, "ftol": 1e-15, "gtol": 1e-10})
+        res = scipy.optimize.minimize(
+            fun,
+            x0[free] * scale,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"maxiter": 20000, "maxfun": 50000, "ftol": 1e-15, "gtol": 1e-10},
+        )
         return float(res.fun), bool(res.success), str(res.message)
 
     def _minuit(self, data: Any, mu: float | None) -> tuple[float, bool, str]:
@@ -538,9 +583,16 @@ class Likelihood:
             init[self._poi] = mu
             fixed = [f for f in fixed if f[0] != self._poi] + [(self._poi, mu)]
         optimizer = pyhf.optimize.minuit_optimizer(tolerance=1e-4)
-        _, value, res = optimizer.minimize(pyhf.infer.mle.twice_nll, np.asarray(data, dtype=float), self.model,
-                                           init, self._bounds, fixed, return_fitted_val=True,
-                                           return_result_obj=True)
+        _, value, res = optimizer.minimize(
+            pyhf.infer.mle.twice_nll,
+            np.asarray(data, dtype=float),
+            self.model,
+            init,
+            self._bounds,
+            fixed,
+            return_fitted_val=True,
+            return_result_obj=True,
+        )
         return float(value), bool(res.success), str(getattr(res, "message", ""))
 
     @staticmethod
@@ -579,7 +631,12 @@ FAST_TOLERANCE = 1e-12
 
 
 def newton_step(
-    x: np.ndarray, start: np.ndarray, gradient: np.ndarray, curvature: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+    x: np.ndarray,
+    start: np.ndarray,
+    gradient: np.ndarray,
+    curvature: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
     free: np.ndarray,
 ) -> tuple[float, float]:
     """How far a fit ended from a minimum, and how far it moved, from the slope at its end.
@@ -664,7 +721,11 @@ class FastLikelihood(Likelihood):
     """
 
     def __init__(
-        self, model: pyhf.pdf.Model, data: Any, objective: Any, tolerance: float = FAST_TOLERANCE,
+        self,
+        model: pyhf.pdf.Model,
+        data: Any,
+        objective: Any,
+        tolerance: float = FAST_TOLERANCE,
         maxiter: int = 100000,
     ) -> None:
         super().__init__(model, data)
@@ -693,7 +754,7 @@ class FastLikelihood(Likelihood):
         _, grad = self.objective.value_and_grad(x, obs)
         grad = np.asarray(grad)
         scale = self.objective.scale
-        curvature = (np.asarray(scale, dtype=float) ** 2 if scale is not None else np.full(x.size, 2.0))
+        curvature = np.asarray(scale, dtype=float) ** 2 if scale is not None else np.full(x.size, 2.0)
         share = 0.5 * grad**2 / curvature
         for i in np.flatnonzero(free & (share > 1e-2 * DECREMENT_LIMIT)):
             # a step of 1e-3 of the parameter's uncertainty as the structure's curvature has it
@@ -813,7 +874,12 @@ class FastLikelihood(Likelihood):
             # then evaluates at the bound and says so on every fit of a grid. The clipping is what we want.
             warnings.filterwarnings("ignore", "Values in x were outside bounds", RuntimeWarning)
             res = scipy.optimize.minimize(
-                fun, x0[free] * s, method="SLSQP", jac=True, bounds=bounds, tol=self.tolerance,
+                fun,
+                x0[free] * s,
+                method="SLSQP",
+                jac=True,
+                bounds=bounds,
+                tol=self.tolerance,
                 options={"maxiter": self.maxiter},
             )
             if res.status == 8 and np.all(np.isfinite(res.x)):
@@ -821,14 +887,24 @@ class FastLikelihood(Likelihood):
                 # this tolerance. Restart from where it stopped with a looser tolerance (still far tighter than
                 # pyhf's default 1e-6): success there means the minimum is as good as the reference's.
                 res = scipy.optimize.minimize(
-                    fun, res.x.copy(), method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
+                    fun,
+                    res.x.copy(),
+                    method="SLSQP",
+                    jac=True,
+                    bounds=bounds,
+                    tol=max(self.tolerance, 1e-9),
                     options={"maxiter": self.maxiter},
                 )
             if not res.success and not relaxed:
                 # a warm start can sit in a corner the cold start avoids: last try from the model's suggestion
                 cold = np.asarray(self._init, dtype=float)[free] * s
                 retry = scipy.optimize.minimize(
-                    fun, cold, method="SLSQP", jac=True, bounds=bounds, tol=max(self.tolerance, 1e-9),
+                    fun,
+                    cold,
+                    method="SLSQP",
+                    jac=True,
+                    bounds=bounds,
+                    tol=max(self.tolerance, 1e-9),
                     options={"maxiter": self.maxiter},
                 )
                 if retry.success:
@@ -853,16 +929,21 @@ class FastLikelihood(Likelihood):
             bkg = self._fitted["bkg"][0.0]
             value = self.objective.value(bkg.pars, self.objective.as_data(asimov))
             self._free_asimov = _Fit(bkg.pars.copy(), value)
-            self.fits.append(FitQuality(
-                "free fit to Asimov (not fitted: the background-only fit's parameters maximise it)",
-                True, 0, value, (), True, "exact by construction",
-            ))
+            self.fits.append(
+                FitQuality(
+                    "free fit to Asimov (not fitted: the background-only fit's parameters maximise it)",
+                    True,
+                    0,
+                    value,
+                    (),
+                    True,
+                    "exact by construction",
+                )
+            )
         return self._free_asimov
 
 
-def _secant_root(
-    fn: Callable[[float], float], x0: float, x1: float, rtol: float, mu_max: float = math.inf
-) -> float:
+def _secant_root(fn: Callable[[float], float], x0: float, x1: float, rtol: float, mu_max: float = math.inf) -> float:
     """Root of a function of mu > 0 that decreases through zero, by secant steps, Brent as fallback.
 
     Beyond ``mu_max`` the search stops: CLs that stays above the level that far has no upper limit
@@ -871,8 +952,10 @@ def _secant_root(
 
     def beyond(x: float) -> bool:
         if x > mu_max:
-            raise RecastError(f"CLs stays above the requested level up to mu = {mu_max:g}: "
-                              "the analysis is not sensitive enough to this signal for an upper limit")
+            raise RecastError(
+                f"CLs stays above the requested level up to mu = {mu_max:g}: "
+                "the analysis is not sensitive enough to this signal for an upper limit"
+            )
         return False
 
     f0, f1 = fn(x0), fn(x1)

@@ -134,24 +134,33 @@ def evaluate_point(
         except CompileMismatch as exc:
             if fallback == "none":
                 result.status = "failed"
-                result.issues = result.issues + [f"method fast: {exc} (limits: fallback is 'none')"]
+                result.issues = [*result.issues, f"method fast: {exc} (limits: fallback is 'none')"]
                 return result
-            result.fallback = (f"fast -> exact-converged: {exc}; computed with pyhf's own fits at tolerance "
-                               f"{CONVERGED_TOLERANCE:g}")
+            result.fallback = (
+                f"fast -> exact-converged: {exc}; computed with pyhf's own fits at tolerance {CONVERGED_TOLERANCE:g}"
+            )
             method = "exact"
             options["tolerance"] = min(options.get("tolerance") or CONVERGED_TOLERANCE, CONVERGED_TOLERANCE)
             result.method = "exact-converged"
         else:
             tolerance = options.get("tolerance") or FAST_TOLERANCE
             lik = FastLikelihood(model, data, objective, tolerance=tolerance, maxiter=options.get("maxiter", 100000))
-            result.software = {"pyhf": pyhf.__version__, "method": "fast", "backend": "jax (compiled, shared)",
-                               "optimizer": f"scipy SLSQP, exact gradients, tolerance {tolerance:g}"}
+            result.software = {
+                "pyhf": pyhf.__version__,
+                "method": "fast",
+                "backend": "jax (compiled, shared)",
+                "optimizer": f"scipy SLSQP, exact gradients, tolerance {tolerance:g}",
+            }
     if method == "exact":
         model, data = build_model_and_data(spec, source)
         lik = Likelihood(model, data, fit_options=options)
         tol = options.get("tolerance")
-        result.software = {"pyhf": pyhf.__version__, "method": result.method, "backend": "numpy",
-                           "optimizer": f"scipy SLSQP (pyhf), tolerance {tol:g}" if tol else "scipy SLSQP (pyhf defaults)"}
+        result.software = {
+            "pyhf": pyhf.__version__,
+            "method": result.method,
+            "backend": "numpy",
+            "optimizer": f"scipy SLSQP (pyhf), tolerance {tol:g}" if tol else "scipy SLSQP (pyhf defaults)",
+        }
         if result.fallback:
             result.software["note"] = result.fallback
     level = 1.0 - result.cl
@@ -163,7 +172,7 @@ def evaluate_point(
         result.excluded_exp = cls.exp[EXPECTED_SIGMAS.index(0)] < level
     except FitFailed as exc:
         result.status = "failed"
-        result.issues = result.issues + [str(exc)]
+        result.issues = [*result.issues, str(exc)]
         result.fits = [f.to_dict() for f in lik.fits]
         return result
     doubts = lik.issues()
@@ -183,8 +192,11 @@ def evaluate_point(
             # the CLs at mu=1 stands; only the upper limit is missing, and the point says why. A search whose
             # fits are doubtful did not show that the analysis is insensitive: it failed
             doubtful = [i for i in lik.issues() if i not in doubts]
-            ul_issue = (f"no upper limit: the search failed, its fits are doubtful ({doubtful[0]})" if doubtful
-                        else f"no upper limit: {exc}")
+            ul_issue = (
+                f"no upper limit: the search failed, its fits are doubtful ({doubtful[0]})"
+                if doubtful
+                else f"no upper limit: {exc}"
+            )
         else:
             result.mu_ul_obs = ul.obs
             result.mu_ul_exp = list(ul.exp)
@@ -194,21 +206,40 @@ def evaluate_point(
         # the search's own fits, judged after it
         doubts = doubts + [i for i in lik.issues() if i not in doubts]
     if result.method == "exact" and any(sign in i for i in doubts for sign in _SHORT_FIT_SIGNS):
-        doubts.append("pyhf's fits at their default tolerance stopped short on this likelihood: limits method "
-                      "'fast' (exact gradients, converged) or fit: {tolerance: 1e-10} gives the converged values")
+        doubts.append(
+            "pyhf's fits at their default tolerance stopped short on this likelihood: limits method "
+            "'fast' (exact gradients, converged) or fit: {tolerance: 1e-10} gives the converged values"
+        )
     # every entry of issues is a reason to doubt the point (the caller may have added some, e.g. a
     # flagged reweighting); a fallback of method is one too: it is stated wherever the point is shown
-    result.issues = (result.issues + ([result.fallback] if result.fallback else []) + doubts
-                     + ([ul_issue] if ul_issue else []))
+    result.issues = (
+        result.issues + ([result.fallback] if result.fallback else []) + doubts + ([ul_issue] if ul_issue else [])
+    )
     result.status = "flagged" if result.issues else "trusted"
     result.fits = [f.to_dict() for f in lik.fits + lik.verifications]
     return result
 
 
 TABLE_COLUMNS = (
-    "point", "status", "method", "cls_obs", "cls_exp_m2", "cls_exp_m1", "cls_exp", "cls_exp_p1", "cls_exp_p2",
-    "excluded_obs", "excluded_exp", "xsec_pb", "mu_ul_obs", "mu_ul_exp", "mu_ul_exp_m1", "mu_ul_exp_p1",
-    "xsec_ul_obs_pb", "xsec_ul_exp_pb", "issues",
+    "point",
+    "status",
+    "method",
+    "cls_obs",
+    "cls_exp_m2",
+    "cls_exp_m1",
+    "cls_exp",
+    "cls_exp_p1",
+    "cls_exp_p2",
+    "excluded_obs",
+    "excluded_exp",
+    "xsec_pb",
+    "mu_ul_obs",
+    "mu_ul_exp",
+    "mu_ul_exp_m1",
+    "mu_ul_exp_p1",
+    "xsec_ul_obs_pb",
+    "xsec_ul_exp_pb",
+    "issues",
 )
 
 
@@ -222,16 +253,38 @@ def table_rows(records: list[dict[str, Any]], parameters: list[str] | None = Non
     rows = []
     for r in records:
         names = parameters or list(r["values"])
-        row: dict[str, Any] = {"point": r["point"], **{k: r["values"][k] for k in names}, "status": r["status"],
-                               "method": r.get("method") or (r.get("software") or {}).get("method", "")}
+        row: dict[str, Any] = {
+            "point": r["point"],
+            **{k: r["values"][k] for k in names},
+            "status": r["status"],
+            "method": r.get("method") or (r.get("software") or {}).get("method", ""),
+        }
         exp = r.get("cls_exp") or [None] * 5
-        row.update({"cls_obs": r.get("cls_obs"), "cls_exp_m2": exp[0], "cls_exp_m1": exp[1], "cls_exp": exp[2],
-                    "cls_exp_p1": exp[3], "cls_exp_p2": exp[4]})
-        row.update({"excluded_obs": r.get("excluded_obs"), "excluded_exp": r.get("excluded_exp"), "xsec_pb": r.get("xsec_pb")})
+        row.update(
+            {
+                "cls_obs": r.get("cls_obs"),
+                "cls_exp_m2": exp[0],
+                "cls_exp_m1": exp[1],
+                "cls_exp": exp[2],
+                "cls_exp_p1": exp[3],
+                "cls_exp_p2": exp[4],
+            }
+        )
+        row.update(
+            {"excluded_obs": r.get("excluded_obs"), "excluded_exp": r.get("excluded_exp"), "xsec_pb": r.get("xsec_pb")}
+        )
         mexp = r.get("mu_ul_exp") or [None] * 5
         xexp = r.get("xsec_ul_exp_pb") or [None] * 5
-        row.update({"mu_ul_obs": r.get("mu_ul_obs"), "mu_ul_exp": mexp[2], "mu_ul_exp_m1": mexp[1],
-                    "mu_ul_exp_p1": mexp[3], "xsec_ul_obs_pb": r.get("xsec_ul_obs_pb"), "xsec_ul_exp_pb": xexp[2]})
+        row.update(
+            {
+                "mu_ul_obs": r.get("mu_ul_obs"),
+                "mu_ul_exp": mexp[2],
+                "mu_ul_exp_m1": mexp[1],
+                "mu_ul_exp_p1": mexp[3],
+                "xsec_ul_obs_pb": r.get("xsec_ul_obs_pb"),
+                "xsec_ul_exp_pb": xexp[2],
+            }
+        )
         row["issues"] = "; ".join(r.get("issues") or [])
         rows.append(row)
     return rows

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 import functools
+import json
 import math
 from pathlib import Path
 from typing import Any, NoReturn
@@ -13,10 +13,10 @@ import jsonpatch
 import jsonpointer
 import pyhf
 
-from recastflow.stats import pyhfschema
 from recastflow.analyses.bundle import Analysis, Grid, Point, WorkspaceRef, format_value
 from recastflow.core.config import read_document, validate
 from recastflow.core.errors import RecastError
+from recastflow.stats import pyhfschema
 from recastflow.stats.workspace_check import check_workspace
 
 YIELDS_FORMAT = "recastflow-yields/1"
@@ -38,8 +38,7 @@ def check_yields(doc: dict[str, Any], wsref: WorkspaceRef, path: Path | str) -> 
     unknown = sorted(set(doc["regions"]) - set(regions))
     if unknown:
         raise RecastError(
-            f"region(s) {', '.join(unknown)} are not regions of workspace {wsref.name} "
-            f"(it has: {', '.join(regions)})",
+            f"region(s) {', '.join(unknown)} are not regions of workspace {wsref.name} (it has: {', '.join(regions)})",
             path=str(path),
             field="regions",
         )
@@ -54,8 +53,11 @@ def check_yields(doc: dict[str, Any], wsref: WorkspaceRef, path: Path | str) -> 
                 if not math.isfinite(v):
                     raise RecastError(f"bin {i} is {v}; yields must be finite numbers", path=str(path), field=where)
                 if v < 0:
-                    raise RecastError(f"bin {i} is negative ({v}); signal yields and uncertainties must be >= 0",
-                                      path=str(path), field=where)
+                    raise RecastError(
+                        f"bin {i} is negative ({v}); signal yields and uncertainties must be >= 0",
+                        path=str(path),
+                        field=where,
+                    )
 
 
 def read_yields(path: Path, wsref: WorkspaceRef) -> dict[str, Any]:
@@ -107,7 +109,9 @@ def patch_from_yields(
         for m in modifiers:
             m.setdefault("data", None)
         value = {"name": sample, "data": [float(v) for v in reg["yields"]], "modifiers": modifiers}
-        ops.append({"op": "add", "path": f"/channels/{ch}/samples/{len(bkg['channels'][ch]['samples'])}", "value": value})
+        ops.append(
+            {"op": "add", "path": f"/channels/{ch}/samples/{len(bkg['channels'][ch]['samples'])}", "value": value}
+        )
     for ch in sorted((index[name] for name in wsref.exclude_channels), reverse=True):
         ops.append({"op": "remove", "path": f"/channels/{ch}"})
     return ops
@@ -153,9 +157,9 @@ def yields_from_patch(
         for m in value["modifiers"]:
             if m["type"] == analysis.mcstat_type and m["name"] == stat_name:
                 stat = m["data"]
-            elif m["type"] == "normfactor" and m["name"] == analysis.poi:
-                continue
-            elif m["type"] == "lumi" and m["name"] == analysis.lumi_modifier:
+            elif (m["type"] == "normfactor" and m["name"] == analysis.poi) or (
+                m["type"] == "lumi" and m["name"] == analysis.lumi_modifier
+            ):
                 continue
             else:
                 systematics.append({"name": m["name"], "type": m["type"], "data": m.get("data")})
@@ -165,7 +169,8 @@ def yields_from_patch(
                 f"signal {value['name']!r} in channel {channel!r} has no {analysis.mcstat_type} modifier named "
                 f"{stat_name!r} (it has: {', '.join(seen) or 'no staterror or shapesys'}); set signal.mcstat_type "
                 "and signal.mcstat_modifier in the bundle's analysis.yaml to the likelihood's convention",
-                path=str(source), field="signal.mcstat_modifier",
+                path=str(source),
+                field="signal.mcstat_modifier",
             )
         regions[by_channel[channel].name] = {"yields": value["data"], "stat": stat, "systematics": systematics}
     if not regions:
@@ -277,7 +282,8 @@ def _trusted_parts(bkg: dict[str, Any], source: Path | str) -> frozenset[int]:
     # loaded with WorkspaceRef.load, it passed these checks already; a workspace built elsewhere is checked here
     check_workspace(bkg, source, what="background-only workspace", poi=False)
     ids = frozenset(id(o) for o in bkg.get("observations", ())) | frozenset(
-        id(s) for c in bkg["channels"] for s in c["samples"])
+        id(s) for c in bkg["channels"] for s in c["samples"]
+    )
     _checked_background[:] = [(bkg, ids)]
     return ids
 
@@ -398,8 +404,11 @@ def _read_patchset(path: Path, mtime_ns: int) -> pyhf.PatchSet:
     doc = read_document(path)
     if not isinstance(doc, dict):
         # pyhf reads a list or null with an AttributeError
-        raise RecastError(f"not a pyhf PatchSet: the file holds {type(doc).__name__ if doc is not None else 'null'}, "
-                          "a PatchSet is an object with metadata, patches and version", path=str(path))
+        raise RecastError(
+            f"not a pyhf PatchSet: the file holds {type(doc).__name__ if doc is not None else 'null'}, "
+            "a PatchSet is an object with metadata, patches and version",
+            path=str(path),
+        )
     try:
         return pyhf.PatchSet(doc)
     except pyhf.exceptions.InvalidSpecification as exc:
@@ -414,8 +423,11 @@ def _patch_from_patchset(path: Path, point: Point, labels: list[str], grid_path:
     """
     patchset = _read_patchset(path, path.stat().st_mtime_ns)
     if list(patchset.labels) != labels:
-        raise RecastError(f"PatchSet labels {patchset.labels} differ from the grid parameters {labels} of {grid_path}; "
-                          "name the grid's parameters as the PatchSet's labels, in the same order", path=str(path))
+        raise RecastError(
+            f"PatchSet labels {patchset.labels} differ from the grid parameters {labels} of {grid_path}; "
+            "name the grid's parameters as the PatchSet's labels, in the same order",
+            path=str(path),
+        )
     values = tuple(point.values[k] for k in labels)
     try:
         return list(patchset[values].patch)
@@ -425,12 +437,17 @@ def _patch_from_patchset(path: Path, point: Point, labels: list[str], grid_path:
     try:
         same_name = patchset[point.name]
     except pyhf.exceptions.InvalidPatchLookup:
-        raise RecastError(f"has no patch with the values of point {point.name!r} of {grid_path} ({given}); "
-                          "correct the point's values or remove the point", path=str(path)) from None
+        raise RecastError(
+            f"has no patch with the values of point {point.name!r} of {grid_path} ({given}); "
+            "correct the point's values or remove the point",
+            path=str(path),
+        ) from None
     theirs = ", ".join(f"{k}={format_value(v)}" for k, v in zip(labels, same_name.values))
-    raise RecastError(f"has a patch named {point.name!r} for {theirs}, but point {point.name!r} of {grid_path} has "
-                      f"{given}, which no patch has; correct the point's values (points are matched by their values)",
-                      path=str(path))
+    raise RecastError(
+        f"has a patch named {point.name!r} for {theirs}, but point {point.name!r} of {grid_path} has "
+        f"{given}, which no patch has; correct the point's values (points are matched by their values)",
+        path=str(path),
+    )
 
 
 def point_patch(
@@ -466,8 +483,14 @@ def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[
         # its numbers, which the schema and likelihood checks cover for every point: one model per structure
         # (building one costs 9 ms, most of a 10,000-point grid's time)
         shape = _structure(ops)
-        apply_patch(shared, ops, point.yields or point.patch or grid.patchset or grid.path, analysis=analysis,
-                    wsref=wsref, build_model=shape not in built)
+        apply_patch(
+            shared,
+            ops,
+            point.yields or point.patch or grid.patchset or grid.path,
+            analysis=analysis,
+            wsref=wsref,
+            build_model=shape not in built,
+        )
         built.add(shape)
         patches.append({"metadata": {"name": point.name, "values": [point.values[k] for k in labels]}, "patch": ops})
     patchset = {
@@ -484,8 +507,9 @@ def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[
     try:
         pyhfschema.validate(patchset, "patchset.json")
     except pyhf.exceptions.InvalidSpecification as exc:
-        raise RecastError(f"the PatchSet built for grid {grid.name} is invalid: {str(exc).splitlines()[0]}",
-                          path=str(grid.path)) from None
+        raise RecastError(
+            f"the PatchSet built for grid {grid.name} is invalid: {str(exc).splitlines()[0]}", path=str(grid.path)
+        ) from None
     _check_patch_keys(patchset, grid.path)
     return patchset
 
@@ -505,8 +529,12 @@ def _structure(ops: list[dict[str, Any]]) -> str:
             return {k: shape(v) for k, v in obj.items()}
         return repr(type(obj))
 
-    renamed = [dict(op, value=dict(op["value"], name="<sample>"))
-               if isinstance(op.get("value"), dict) and "modifiers" in op["value"] else op for op in ops]
+    renamed = [
+        dict(op, value=dict(op["value"], name="<sample>"))
+        if isinstance(op.get("value"), dict) and "modifiers" in op["value"]
+        else op
+        for op in ops
+    ]
     return json.dumps(shape(renamed), sort_keys=True)
 
 
@@ -524,16 +552,22 @@ def _check_patch_keys(patchset: dict[str, Any], source: Path | str) -> None:
         if name in names:
             raise RecastError(f"two points are named {name!r}", path=str(source), field="points")
         if vals in values:
-            raise RecastError(f"two points have the values {list(vals)} (point {name!r}); each point needs its own",
-                              path=str(source), field="points")
+            raise RecastError(
+                f"two points have the values {list(vals)} (point {name!r}); each point needs its own",
+                path=str(source),
+                field="points",
+            )
         if len(vals) != len(labels):
-            raise RecastError(f"point {name!r} has {len(vals)} values for {len(labels)} parameters", path=str(source),
-                              field="points")
+            raise RecastError(
+                f"point {name!r} has {len(vals)} values for {len(labels)} parameters", path=str(source), field="points"
+            )
         names.add(name)
         values.add(vals)
 
 
-def patch_for_point(patchset: dict[str, Any], bkg: dict[str, Any], name: str, source: Path | str) -> list[dict[str, Any]]:
+def patch_for_point(
+    patchset: dict[str, Any], bkg: dict[str, Any], name: str, source: Path | str
+) -> list[dict[str, Any]]:
     """Look up one point's patch in a PatchSet, checking it was made for this workspace."""
     return patches_by_name(patchset, bkg, [name], source)[name]
 
@@ -544,8 +578,10 @@ def patches_by_name(
     """Look up the patches of several points in a PatchSet, checking once that it was made for this workspace."""
     digest = pyhf.utils.digest(bkg)
     if patchset["metadata"]["digests"].get("sha256") != digest:
-        raise RecastError("PatchSet was built for a different background-only workspace (digest differs); "
-                          "re-run the patch stage", path=str(source))
+        raise RecastError(
+            "PatchSet was built for a different background-only workspace (digest differs); re-run the patch stage",
+            path=str(source),
+        )
     index = {p["metadata"]["name"]: p["patch"] for p in patchset["patches"]}
     missing = [n for n in names if n not in index]
     if missing:

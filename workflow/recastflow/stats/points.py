@@ -50,16 +50,18 @@ def reweight_verdicts(paths: list[Path]) -> dict[str, dict[str, Any]]:
         doc = read_json(path)
         name = doc.get("point") if isinstance(doc, dict) else None
         if not isinstance(name, str):
-            raise RecastError("names no 'point': not a diagnostics file of `recastflow reweight`", path=str(path),
-                              field="point")
+            raise RecastError(
+                "names no 'point': not a diagnostics file of `recastflow reweight`", path=str(path), field="point"
+            )
         if name in out:
             raise RecastError(f"a second diagnostics file for point {name!r}", path=str(path), field="point")
         out[name] = doc
     return out
 
 
-def point_record(grid: Any, analysis: Any, point: Any, *, cl: float,
-                 diagnostics: dict[str, Any] | None = None) -> PointResult:
+def point_record(
+    grid: Any, analysis: Any, point: Any, *, cl: float, diagnostics: dict[str, Any] | None = None
+) -> PointResult:
     """A point's record before its fits: identity, cross-section and the flags it inherits.
 
     Args:
@@ -80,8 +82,14 @@ def point_record(grid: Any, analysis: Any, point: Any, *, cl: float,
             xsec_pb = norm["xsec_pb"]
             xsec_source = norm.get("xsec_source", "")
     record = PointResult(
-        analysis=analysis.id, grid=grid.name, point=point.name, workspace=grid.workspace,
-        values=point.values, xsec_pb=xsec_pb, xsec_source=xsec_source, cl=cl,
+        analysis=analysis.id,
+        grid=grid.name,
+        point=point.name,
+        workspace=grid.workspace,
+        values=point.values,
+        xsec_pb=xsec_pb,
+        xsec_source=xsec_source,
+        cl=cl,
     )
     # a reweighting that cannot be trusted (too small an effective sample) flags the point's limits too
     if point.reweight is not None and diagnostics is not None and diagnostics.get("verdict") not in (None, "ok"):
@@ -90,9 +98,19 @@ def point_record(grid: Any, analysis: Any, point: Any, *, cl: float,
     return record
 
 
-def compute_limits(grid: Any, analysis: Any, names: list[str], *, patchset: Path, output: Path, single: bool,
-                   upper_limit_points: set[str], settings: LimitSettings, diagnostics: list[Path],
-                   log: Log) -> list[dict[str, Any]]:
+def compute_limits(
+    grid: Any,
+    analysis: Any,
+    names: list[str],
+    *,
+    patchset: Path,
+    output: Path,
+    single: bool,
+    upper_limit_points: set[str],
+    settings: LimitSettings,
+    diagnostics: list[Path],
+    log: Log,
+) -> list[dict[str, Any]]:
     """CLs (observed, expected band) and the requested upper limits of a batch of points, written to ``output``.
 
     A batch shares one compiled likelihood per workspace structure (method ``fast``), so the cost of
@@ -121,8 +139,10 @@ def compute_limits(grid: Any, analysis: Any, names: list[str], *, patchset: Path
     verdicts = reweight_verdicts(diagnostics)
     unknown = sorted(set(upper_limit_points) - set(names))
     if unknown:
-        raise RecastError(f"upper limits asked for point(s) {', '.join(unknown)}, which the batch does not hold",
-                          field="--upper-limit-points")
+        raise RecastError(
+            f"upper limits asked for point(s) {', '.join(unknown)}, which the batch does not hold",
+            field="--upper-limit-points",
+        )
     wsref = analysis.workspace(grid.workspace, source=grid.path)
     bkg = wsref.load(validate=False)  # patched spec is validated
     ops_of = patches_by_name(read_json(patchset), bkg, names, str(patchset))
@@ -135,9 +155,19 @@ def compute_limits(grid: Any, analysis: Any, names: list[str], *, patchset: Path
     for i, point in enumerate(points, 1):
         record = point_record(grid, analysis, point, cl=settings.cl, diagnostics=verdicts.get(point.name))
         t0 = time.perf_counter()
-        evaluate_point(bkg, ops_of[point.name], record, upper_limit=point.name in upper_limit_points,
-                       fit_options=dict(settings.fit_options), source=str(patchset), method=settings.method,
-                       compiler=compiler, analysis=analysis, wsref=wsref, **checks)
+        evaluate_point(
+            bkg,
+            ops_of[point.name],
+            record,
+            upper_limit=point.name in upper_limit_points,
+            fit_options=dict(settings.fit_options),
+            source=str(patchset),
+            method=settings.method,
+            compiler=compiler,
+            analysis=analysis,
+            wsref=wsref,
+            **checks,
+        )
         records.append(record.to_dict())
         msg = f"[{i}/{len(points)}] {grid.name}/{point.name}: {record.status} (method {record.method})"
         if record.cls_obs is not None and record.cls_exp is not None:
@@ -150,8 +180,9 @@ def compute_limits(grid: Any, analysis: Any, names: list[str], *, patchset: Path
     if single:
         write_json_atomic(output, records[0])
     else:
-        write_json_atomic(output, {"format": BATCH_FORMAT, "grid": grid.name, "method": settings.method,
-                                   "points": records})
+        write_json_atomic(
+            output, {"format": BATCH_FORMAT, "grid": grid.name, "method": settings.method, "points": records}
+        )
     extra = f", {compiler.compiled} likelihood compilation(s)" if compiler.compiled else ""
     fallbacks = sum(1 for r in records if r.get("fallback"))
     if fallbacks:
@@ -160,8 +191,18 @@ def compute_limits(grid: Any, analysis: Any, names: list[str], *, patchset: Path
     return records
 
 
-def write_table(grid: Any, analysis: Any, inputs: list[Path], *, cl: float, json_out: Path, csv_out: Path,
-                plot: Path | None, plot_pdf: Path | None, log: Log) -> dict[str, int]:
+def write_table(
+    grid: Any,
+    analysis: Any,
+    inputs: list[Path],
+    *,
+    cl: float,
+    json_out: Path,
+    csv_out: Path,
+    plot: Path | None,
+    plot_pdf: Path | None,
+    log: Log,
+) -> dict[str, int]:
     """Collect a grid's point records into its JSON and CSV tables and its exclusion plot.
 
     Args:
@@ -186,8 +227,10 @@ def write_table(grid: Any, analysis: Any, inputs: list[Path], *, cl: float, json
     records.sort(key=lambda r: order.get(r["point"], len(order)))
     counts = summary(records)
     params = list(grid.parameters)
-    write_json_atomic(json_out, {"analysis": analysis.id, "grid": grid.name, "parameters": params,
-                                 "summary": counts, "points": records})
+    write_json_atomic(
+        json_out,
+        {"analysis": analysis.id, "grid": grid.name, "parameters": params, "summary": counts, "points": records},
+    )
     write_text_atomic(csv_out, rows_to_csv(table_rows(records, params)))
     if grid.plot:
         if plot is None:
@@ -195,9 +238,20 @@ def write_table(grid: Any, analysis: Any, inputs: list[Path], *, cl: float, json
         from recastflow.report.plots import plot_exclusion
 
         x, y = grid.plot
-        plot_exclusion(records, x, y, plot, pdf=plot_pdf, title=f"{analysis.id} {grid.workspace}: {grid.name}",
-                       xlabel=grid.parameters[x]["label"], ylabel=grid.parameters[y]["label"], level=1 - cl)
+        plot_exclusion(
+            records,
+            x,
+            y,
+            plot,
+            pdf=plot_pdf,
+            title=f"{analysis.id} {grid.workspace}: {grid.name}",
+            xlabel=grid.parameters[x]["label"],
+            ylabel=grid.parameters[y]["label"],
+            level=1 - cl,
+        )
     fallback = f", {counts['fallback']} computed with a fallback method" if counts["fallback"] else ""
-    log(f"{grid.name}: {len(records)} points: {counts['trusted']} trusted, {counts['flagged']} flagged, "
-        f"{counts['failed']} failed{fallback} -> {json_out}")
+    log(
+        f"{grid.name}: {len(records)} points: {counts['trusted']} trusted, {counts['flagged']} flagged, "
+        f"{counts['failed']} failed{fallback} -> {json_out}"
+    )
     return counts

@@ -24,11 +24,16 @@ def _validator(schema_name: str) -> Any:
     version = pyhf.schema.version
     schema = pyhf.schema.load_schema(f"{version}/{schema_name}")
     # the schemas refer to each other by names relative to their $id (e.g. "defs.json#/definitions/...")
-    resources = [(doc["$id"], doc) for doc in (pyhf.schema.load_schema(f"{version}/{name}")
-                                               for name in ("defs.json", schema_name))]
+    resources = [
+        (doc["$id"], doc)
+        for doc in (pyhf.schema.load_schema(f"{version}/{name}") for name in ("defs.json", schema_name))
+    ]
     # draft 6 (the schemas' $schema), no format checks: as pyhf's Draft6Validator(format_checker=None)
     return jsonschema_rs.validator_for(
-        schema, registry=jsonschema_rs.Registry(resources), base_uri=schema["$id"], offline=True,
+        schema,
+        registry=jsonschema_rs.Registry(resources),
+        base_uri=schema["$id"],
+        offline=True,
         validate_formats=False,
     )
 

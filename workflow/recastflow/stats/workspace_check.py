@@ -66,13 +66,17 @@ def _check(spec: dict[str, Any], poi: bool, trusted: Collection[int]) -> None:
         if id(obs) not in trusted:
             for i, v in enumerate(obs["data"]):
                 if not (math.isfinite(v) and v >= 0):
-                    raise _Failure(f"observations of channel {obs['name']!r}, bin {i}: {v} is not a count; "
-                                   "observed data must be finite and >= 0")
+                    raise _Failure(
+                        f"observations of channel {obs['name']!r}, bin {i}: {v} is not a count; "
+                        "observed data must be finite and >= 0"
+                    )
     normfactors: set[str] = set()
     for channel in channels:
         name = channel["name"]
         if name not in observed:
-            raise _Failure(f"channel {name!r} has no observations (add them under 'observations', or remove the channel)")
+            raise _Failure(
+                f"channel {name!r} has no observations (add them under 'observations', or remove the channel)"
+            )
         nbins = len(observed[name]["data"])
         _unique([s["name"] for s in channel["samples"]], "sample", f" in channel {name!r}")
         for sample in channel["samples"]:
@@ -87,8 +91,10 @@ def _check(spec: dict[str, Any], poi: bool, trusted: Collection[int]) -> None:
         for measurement in spec["measurements"]:
             name = measurement["config"]["poi"]
             if name not in normfactors:
-                raise _Failure(f"measurement {measurement['name']!r} has POI {name!r}, but no sample has a normfactor "
-                               f"of that name (normfactors: {', '.join(sorted(normfactors)) or 'none'})")
+                raise _Failure(
+                    f"measurement {measurement['name']!r} has POI {name!r}, but no sample has a normfactor "
+                    f"of that name (normfactors: {', '.join(sorted(normfactors)) or 'none'})"
+                )
 
 
 def _check_sample(sample: dict[str, Any], nbins: int, where: str) -> None:
