@@ -71,9 +71,15 @@ _SHORT_FIT_SIGNS = ("stopped short", "did not move", "rose from", "missed the mi
 
 
 def _near_level(cls: Any, level: float) -> bool:
-    """CLs observed or expected median within a factor 3 of the level: the verdict could change."""
+    """CLs observed or expected median within a factor 2 of the level: the verdict could change.
+
+    Converged fits that pass their own checks (start, slope, free below constrained) are wrong only in a
+    distinct local minimum; the verification looks for one where it would matter. A factor 2 either side
+    covers the points that draw the contour; on the 1Lbb validation points (all near the contour) a factor 3
+    verified 5 of 7 and made the grid's CLs 21% slower.
+    """
     median = cls.exp[EXPECTED_SIGMAS.index(0)]
-    return any(level / 3.0 <= v <= 3.0 * level for v in (cls.obs, median))
+    return any(level / 2.0 <= v <= 2.0 * level for v in (cls.obs, median))
 
 
 def evaluate_point(
