@@ -61,3 +61,16 @@ def test_catalogue_lists_every_bundle_with_its_sources():
     assert "event selection" in entries["ATLAS-SUSY-2019-08"].supports
     text = markdown(list(entries.values()))
     assert text.count("\n") == len(entries) + 2 and "SUSY-2018-04_likelihoods.tar.gz" in text
+
+
+def test_catalogue_json_feeds_the_report(tmp_path):
+    from recastflow.analyses.catalogue import catalogue, to_json
+    from recastflow.core.io import write_json_atomic
+    from recastflow.report.assemble import build_report
+
+    doc = {"analyses": to_json(catalogue(REPO / "config" / "analyses", REPO / "config" / "signals"))}
+    assert [e["id"] for e in doc["analyses"]] == sorted(e["id"] for e in doc["analyses"])
+    write_json_atomic(tmp_path / "catalogue.json", doc)
+    build_report(tables=[], catalogue=tmp_path / "catalogue.json", output=tmp_path / "index.html")
+    html = (tmp_path / "index.html").read_text()
+    assert "Analysis catalogue" in html and "ATLAS-SUSY-2018-31" in html and "hepdata.89408" in html

@@ -233,6 +233,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
         reweight=_paths(args.reweight),
         reweight_checks=_paths(args.reweight_checks),
         fitplot_dirs=_paths(args.fitplots),
+        catalogue=Path(args.catalogue) if args.catalogue else None,
         output=Path(args.output),
     )
     _log(f"report -> {args.output}")
@@ -557,13 +558,16 @@ def cmd_fetch(args: argparse.Namespace, ctx: Context) -> None:
 
 def cmd_catalogue(args: argparse.Namespace, ctx: Context) -> None:
     """List every bundle: paper, what it supports, its validation and its sources (Markdown)."""
-    from recastflow.analyses.catalogue import catalogue, markdown
-    from recastflow.core.io import write_text_atomic
+    from recastflow.analyses.catalogue import catalogue, markdown, to_json
+    from recastflow.core.io import write_json_atomic, write_text_atomic
 
-    text = markdown(catalogue(ctx.analyses_dir, ctx.signals_dir))
+    entries = catalogue(ctx.analyses_dir, ctx.signals_dir)
+    text = markdown(entries)
+    if args.json:
+        write_json_atomic(Path(args.json), {"analyses": to_json(entries)})
     if args.output:
         write_text_atomic(Path(args.output), text)
-    else:
+    elif not args.json:
         print(text, end="")
 
 
@@ -789,6 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reweight-checks", nargs="*", default=[], help="reweighting closures (.json of 'recastflow check-reweight')"
     )
+    p.add_argument("--catalogue", help="the analysis catalogue (.json of 'recastflow catalogue --json')")
     p.add_argument("--output", required=True, help="the HTML page")
     p = add("archive", cmd_archive, "pack the workflow, inputs, results and their manifest into one .tar.gz")
     p.add_argument("--output", required=True, help="the archive, e.g. archive/recastflow-run.tar.gz")
@@ -829,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", help="write what was fetched, and where it is, to this JSON file")
     p = add("catalogue", cmd_catalogue, "list the analysis bundles: what each supports, its validation, its sources")
     p.add_argument("--output", help="write the Markdown table here instead of printing it")
+    p.add_argument("--json", help="also write the catalogue as JSON (the report's input) to this file")
     p = add("bundle", cmd_bundle_new, "bundle new: an analysis bundle and its published grid from a likelihood archive")
     p.add_argument("action", choices=["new"], help="what to do with a bundle: new writes one")
     p.add_argument("--id", required=True, metavar="ANALYSIS-ID", help="the bundle id, e.g. ATLAS-SUSY-2018-31")

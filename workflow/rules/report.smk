@@ -1,4 +1,27 @@
-# report: one self-contained HTML page with plots, tables and checks.
+# report: one self-contained HTML page with plots, tables and checks, and the catalogue of analysis bundles.
+
+
+rule catalogue:
+    input:
+        bundles=sorted(Path(config["analyses_dir"]).glob("*/analysis.yaml")),
+        grids=sorted(Path(config["signals_dir"]).glob("*.yaml")),
+    output:
+        json="results/report/catalogue.json",
+    params:
+        settings=SETTINGS_ARGS,
+    log:
+        "logs/catalogue.log",
+    benchmark:
+        "results/benchmarks/catalogue.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    container:
+        stage_container("report")
+    conda:
+        "../../envs/stats.yaml"
+    shell:
+        "recastflow {params.settings} catalogue --json {output.json} > {log} 2>&1"
 
 
 rule report:
@@ -13,6 +36,7 @@ rule report:
         reweight=reweight_diagnostics,
         reweight_checks=REWEIGHT_CHECK_JSONS,
         fitplots=[f"results/limits/{g}/fitplots/{p}" for g, p in FIT_PLOTS],
+        catalogue="results/report/catalogue.json",
     output:
         html=report(
             "results/report/index.html",
@@ -37,4 +61,4 @@ rule report:
         "recastflow {params.settings} report --tables {input.tables} --exclusion-plots {input.plots}"
         " --checks {input.checks} --fitplots {input.fitplots} --yield-checks {input.yield_checks}"
         " --yield-plots {input.yield_plots} --cutflows {input.cutflows} --reweight {input.reweight}"
-        " --reweight-checks {input.reweight_checks} --output {output.html} > {log} 2>&1"
+        " --reweight-checks {input.reweight_checks} --catalogue {input.catalogue} --output {output.html} > {log} 2>&1"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from recastflow.analyses.bundle import Analysis, load_analysis
 from recastflow.core.config import read_document
@@ -75,6 +76,11 @@ def catalogue(analyses_dir: Path, signals_dir: Path) -> list[Entry]:
     """Every bundle of ``analyses_dir`` (each loaded and schema-checked), in name order."""
     ids = sorted(p.parent.name for p in analyses_dir.glob("*/analysis.yaml"))
     return [entry(load_analysis(i, analyses_dir), signals_dir) for i in ids]
+
+
+def to_json(entries: list[Entry]) -> list[dict[str, Any]]:
+    """The catalogue as JSON-ready records (for the run's report)."""
+    return [asdict(e) for e in entries]
 
 
 def markdown(entries: list[Entry]) -> str:

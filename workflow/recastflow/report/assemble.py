@@ -84,6 +84,27 @@ def _check_section(path: Path) -> ReportSection:
     )
 
 
+def _catalogue_section(path: Path) -> ReportSection:
+    entries: list[dict[str, Any]] = read_json(path)["analyses"]
+    table = [
+        {
+            "analysis": e["id"],
+            "paper": e["paper"],
+            "supports": ", ".join(e["supports"]),
+            "validation": e["validation"],
+            "grids": ", ".join(e["grids"]) or "-",
+            "sources": "; ".join(e["sources"]) or "files in the bundle",
+        }
+        for e in entries
+    ]
+    return ReportSection(
+        heading="Analysis catalogue",
+        text=f"{len(entries)} analysis bundles: what each supports, how it is validated, where its published "
+        "material comes from (origin and sha256; fetched into the cache, mirror folders first).",
+        table=table,
+    )
+
+
 def _fitplot_section(folder: Path) -> ReportSection:
     images = [
         (p, f"{folder.parent.parent.name}/{folder.name}: {p.stem.replace('_', ' ')} (cabinetry)")
@@ -209,6 +230,7 @@ def build_report(
     reweight: list[Path] | None = None,
     reweight_checks: list[Path] | None = None,
     fitplot_dirs: list[Path] | None = None,
+    catalogue: Path | None = None,
 ) -> None:
     """Write the HTML report from the files the caller names (nothing is looked up beside them).
 
@@ -223,6 +245,7 @@ def build_report(
         reweight: diagnostics.json files of reweighted points.
         reweight_checks: reweighting closures (JSON of ``recastflow check-reweight``).
         fitplot_dirs: folders of cabinetry plots.
+        catalogue: the analysis catalogue (JSON of ``recastflow catalogue --json``), shown last.
 
     Raises:
         RecastError: if plots are given, but not one per table or yield check.
@@ -238,4 +261,6 @@ def build_report(
     if reweight:
         sections.append(_reweight_section(reweight, reweight_checks or []))
     sections += [_fitplot_section(d) for d in (fitplot_dirs or [])]
+    if catalogue is not None:
+        sections.append(_catalogue_section(catalogue))
     write_report(output, title="recastflow: reinterpretation report", sections=sections)

@@ -115,8 +115,8 @@ def evaluate_point(
         compiler: a :class:`recastflow.stats.compiled.LikelihoodCompiler` shared by the points of a
             grid (one is made if not given; the exact method uses it for verification fits).
         fallback: what a point gets when the fast method cannot reproduce its likelihood
-            (see :data:`FALLBACKS`); the change is recorded in ``result.method`` and ``result.issues``'s
-            neighbour ``result.fallback``.
+            (see :data:`FALLBACKS`); a change of method is recorded in ``result.method`` and
+            ``result.fallback`` and is the first of the point's issues.
         verify: ``"near"`` (points near the level or with warnings) or ``"all"``.
         analysis: the bundle, to check the patched likelihood against its POI and regions (with ``wsref``).
         wsref: the bundle's entry for the workspace.
