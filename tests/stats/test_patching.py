@@ -115,19 +115,8 @@ def test_patchset_is_valid_and_labelled(toy):
 
 def test_patchset_as_grid_source(project, toy):
     """A published PatchSet (here: one we wrote) is accepted as a grid's signal source."""
-    import json
-
-    import yaml
-
     analysis, grid, _, bkg = toy
-    sig = project / "config" / "signals"
-    (sig / "published.json").write_text(json.dumps(build_patchset(grid, analysis, bkg)))
-    doc = yaml.safe_load((sig / "TOYGRID.yaml").read_text())
-    for p in doc["points"]:
-        del p["yields"]
-    doc["patchset"] = "published.json"
-    doc["name"] = "FROMSET"
-    (sig / "FROMSET.yaml").write_text(yaml.safe_dump(doc))
+    sig = _patchset_grid(project, toy, lambda doc: None)
     grid2 = load_grid("FROMSET", sig)
     ps2 = build_patchset(grid2, analysis, bkg)
     assert [p["patch"] for p in ps2["patches"]] == [p["patch"] for p in build_patchset(grid, analysis, bkg)["patches"]]

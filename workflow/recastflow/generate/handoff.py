@@ -1050,52 +1050,20 @@ def _final_particles(flat: Any) -> ak.Array:
 
 
 def _hepmc_truth(flat: Any, raw: _HepMCRaw) -> ak.Array:
-    """The truth record, built with the generator's own helpers so both paths agree."""
-    from recastflow.generate.pythia import (
-        hard_mothers,
-        jagged,
-        mode_labels,
-        pt_eta_phi,
-        visible_taus,
-        weak_heavy_hadrons,
-    )
+    """The truth record, built by the generator's own function so both paths agree."""
+    from recastflow.generate.pythia import truth_record
 
-    abs_status = np.abs(flat.status)
-    hard_mask = (abs_status >= 21) & (abs_status <= 23)
-    hard_mother = hard_mothers(flat, hard_mask)
-    hard = jagged(
-        flat,
-        hard_mask,
-        {
-            "pid": flat.pid[hard_mask],
-            "status": flat.status[hard_mask],
-            "mother": hard_mother,
-            "px": flat.px[hard_mask],
-            "py": flat.py[hard_mask],
-            "pz": flat.pz[hard_mask],
-            "e": flat.e[hard_mask],
-            "m": flat.m[hard_mask],
-        },
-    )
-    n_hard = np.bincount(flat.event[hard_mask], minlength=len(flat.counts))
-    labels = ak.to_list(mode_labels(flat, hard_mask, hard_mother))
-    mode = ak.Array([label if n else "unknown" for label, n in zip(labels, n_hard)])
     pdf = np.asarray(raw.pdf, dtype=np.float64).reshape(-1, 5)
-    bhad, chad = weak_heavy_hadrons(flat)
-    return ak.zip(
+    return truth_record(
+        flat,
         {
-            "hard": hard,
-            "mode": mode,
             "id1": pdf[:, 0].astype(np.int32),
             "id2": pdf[:, 1].astype(np.int32),
             "x1": pdf[:, 2],
             "x2": pdf[:, 3],
             "q2": pdf[:, 4],
-            "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
-            "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
-            "taus": visible_taus(flat),
         },
-        depth_limit=1,
+        unknown_without_hard=True,
     )
 
 

@@ -597,8 +597,32 @@ def _particles(flat: Flat, charges: _ChargeTable) -> ak.Array:
 
 
 def _truth(batch: ak.Array, flat: Flat) -> ak.Array:
-    """The truth record: hard process, decay-mode label, PDF info, heavy hadrons and taus."""
+    """The truth record of a Pythia batch (its PDF information from Pythia's event info)."""
     info = batch.info
+    pdf = {
+        "id1": ak.to_numpy(info.id1).astype(np.int32),
+        "id2": ak.to_numpy(info.id2).astype(np.int32),
+        "x1": ak.to_numpy(info.x1).astype(np.float64),
+        "x2": ak.to_numpy(info.x2).astype(np.float64),
+        "q2": ak.to_numpy(info.Q2Fac).astype(np.float64),
+    }
+    return truth_record(flat, pdf)
+
+
+def truth_record(flat: Flat, pdf: dict[str, np.ndarray], *, unknown_without_hard: bool = False) -> ak.Array:
+    """The truth record: hard process, decay-mode label, PDF info, heavy hadrons and taus.
+
+    Shared by generation and the HepMC3 hand-off, so that both write the same record.
+
+    Args:
+        flat: the events' particles, flattened.
+        pdf: per event ``id1``, ``id2``, ``x1``, ``x2``, ``q2``.
+        unknown_without_hard: label events without a hard-process record ``"unknown"`` (hand-off
+            files need not carry one; Pythia's always do).
+
+    Returns:
+        One record per event.
+    """
     hard_mask = (np.abs(flat.status) >= 21) & (np.abs(flat.status) <= 23)
     hard_mother = hard_mothers(flat, hard_mask)
     hard = jagged(
@@ -615,16 +639,16 @@ def _truth(batch: ak.Array, flat: Flat) -> ak.Array:
             "m": flat.m[hard_mask],
         },
     )
+    mode = mode_labels(flat, hard_mask, hard_mother)
+    if unknown_without_hard:
+        n_hard = np.bincount(flat.event[hard_mask], minlength=len(flat.counts))
+        mode = ak.Array([label if n else "unknown" for label, n in zip(ak.to_list(mode), n_hard)])
     bhad, chad = weak_heavy_hadrons(flat)
     return ak.zip(
         {
             "hard": hard,
-            "mode": mode_labels(flat, hard_mask, hard_mother),
-            "id1": ak.to_numpy(info.id1).astype(np.int32),
-            "id2": ak.to_numpy(info.id2).astype(np.int32),
-            "x1": ak.to_numpy(info.x1).astype(np.float64),
-            "x2": ak.to_numpy(info.x2).astype(np.float64),
-            "q2": ak.to_numpy(info.Q2Fac).astype(np.float64),
+            "mode": mode,
+            **pdf,
             "bhadrons": pt_eta_phi(flat, bhad, flat.px, flat.py, flat.pz),
             "chadrons": pt_eta_phi(flat, chad, flat.px, flat.py, flat.pz),
             "taus": visible_taus(flat),
