@@ -36,6 +36,7 @@ rule all:
     default_target: True
     input:
         report="results/report/index.html",
+        verdicts="results/summary/verdicts.txt",
         tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
         checks=CHECK_OUTPUTS,
         yield_checks=YIELD_CHECK_OUTPUTS,
@@ -43,10 +44,14 @@ rule all:
         model_checks=MODEL_CHECK_OUTPUTS,
         # the other outputs of those jobs: Snakemake redoes a job only for outputs that something
         # asks for, so without these a deleted CSV or PDF would never be made again
-        companions=expand("results/limits/{grid}/{name}", grid=GRIDS, name=("limits.csv", "exclusion.pdf"))
+        companions=expand("results/limits/{grid}/{name}", grid=GRIDS, name=("limits.csv", "exclusion.pdf", *HEPDATA_FILES))
         + CHECK_JSONS + YIELD_CHECK_JSONS + YIELD_CHECK_PLOTS + YIELD_CHECK_PDFS + REWEIGHT_CHECK_JSONS
-        + MODEL_CHECK_JSONS,
+        + MODEL_CHECK_JSONS + ["results/summary/verdicts.json", "results/summary/verdicts.csv"],
         # the PatchSets and limits batches are results too (the archive packs them): a run interrupted after
         # the tables were made but before one of them was complete must still make it again
         intermediate=expand("results/patch/{grid}/patchset.json", grid=GRIDS)
         + [f"results/limits/{g}/batches/{b}.json" for g in LIMIT_BATCHES for b in LIMIT_BATCHES[g]],
+
+
+onsuccess:
+    print_run_summary()

@@ -155,9 +155,11 @@ def _loop_event(ev: dict[str, Any]) -> dict[str, int]:
                      ("SRHMEM_mct2", mt > 240 and mlb1 > 120)):
         if ok and window and mct > 180:
             out[name] = sr_bin
-    for name, ok in (("TRLMEM_cuts", 100 < mt < 160), ("TRMMEM_cuts", 160 < mt < 240),
-                     ("TRHMEM_cuts", mt > 240 and mlb1 > 120)):
-        out[name] = 0 if ok and window and mct < 180 else -1
+    # ttbar CRs on the mbb sidebands (ATLAS SimpleAnalysis EwkOneLeptonTwoBjets2018, CR_tt_*)
+    sidebands = 50 < mbb < 100 or mbb > 140
+    for name, ok in (("TRLMEM_cuts", 100 < mt < 160), ("TRMMEM_cuts", 160 <= mt < 240),
+                     ("TRHMEM_cuts", mt >= 240 and mlb1 > 120)):
+        out[name] = 0 if ok and sidebands and mct < 180 else -1
     out["WREM_cuts"] = 0 if 50 < mt < 100 and 50 < mbb < 80 and mct > 180 else -1
     out["STCREM_cuts"] = 0 if mt > 100 and mbb > 195 and mct > 180 else -1
     return out

@@ -53,7 +53,8 @@ MAX_CHAIN = 7  # ... up to this many kills in a row (so at least 3 recoveries fi
 NTH_JOB = (1, 2, 3)
 MAX_DELAY = 3.0
 # results/<stage>/...: the order in which stages feed each other (limits: batches, then the table)
-STAGES = {"generate": 0, "emulate": 1, "select": 2, "reweight": 3, "patch": 4, "limits": 5, "check": 7, "report": 8}
+STAGES = {"generate": 0, "emulate": 1, "select": 2, "reweight": 3, "patch": 4, "limits": 5, "check": 7, "summary": 8,
+          "report": 8}
 
 
 def stage(rel: str) -> int:

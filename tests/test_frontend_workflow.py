@@ -53,7 +53,7 @@ def test_bad_detector_card_stops_the_workflow_before_any_job(tmp_path):
     project = front_end_project(tmp_path, n_events=50, chunks=1)
     card = project / "config" / "detectors" / "ATLAS-Run2.yaml"
     card.write_text(card.read_text() + "\nmagnetic_field_tesla: 2\n")
-    proc = snakemake(project, "results/emulate/TINY/TChiWH_700_0/chunk0.parquet")
+    proc = snakemake(project, "results/emulate/TINY/ATLAS-Run2/TChiWH_700_0/chunk0.parquet")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "ATLAS-Run2.yaml" in out and "magnetic_field_tesla" in out and "Traceback" not in out

@@ -117,3 +117,20 @@ def test_slurm_profile_gives_the_local_results(slurm_cluster: Path, project: Pat
     assert len(local_files) == 3 and local_files.keys() == slurm_files.keys()  # one batch file + two tables
     for path, data in local_files.items():
         assert slurm_files[path] == data, f"{path} differs between the local and the Slurm run"
+
+
+def test_model_run_through_slurm(slurm_cluster: Path, tmp_path: Path) -> None:
+    """`recastflow run --profile slurm`: the model-first command submits its jobs to Slurm and prints the verdict."""
+    from recastflow.generate.spectrum import write_spectrum
+
+    slha = write_spectrum(REPO / "config/spectra/TChiWH.yaml", {"m_C1N2": 700, "m_N1": 150}, tmp_path / "m.slha")
+    proc = subprocess.run(
+        [str(BIN / "recastflow"), "run", str(slha), "--process", "TChiWH", "--analyses", "ATLAS-SUSY-2019-08",
+         "--events", "200", "--profile", "slurm", "--cores", "2", "--run-dir", "run"],
+        cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert re.search(r"done\s+generate\s+model m 0", proc.stdout), proc.stdout
+    assert "verdict:" in proc.stdout
+    log = (tmp_path / "run" / "logs" / "snakemake.log").read_text()
+    assert len(re.findall(r"has been submitted with SLURM jobid (\d+)", log)) >= 6, log[-3000:]

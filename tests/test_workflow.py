@@ -112,6 +112,14 @@ def test_configfile_replaces_default_and_config_overrides_work(project):
     proc = snakemake(project, "-n", "--config", "limits={method: slow}")
     assert proc.returncode != 0 and "'slow'" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
+    # the wall-clock bound of the fits (issue 26) reaches the job as an option; a point past it fails with the reason
+    proc = snakemake(project, "-p", "results/limits/TOYGRID/batches/b000.json", "--config", "fit={timeout_s: 1.0e-6}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--fit-timeout 1e-06" in proc.stdout + proc.stderr
+    batch = json.loads((project / "results/limits/TOYGRID/batches/b000.json").read_text())
+    assert {p["status"] for p in batch["points"]} == {"failed"}
+    assert all("fit.timeout_s = 1e-06 s" in p["issues"][-1] for p in batch["points"]), batch["points"][0]["issues"]
+
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_with_the_same_command(project):

@@ -78,8 +78,8 @@ def slha_without_xsection(path: Path) -> None:
 def _slha_with(path: Path, old: str, new: str) -> None:
     """The TChiWH sample spectrum of tests/data with one piece of text (occurring once) replaced."""
     text = (HERE.parent / "data" / "TChiWH_700_0_700_0.slha").read_text()
-    assert text.count(old) == 1, old
-    path.write_text(text.replace(old, new))
+    assert not old or text.count(old) == 1, old
+    path.write_text(text.replace(old, new) if old else text)
 
 
 def slha_xsection_negative(path: Path) -> None:
@@ -105,6 +105,23 @@ def slha_br_negative(path: Path) -> None:
 def slha_lsp_heavier(path: Path) -> None:
     """The LSP at 800 GeV, heavier than the 700 GeV chargino and neutralino that decay to it."""
     _slha_with(path, "1000022   0.00000000E+00   # ~chi_10 (", "1000022     800.0   # ~chi_10 (")
+
+
+def slha_ok(path: Path) -> None:
+    """The valid TChiWH sample spectrum (for cases whose other inputs are broken)."""
+    _slha_with(path, "", "")
+
+
+def slha_mass_text(path: Path) -> None:
+    """A neutralino mass that is a word, not a number (a template left unfilled)."""
+    _slha_with(path, "1000023   7.00000000E+02   # ~chi_20", "1000023   MCHI20   # ~chi_20")
+
+
+def slha_br_sum_high(path: Path) -> None:
+    """The chargino's branching ratios summing to 1.5 (a second channel pasted in)."""
+    _slha_with(path, "     1.00000000E+00    2        24   1000022   # BR(~chi_1+ -> W+ ~chi_10)",
+               "     1.00000000E+00    2        24   1000022   # BR(~chi_1+ -> W+ ~chi_10)\n"
+               "     5.00000000E-01    2        24   1000022   # pasted twice")
 
 
 def _jet(pt: float, eta: float = 0.0, phi: float = 0.0) -> dict[str, Any]:
@@ -190,7 +207,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     f.__name__: f for f in (lhe, lhe_no_events, hepmc3, hepmc3_no_events, delphes, reco_events, particle_events,
                             selected_events, onnx_three_inputs, garbage, empty, slha_without_mass,
                             slha_without_xsection, slha_xsection_negative, slha_mass_nan, slha_width_negative,
-                            slha_br_negative, slha_lsp_heavier)
+                            slha_br_negative, slha_lsp_heavier, slha_ok, slha_mass_text, slha_br_sum_high)
 }
 
 

@@ -38,3 +38,16 @@ def test_a_passed_check_writes_exactly_the_files_named(tmp_path: Path) -> None:
 def test_outputs_not_named_are_not_written(tmp_path: Path) -> None:
     run_check(CheckResult(text="TABLE", records=[]), CheckOutputs(table=tmp_path / "t.txt"))
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
+
+
+def test_write_failed_writes_every_output_marked_failed_then_fails(tmp_path: Path) -> None:
+    outputs = CheckOutputs(table=tmp_path / "t.txt", json=tmp_path / "t.json", plot=tmp_path / "t.png",
+                           plot_pdf=tmp_path / "t.pdf")
+    result = CheckResult(text="TABLE", records=[{"passed": False}], failure="1 of 2 values outside", plot=_drawn)
+    with pytest.raises(CheckFailed, match="1 of 2 values outside"):
+        run_check(result, outputs, write_failed=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json", "t.pdf", "t.png", "t.txt"]
+    assert (tmp_path / "t.txt").read_text() == "TABLE\nCHECK FAILED: 1 of 2 values outside\n"
+    (tmp_path / "t.txt").unlink()
+    run_check(result, outputs, fail=False)  # recorded, not raised: a later step decides
+    assert (tmp_path / "t.txt").read_text().endswith("CHECK FAILED: 1 of 2 values outside\n")

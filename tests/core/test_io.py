@@ -1,4 +1,5 @@
 import os
+import re
 import stat
 
 from recastflow.core.io import write_bytes_atomic, write_json_atomic
@@ -130,3 +131,58 @@ def test_outdir_must_be_a_folder_or_new(project: Path) -> None:
             pass
     with confine_arguments(_args(outdir="new/folder", output="results/x.json"), {}, "c.yaml"):
         pass
+
+
+# ----------------------------------------------------------------------------- one check for every input (issue 26)
+
+from recastflow.core.io import input_path  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (lambda p: os.mkfifo(p), "a named pipe (FIFO)"),
+        (lambda p: p.mkdir(), "a folder"),
+    ],
+)
+def test_inputs_that_are_not_regular_files_are_refused_before_they_are_opened(project: Path, make, kind: str) -> None:
+    path = project / "data" / "yields.json"
+    make(path)
+    # a named pipe would block the read for ever; a folder would give a traceback or "not found"
+    with pytest.raises(RecastError) as err:
+        read_document(path)
+    assert str(err.value) == f"{path}: is {kind}, not a regular file" + (
+        "; name a file in it" if kind == "a folder" else "; only regular files are read"
+    )
+    with pytest.raises(RecastError, match=rf"grid\.yaml: points\[0\]\.yields: '.*yields\.json' is {re.escape(kind)}"):
+        inside(project, "data/yields.json", source=project / "grid.yaml", field="points[0].yields")
+    with pytest.raises(RecastError, match=rf"--input: is {re.escape(kind)}, not a regular file"):
+        with confine_arguments(_args(input="data/yields.json"), {}, "c.yaml"):
+            pass
+
+
+def test_a_pipe_given_for_any_path_option_is_refused(project: Path) -> None:
+    os.mkfifo(project / "data" / "pipe")
+    with pytest.raises(RecastError, match=r"data/pipe: --yields: is a named pipe \(FIFO\), not a regular file or a folder"):
+        with confine_arguments(_args(yields="data/pipe"), {}, "c.yaml"):
+            pass
+    # a folder is fine where the option may name one, and a missing input is left to the command's own message
+    with confine_arguments(_args(yields="data", input="data/missing.parquet"), {}, "c.yaml"):
+        pass
+
+
+def test_input_path_follows_links_and_names_what_is_missing(project: Path) -> None:
+    (project / "data" / "real.json").write_text("{}")
+    (project / "data" / "link.json").symlink_to(project / "data" / "real.json")
+    assert input_path(project / "data" / "link.json") == project / "data" / "link.json"
+    with pytest.raises(RecastError, match=r"^g\.yaml: file: event file '.*nope\.hepmc3' not found$"):
+        input_path(project / "nope.hepmc3", source="g.yaml", field="file", what="event file")
+    (project / "data" / "out.json").symlink_to(project.parent / "outside" / "secret.json")
+    with confine_arguments(_args(), {}, "c.yaml"):
+        with pytest.raises(RecastError, match="is outside the project"):
+            input_path(project / "data" / "out.json")
+        with pytest.raises(RecastError, match=r"^path '/dev/null' is outside the project"):
+            input_path("/dev/null")
+    with confine_arguments(_args(), {"allowed_paths": ["/dev"]}, "c.yaml"):
+        with pytest.raises(RecastError, match=r"^/dev/null: is a device, not a regular file"):
+            input_path("/dev/null")

@@ -41,6 +41,7 @@ DOCUMENTS: dict[str, Path] = {
     "detector": REPO / "config" / "detectors" / "ATLAS-Run2.yaml",
     "process": REPO / "config" / "processes" / "TChiWH.yaml",
     "spectrum": REPO / "config" / "spectra" / "TChiWH.yaml",
+    "scan": REPO / "config" / "scans" / "TChiWH_1Lbb.yaml",
 }
 #: Extra documents of a schema, for fields the first one does not have.
 MORE_DOCUMENTS: dict[str, list[Path]] = {

@@ -46,9 +46,10 @@ def test_atlas_card_loads_with_its_digest() -> None:
 def test_atlas_card_cites_sources() -> None:
     doc = atlas_doc()
     used = " ".join(s["used_for"] for s in doc["sources"])
-    for section in ("jets", "electrons", "muons", "photons", "btag", "met"):
+    for section in ("jets", "electrons", "muons", "photons", "btag", "met", "taus"):
         assert section in used
-    assert all("arXiv:" in s["ref"] for s in doc["sources"])
+    # papers by arXiv number; ATLAS public notes (not on arXiv) by report number
+    assert all("arXiv:" in s["ref"] or "ATL-PHYS-PUB-" in s["ref"] for s in doc["sources"])
 
 
 def test_unknown_nested_key_names_key_and_file(tmp_path: Path) -> None:
@@ -63,8 +64,8 @@ def test_unknown_nested_key_names_key_and_file(tmp_path: Path) -> None:
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     path = tmp_path / "extra.yaml"
-    path.write_text(CARD.read_text() + "\ntaus: {}\n")
-    with pytest.raises(RecastError, match=r"extra\.yaml: \(top level\): unknown key\(s\) 'taus'"):
+    path.write_text(CARD.read_text() + "\ntracks: {}\n")
+    with pytest.raises(RecastError, match=r"extra\.yaml: \(top level\): unknown key\(s\) 'tracks'"):
         load_card(path)
 
 

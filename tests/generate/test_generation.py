@@ -39,7 +39,8 @@ EVENT_TYPE = (
     "e: float64}, truth: {hard: var * {pid: int32, status: int32, mother: int32, px: float64, py: float64, "
     "pz: float64, e: float64, m: float64}, mode: string, id1: int32, id2: int32, x1: float64, x2: float64, "
     "q2: float64, bhadrons: var * {pt: float64, eta: float64, phi: float64}, chadrons: var * {pt: float64, "
-    "eta: float64, phi: float64}, taus: var * {pt: float64, eta: float64, phi: float64}}}")
+    "eta: float64, phi: float64}, taus: var * {pt: float64, eta: float64, phi: float64, m: float64, charge: int8, "
+    "prongs: int8}}}")
 
 
 def write_card(folder: Path, **changes: Any) -> Path:

@@ -18,7 +18,9 @@ import pytest
 
 from recastflow.core.errors import RecastError
 from recastflow.core.events import EVENTS, RECO, read_events
-from recastflow.generate.handoff import align_showered, handoff, load_manifest, particle_charges, read_lhe
+from recastflow.generate.handoff import handoff, load_manifest
+from recastflow.generate.hepmc import particle_charges
+from recastflow.generate.lhe import align_showered, read_lhe
 
 _spec = importlib.util.spec_from_file_location(
     "handoff_fixtures", Path(__file__).parent.parent / "data" / "handoff" / "make_fixtures.py")
@@ -29,8 +31,11 @@ PARTICLES = "var * {pid: int32, charge: float32, px: float64, py: float64, pz: f
 TRUTH = ("{hard: var * {pid: int32, status: int32, mother: int32, px: float64, py: float64, pz: float64, "
          "e: float64, m: float64}, mode: string, id1: int32, id2: int32, x1: float64, x2: float64, q2: float64, "
          "bhadrons: var * {pt: float64, eta: float64, phi: float64}, chadrons: var * {pt: float64, eta: float64, "
-         "phi: float64}, taus: var * {pt: float64, eta: float64, phi: float64}}")
+         "phi: float64}, taus: var * {pt: float64, eta: float64, phi: float64, m: float64, charge: int8, "
+         "prongs: int8}}")
 EVENT_TYPE = f"{{weight: float64, weights: var * float64, particles: {PARTICLES}, truth: {TRUTH}}}"
+#: Delphes files carry already-reconstructed objects: their truth taus have no visible mass, charge or prongs
+TRUTH_DELPHES = TRUTH.replace(", m: float64, charge: int8, prongs: int8", "")
 
 
 def expect_error(manifest: Path, output: Path, *fragments: str) -> str:
@@ -342,7 +347,7 @@ def test_delphes_round_trip(tmp_path: Path) -> None:
         "4 * {weight: float64, jets: var * {pt: float64, eta: float64, phi: float64, m: float64, btag: bool, "
         "flavour: int8}, electrons: var * {pt: float64, eta: float64, phi: float64, charge: int8}, muons: var * "
         "{pt: float64, eta: float64, phi: float64, charge: int8}, photons: var * {pt: float64, eta: float64, "
-        f"phi: float64}}, met: {{pt: float64, phi: float64}}, truth: {TRUTH}}}")
+        f"phi: float64}}, met: {{pt: float64, phi: float64}}, truth: {TRUTH_DELPHES}}}")
     jets = events.jets[1]
     assert ak.to_list(jets.pt) == [81.0, 41.0]  # pT ordered
     assert ak.to_list(jets.btag) == [True, False] and ak.to_list(jets.flavour) == [5, 0]
@@ -400,3 +405,19 @@ def test_delphes_rntuple_is_not_a_ttree(tmp_path: Path) -> None:
     with uproot.recreate(tmp_path / "d.root") as f:
         f["Delphes"] = {"x": np.arange(3.0)}  # uproot >= 5.7 writes an RNTuple here
     expect_error(delphes_manifest(tmp_path), tmp_path / "o.parquet", "no TTree 'Delphes'")
+
+
+def test_the_readers_names_are_still_importable_from_the_old_module() -> None:
+    # the LHE, HepMC3 and Delphes readers moved to modules of their own (issue 19); callers of the old path keep working
+    import recastflow.generate.delphes as delphes
+    import recastflow.generate.handoff as old
+    import recastflow.generate.hepmc as hepmc
+    import recastflow.generate.lhe as lhe
+    from recastflow.generate.handoff import MOVED, read_delphes, scan_hepmc3
+
+    assert read_delphes is delphes.read_delphes and scan_hepmc3 is hepmc.scan_hepmc3
+    modules = {m.__name__: m for m in (lhe, hepmc, delphes)}
+    for name, module in MOVED.items():
+        assert getattr(old, name) is getattr(modules[module], name)
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        old.nope  # noqa: B018

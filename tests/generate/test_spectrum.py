@@ -314,3 +314,59 @@ def test_pythia_fails_without_modsel(tmp_path: Path) -> None:
     path.write_text(text.replace("BLOCK MODSEL  # Model selection\n     1     0   # general MSSM\n", ""))
     _, events = _pythia(path, 1)
     assert events == []
+
+
+# ----------------------------------------------------------------------------- NNLL-fast grids (T6bbHH)
+
+CARD_T6 = REPO / "config" / "spectra" / "T6bbHH.yaml"
+MIRROR_NNLLFAST = REPO.parent / "shared" / "data" / "xsec" / "nnllfast" / "st_nnlonnll_pdf4lhc15_13TeV_wpresc.grid"
+
+
+def nnllfast_value(mst: float, mgl: float) -> float:
+    """The NNLO+NNLL column (13th) of NNLL-fast's stop grid, read straight from the mirror."""
+    if not MIRROR_NNLLFAST.is_file():
+        pytest.skip(f"{MIRROR_NNLLFAST} is not here (the mirror ../shared/data)")
+    for line in MIRROR_NNLLFAST.read_text().splitlines()[1:]:
+        items = line.split()
+        if len(items) > 12 and float(items[1]) == mst and float(items[2]) == mgl:
+            return float(items[12])
+    raise AssertionError(f"no grid row at {mst}, {mgl}")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "1000_450_60", "1100_350_60", "1100_650_60", "1200_350_60", "1200_650_60",
+        "1300_650_60", "1300_950_60", "1400_750_60", "1400_950_60", "1500_850_60",
+    ],
+)
+def test_committed_t6bbhh_files_are_the_cards_output(name: str) -> None:
+    committed = REPO / "config" / "signals" / "slha" / "T6bbHH" / f"T6bbHH_{name}.slha"
+    msb, mn2, mn1 = (float(x) for x in name.split("_"))
+    values = {"m_sbottom": msb, "m_neutralino2": mn2, "m_neutralino1": mn1}
+    text = spectrum_text(load_spectrum_card(CARD_T6), values)
+    assert committed.read_text() == text
+    info = read_slha(committed)
+    assert info.mass(1000005) == msb and info.mass(1000023) == mn2 and info.mass(1000022) == mn1
+    # the XSECTION is NNLL-fast's NNLO+NNLL value at the grid's largest gluino mass (a grid point: no interpolation)
+    assert xsec_lines(text) == {(-1000005, 1000005): pytest.approx(nnllfast_value(msb, 5000.0), rel=1e-9)}
+    assert "0  3  0" in text  # QCD order code 3: NNLO+NNLL
+
+
+def test_nnllfast_between_grid_points_is_log_linear() -> None:
+    table = obtain_tables(load_spectrum_card(CARD_T6).processes[0]).table
+    lo, hi = nnllfast_value(1300.0, 5000.0), nnllfast_value(1400.0, 5000.0)
+    assert table.at(1350.0)[0] == pytest.approx(math.sqrt(lo * hi), rel=1e-12)
+
+
+def test_nnllfast_fixed_value_must_be_a_grid_point(tmp_path: Path) -> None:
+    doc = yaml.safe_load(CARD_T6.read_text())
+    doc["cross_sections"]["processes"][0]["fixed"] = {"mgl": 5050}
+    path = tmp_path / "card.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(RecastError, match="fewer than two mass points"):
+        spectrum_text(load_spectrum_card(path), {"m_sbottom": 1300, "m_neutralino2": 950, "m_neutralino1": 60})
+    doc["cross_sections"]["processes"][0]["fixed"] = {"mglu": 5000}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(RecastError, match="other parameters are"):
+        spectrum_text(load_spectrum_card(path), {"m_sbottom": 1300, "m_neutralino2": 950, "m_neutralino1": 60})

@@ -426,8 +426,11 @@ def test_closure_tchiwhz_reweighted_to_tchiwh_agrees_with_direct_generation(tmp_
     tot_rw, tot_d = sum(r.reweighted for r in signal), sum(r.value for r in signal)
     sigma = math.sqrt(sum(r.reweighted_stat ** 2 + r.value_stat ** 2 for r in signal))
     assert abs(tot_rw - tot_d) < 3 * sigma
-    # r is 2 (h -> b b with a leptonic W) or 0, and most selected TChiWHZ events are h -> b b ones
-    assert diag["r_max"] == 2.0 and diag["r_min"] == 0.0 and diag["verdict"] == "ok" and diag["ess_fraction"] > 0.5
+    # r is 2 (h -> b b with a leptonic W) or 0 (Z); every region of the 1Lbb selection asks for m_bb away from
+    # m_Z (SRs in the h window, the ttbar, W and single-top CRs on the sidebands of SimpleAnalysis), so few or no
+    # selected TChiWHZ events are Z ones
+    assert diag["r_max"] == 2.0 and diag["r_min"] in (0.0, 2.0) and diag["verdict"] == "ok"
+    assert diag["ess_fraction"] > 0.5
     # identity: the generated branching fraction reproduces the sample's own yields exactly
     same, _ = reweight_selected(mixed, load_spec(REPO / "config/reweighting/N2_branching.yaml"), {"BR_h": 0.5}, point="x")
     own = json.loads((tmp_path / "WHZ_yields.json").read_text())

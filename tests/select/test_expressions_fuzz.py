@@ -132,6 +132,10 @@ def make_events(n: int, seed: int, max_objects: int, extreme: bool) -> dict[str,
                 columns[key] = rng.choice([-1.0, 1.0], total)
             elif key == "flavour":
                 columns[key] = rng.choice([0.0, 4.0, 5.0], total)
+            elif key == "prongs":  # hadronic taus
+                columns[key] = rng.choice([1.0, 3.0], total)
+            elif key in ("loose", "medium", "tight"):  # tau identification working points
+                columns[key] = rng.random(total) < 0.5
         out[name] = (counts, columns)
     return out
 
@@ -557,8 +561,10 @@ CALLS = {
     **{f: ["{obj}", "{obj}, {obj}", "{obj}, {obj}, {obj}"] for f in ("m", "pt", "eta")},
     **{f: ["{coll}", "{coll}, 1", "{coll}, 2"] for f in ("sphericity", "aplanarity", "tsphericity")},
     **{f: ["{obj}, {obj}"] for f in ("mt", "mct")},
+    "mt2": ["{obj}, {obj}, {obj}"],
     **{f: ["{obj}, {obj}", "{coll}, {obj}", "{obj}, {coll}"] for f in ("dr", "dphi")},
     "mindphi": ["{coll}, {obj}", "{coll}, {obj}, 1", "{coll}, {obj}, 3"],
+    **{f: ["{coll}"] for f in ("maxdr", "maxmindr", "maxminm")},
 }
 
 

@@ -278,7 +278,7 @@ def test_numerical_trouble_inside_a_fit_fails_the_point_in_one_line(monkeypatch)
     def broken(*args, **kwargs):
         raise ValueError("array must not contain infs or NaNs\nTraceback (most recent call last): ...")
 
-    monkeypatch.setattr(pyhf.infer.mle, "fit", broken)
+    monkeypatch.setattr(pyhf.infer.mle, "twice_nll", broken)  # raised inside the fit
     with pytest.raises(FitFailed) as err:
         lik.cls(1.0)
     assert str(err.value) == "free fit to data failed: ValueError: array must not contain infs or NaNs"

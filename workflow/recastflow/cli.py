@@ -10,6 +10,7 @@ non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -61,7 +62,7 @@ class Context:
         from recastflow.analyses.bundle import load_analysis, load_grid
 
         grid = load_grid(name, self.signals_dir)
-        analysis = load_analysis(grid.analysis, self.analyses_dir)
+        analysis = load_analysis(grid.analysis, self.analyses_dir, named_in=grid.path, named_by="analysis")
         return grid, analysis
 
 
@@ -100,15 +101,16 @@ def cmd_validate(args: argparse.Namespace, ctx: Context) -> None:
         from recastflow.reweight.reweighting import check_reweighted
 
         _log(f"{check_reweighted(grids)} reweighted points: sources, specs and parameters ok")
+    config_file = str(ctx.settings.source or args.config)  # None when the default file was read
     for key in ("upper_limits", "fit_plots"):
         for entry in cfg.get(key, []):
-            ref = PointRef.parse(entry, source=str(args.config), field=key)
+            ref = PointRef.parse(entry, source=config_file, field=key)
             if ref.grid not in grids:
                 raise RecastError(
-                    f"{entry!r} names grid {ref.grid!r}, which is not in 'grids'", path=str(args.config), field=key
+                    f"{entry!r} names grid {ref.grid!r}, which is not in 'grids'", path=config_file, field=key
                 )
             if not ref.whole_grid:
-                grids[ref.grid].point(ref.point)
+                grids[ref.grid].point(ref.point, source=config_file, field=key)
     print("configuration valid")
 
 
@@ -146,10 +148,12 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
 
     grid, analysis = ctx.grid(args.grid)
     names = [args.point] if args.point else list(dict.fromkeys(args.points))
-    if ctx.config is not None and args.fit_maxiter is None and args.fit_tolerance is None:
+    _check_limits_options(args)
+    given = (("maxiter", args.fit_maxiter), ("tolerance", args.fit_tolerance), ("timeout_s", args.fit_timeout))
+    if ctx.config is not None and all(v is None for _, v in given):
         fit = dict(ctx.settings.pick(None, "fit"))
     else:
-        fit = {k: v for k, v in (("maxiter", args.fit_maxiter), ("tolerance", args.fit_tolerance)) if v is not None}
+        fit = {k: v for k, v in given if v is not None}
     settings = LimitSettings(
         cl=ctx.settings.pick(args.cl, "cl"),
         method=ctx.settings.pick(args.method, "limits", "method"),
@@ -173,8 +177,30 @@ def cmd_limits(args: argparse.Namespace, ctx: Context) -> None:
     )
 
 
+def _check_limits_options(args: argparse.Namespace) -> None:
+    """Refuse the numbers of the limits options the schema would refuse in the run configuration.
+
+    A NaN tolerance once made a fit run for hours, and a CL of 1.5 gave a table of nothing excluded:
+    the options get the same bounds as ``cl`` and ``fit`` in config.schema.json, in one line each.
+    """
+    checks = (
+        ("--cl", args.cl, lambda v: 0.5 < v < 1, "a number between 0.5 and 1, e.g. 0.95"),
+        ("--fit-tolerance", args.fit_tolerance, lambda v: 0 < v <= 1, "a number in (0, 1], e.g. 1e-6"),
+        ("--fit-maxiter", args.fit_maxiter, lambda v: 1 <= v <= 1_000_000, "an integer from 1 to 1000000"),
+        ("--fit-timeout", args.fit_timeout, lambda v: 0 < v <= 604_800, "seconds, more than 0 and at most a week"),
+    )
+    for option, value, ok, want in checks:
+        # NaN fails every comparison, so it is refused with the rest
+        if value is not None and not (math.isfinite(value) and ok(value)):
+            raise RecastError(f"got {value!r}; give {want}", field=option)
+
+
 def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
-    """Collect point results into JSON and CSV tables and the exclusion plot."""
+    """Collect point results into JSON and CSV tables, the exclusion plot and (--hepdata) a HEPData submission.
+
+    Where the grid's bundle declares official limits for the grid's model, ATLAS's contours are drawn over
+    the plot and our observed contour is compared with theirs (log line and ``official_comparison`` in the JSON).
+    """
     from recastflow.stats.points import write_table
 
     grid, analysis = ctx.grid(args.grid)
@@ -188,7 +214,72 @@ def cmd_table(args: argparse.Namespace, ctx: Context) -> None:
         plot=_opt_path(args.plot),
         plot_pdf=_opt_path(args.plot_pdf),
         log=_log,
+        hepdata=(
+            dict(zip(("submission", "limits", "contour_obs", "contour_exp"), _paths(args.hepdata), strict=True))
+            if args.hepdata
+            else None
+        ),
     )
+
+
+def cmd_verdicts(args: argparse.Namespace, ctx: Context) -> None:
+    """The verdict per model point over every analysis of the run (the most sensitive decides)."""
+    from recastflow.run.summary import grid_caveats, write_verdicts
+
+    tables = _paths(args.tables)
+    items = write_verdicts(
+        tables,
+        json_path=Path(args.json),
+        text_path=Path(args.text),
+        csv_path=Path(args.csv),
+        cl=ctx.settings.pick(args.cl, "cl"),
+        caveats=grid_caveats(tables, ctx.signals_dir, ctx.analyses_dir),
+    )
+    _log(f"{len(items)} point(s): {sum(v.verdict == 'excluded' for v in items)} excluded")
+
+
+def cmd_run(args: argparse.Namespace, ctx: Context | None) -> None:
+    """Run a model (SLHA spectrum) or a scan through the analyses and print the verdict per point."""
+    from recastflow.core.io import set_path_policy
+    from recastflow.run.api import execute, plan_model, plan_scan, print_plan
+    from recastflow.run.summary import format_verdicts
+
+    # the model may come from anywhere and the bundles are in the checkout: `run` copies what it uses into
+    # its run folder, and the workflow's jobs are confined to that folder
+    set_path_policy(None)
+
+    if (args.slha is None) == (args.scan is None):
+        raise RecastError("give an SLHA spectrum or --scan FILE (one of the two)", field="run")
+    options = {
+        "analyses": args.analyses,
+        "process": args.process,
+        "events": args.events,
+        "chunks": args.chunks,
+        "seed": args.seed,
+        "upper_limits": args.upper_limits,
+        "run_dir": args.run_dir,
+    }
+    plan = plan_model(args.slha, **options) if args.slha is not None else plan_scan(args.scan, **options)
+    print_plan(plan)
+    if args.plan_only:
+        print(f"planned only; run it with: recastflow run ... --run-dir {plan.folder} (or snakemake on it)")
+        return
+    if args.dry_run:
+        from recastflow.run.engine import run_workflow
+
+        if run_workflow(plan.folder, cores=args.cores, profile=args.profile, verbose=True, extra=["--dry-run"]):
+            raise RecastError("the dry run failed (Snakemake's message is above)", path=str(plan.folder))
+        return
+    result = execute(plan, cores=args.cores, profile=args.profile, verbose=args.verbose)
+    print()
+    print(format_verdicts(result.verdicts), end="")
+    print(f"report: {result.report}")
+    print(
+        f"tables: {plan.folder / 'results' / 'summary'} (verdicts.csv, verdicts.json), limits per analysis in "
+        f"{plan.folder / 'results' / 'limits'}"
+    )
+    if result.failure:
+        raise RecastError(f"the verdicts above were made, but {result.failure}", path=str(plan.folder))
 
 
 def cmd_fitplots(args: argparse.Namespace, ctx: Context) -> None:
@@ -420,7 +511,15 @@ def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
             plot=_opt_path(args.plot),
             plot_pdf=_opt_path(args.plot_pdf),
         ),
+        fail=not args.record_failure,
     )
+
+
+def cmd_check_yields_verdict(args: argparse.Namespace, ctx: Context) -> None:
+    """Fail if a written yield check has a gated point outside tolerance; else write a marker."""
+    from recastflow.checks.runner import yields_verdict
+
+    yields_verdict(Path(args.check), Path(args.output))
 
 
 # -- machine-learned models: inspection and validation vectors ---------------------
@@ -513,7 +612,10 @@ def cmd_reweight(args: argparse.Namespace, ctx: Context) -> None:
     if ref is None:
         raise RecastError(f"point {point.name} has no 'reweight' section", path=str(grid.path))
     index = [p.name for p in grid.points].index(point.name)
-    load_grid(ref.source[0], ctx.signals_dir).point(ref.source[1])  # the source must exist
+    # the source must exist; if not, the reweighted point's 'from' is what to fix
+    load_grid(ref.source[0], ctx.signals_dir).point(
+        ref.source[1], source=str(grid.path), field=f"points[{index}].reweight.from"
+    )
     spec = load_spec(ref.spec)
     params = target_parameters(
         spec, ref.parameters, point.values, source=str(grid.path), fld=f"points[{index}].reweight"
@@ -686,6 +788,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="the comparison as JSON (not written if not given)")
     p.add_argument("--plot", help="the per-bin plot (.png; not drawn if not given)")
     p.add_argument("--plot-pdf", help="the per-bin plot as PDF (default: --plot with the suffix .pdf)")
+    p.add_argument(
+        "--record-failure",
+        action="store_true",
+        help="exit 0 when points fail (the outputs say FAIL); 'check-yields-verdict' fails later (workflow)",
+    )
+    p = add(
+        "check-yields-verdict",
+        cmd_check_yields_verdict,
+        "fail if a written yield check (its .json) has a gated point outside tolerance, else write a marker",
+    )
+    p.add_argument("--check", required=True, help="the JSON of 'recastflow check-yields'")
+    p.add_argument("--output", required=True, help="the marker written when the check passed")
     p = add("reweight", cmd_reweight, "reweight a source point's selected events to a target point's hypothesis")
     p.add_argument("--grid", required=True, help=GRID_HELP)
     p.add_argument("--point", required=True, help="the target point (it has a 'reweight' section)")
@@ -747,6 +861,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TOL",
         help="convergence tolerance of the minimiser (default: the config's fit.tolerance, else the method's)",
     )
+    p.add_argument(
+        "--fit-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock bound of each point's fits; past it the point is reported untrusted with the reason "
+        "(default: the config's fit.timeout_s, else 1800)",
+    )
     p = add("table", cmd_table, "collect a grid's point results into tables and the exclusion plot")
     p.add_argument("--grid", required=True, help=GRID_HELP)
     p.add_argument("--inputs", nargs="+", required=True, help="batch or point records of 'recastflow limits'")
@@ -755,6 +876,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="the exclusion plot (.png; needed when the grid declares a 'plot')")
     p.add_argument("--plot-pdf", help="the exclusion plot as PDF (default: --plot with the suffix .pdf)")
     p.add_argument("--cl", type=float, help="confidence level of the contours (default: the config's cl, else 0.95)")
+    p.add_argument(
+        "--hepdata",
+        nargs=4,
+        metavar=("SUBMISSION", "LIMITS", "CONTOUR_OBS", "CONTOUR_EXP"),
+        help="write a HEPData submission: submission.yaml and its data files (limits table, observed and "
+        "expected contour), all in one folder",
+    )
     p = add("fitplots", cmd_fitplots, "cabinetry pre-/post-fit plots and pulls for one point")
     p.add_argument("--grid", required=True, help=GRID_HELP)
     p.add_argument("--point", required=True, help=POINT_HELP)
@@ -802,6 +930,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-config", metavar="FILE", help="the run configuration file to pack as it is (workflow jobs; with --grids)"
     )
     p.add_argument("--grids", nargs="+", metavar="GRID", help="the run's grids, with --run-config")
+    p = add("verdicts", cmd_verdicts, "the verdict per model point over the run's analyses (a workflow job)")
+    p.add_argument("--tables", nargs="+", required=True, help="the run's limits.json tables")
+    p.add_argument("--cl", type=float, help="confidence level for rows without one (default: the run's)")
+    p.add_argument("--json", required=True, help="the verdicts as records (.json)")
+    p.add_argument("--text", required=True, help="the verdict table (.txt)")
+    p.add_argument("--csv", required=True, help="one row per point and analysis (.csv)")
+    p = add(
+        "run",
+        cmd_run,
+        "is my model excluded? run an SLHA spectrum or a scan through every analysis with an event selection",
+    )
+    p.add_argument("slha", nargs="?", help="the model's SLHA spectrum (MODSEL, MASS, DECAY, XSECTION blocks)")
+    p.add_argument("--scan", metavar="FILE", help="a scan file instead of one spectrum (axes, constraints, template)")
+    p.add_argument(
+        "--analyses", nargs="+", metavar="ID[:WORKSPACE]", help="analyses to run (default: all with a selection)"
+    )
+    p.add_argument("--process", help="process card, a name in config/processes or a path (default: from the SLHA)")
+    p.add_argument("--events", type=int, default=5000, help="events per point (default: %(default)s)")
+    p.add_argument("--chunks", type=int, default=1, help="generation jobs per point (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=1, help="base seed of every random step (default: %(default)s)")
+    p.add_argument("--upper-limits", action="store_true", help="also compute cross-section upper limits and r")
+    p.add_argument("--run-dir", metavar="DIR", help="the run folder (default: runs/<SLHA stem or scan name>)")
+    p.add_argument("--cores", default="all", help="local cores, or jobs at once with a cluster profile (default: all)")
+    p.add_argument("--profile", help="Snakemake cluster profile (e.g. slurm, or a folder with config.yaml)")
+    p.add_argument("--verbose", action="store_true", help="Snakemake's full output instead of one line per job")
+    p.add_argument("--dry-run", action="store_true", help="plan the jobs without running them")
+    p.add_argument("--plan-only", action="store_true", help="write the run folder and stop")
+    p.set_defaults(needs_config=False)
     p = add("unarchive", cmd_unarchive, "extract an archive safely into an empty folder and verify it")
     p.add_argument("archive", help="the archive (.tar.gz) to extract")
     p.add_argument("--into", required=True, help="new or empty folder to extract into")

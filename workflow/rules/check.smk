@@ -1,5 +1,8 @@
 # check: results against each analysis bundle's reference values, and front-end signal yields
 # against the bundle's published signal patches (check_yields); a failure fails the run.
+# A failed yield check does not stop the run at once: check_yields writes its table, JSON and plot
+# either way (the table ends with CHECK FAILED, the plot's panel says FAIL), the other points' limits
+# and the report (which shows the failure) are made, and check_yields_verdict, last, fails the run.
 
 
 rule check:
@@ -72,8 +75,32 @@ rule check_yields:
     conda:
         "../../envs/stats.yaml"
     shell:
+        # --record-failure: the outputs are written and the job succeeds when points fail; the verdict fails the run
         "recastflow {params.settings} check-yields --grid {wildcards.grid} --inputs {input.yields}"
-        " --output {output.table} --json {output.json} --plot {output.plot} --plot-pdf {output.pdf} 2>&1 | tee {log}"
+        " --output {output.table} --json {output.json} --plot {output.plot} --plot-pdf {output.pdf}"
+        " --record-failure 2>&1 | tee {log}"
+
+
+rule check_yields_verdict:
+    input:
+        check="results/check/yields/{grid}.json",
+        # after everything else of the run: a failed yield check must not keep the other results from being made
+        report="results/report/index.html",
+    output:
+        passed="results/check/yields/{grid}.passed",
+    params:
+        settings=SETTINGS_ARGS,
+    log:
+        "logs/check/yields/{grid}.verdict.log",
+    resources:
+        mem_mb=200,
+        runtime=2,
+    container:
+        stage_container("check")
+    conda:
+        "../../envs/stats.yaml"
+    shell:
+        "recastflow {params.settings} check-yields-verdict --check {input.check} --output {output.passed} 2>&1 | tee {log}"
 
 
 # check_models: the technical validation vectors of the ML models of config/models/<bundle>/

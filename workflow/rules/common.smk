@@ -2,13 +2,15 @@
 
 import copy
 import os
+import re
 import shlex
 from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
-from recastflow.analyses.bundle import load_analysis, load_grid
+from recastflow.analyses.bundle import load_analysis, load_grid, shared_samples
 from recastflow.core.config import read_document, schema, validate
 from recastflow.core.errors import RecastError
+from recastflow.core.paths import REWEIGHT_OUT, SELECT_OUT
 from recastflow.core.pointref import PointRef
 from recastflow.core.settings import schema_default
 
@@ -21,10 +23,24 @@ _CLI_CONFIGFILES = list(workflow.config_settings.configfiles)
 CONFIGFILE = os.path.relpath(_CLI_CONFIGFILES[-1]) if _CLI_CONFIGFILES else "config/config.yaml"
 
 
+#: A number as a physicist writes it (1e-6, 1.0e-6, 100): what the run configuration's YAML reads as one.
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _number(value):
+    """A --config value Snakemake left as text inside a mapping (fit={timeout_s: 1.0e-6}) that is a number: the number."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        text = value.strip()
+        return int(text) if text.lstrip("+-").isdigit() else float(text)
+    return value
+
+
 def _merged(base, overrides):
     """``base`` with ``overrides`` applied as Snakemake applies --config: mappings merge, the rest replaces."""
     out = dict(base)
     for key, value in overrides.items():
+        if isinstance(value, dict):
+            value = {k: _number(v) for k, v in value.items()}
         out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
@@ -102,7 +118,8 @@ SETTINGS_ARGS = _args(("--analyses-dir", config["analyses_dir"]), ("--signals-di
 LIMITS_ARGS = _args(("--cl", config["cl"]),
                     *((f"--{key}", config["limits"].get(key, schema_default("limits", key)))
                       for key in ("method", "fallback", "verify")),
-                    ("--fit-maxiter", config["fit"].get("maxiter")), ("--fit-tolerance", config["fit"].get("tolerance")))
+                    ("--fit-maxiter", config["fit"].get("maxiter")), ("--fit-tolerance", config["fit"].get("tolerance")),
+                    ("--fit-timeout", config["fit"].get("timeout_s")))
 TABLE_ARGS = _args(("--cl", config["cl"]))
 UPPER_LIMITS = _SELECTED["upper_limits"]
 FIT_PLOTS = sorted(_SELECTED["fit_plots"])
@@ -117,7 +134,8 @@ YIELD_CHECK_GRIDS = sorted(
     if config.get("checks", True) and g.check_yields and ANALYSES[g.analysis].yield_references is not None
     and any(p.from_events and ANALYSES[g.analysis].yield_references.for_values(p.values) for p in g.points)
 )
-YIELD_CHECK_OUTPUTS = expand("results/check/yields/{grid}.txt", grid=YIELD_CHECK_GRIDS)
+# the tables, and the verdicts that fail the run at its end if a yield check failed (rule check_yields_verdict)
+YIELD_CHECK_OUTPUTS = expand("results/check/yields/{grid}.{ext}", grid=YIELD_CHECK_GRIDS, ext=("txt", "passed"))
 YIELD_CHECK_JSONS = expand("results/check/yields/{grid}.json", grid=YIELD_CHECK_GRIDS)
 YIELD_CHECK_PLOTS = expand("results/check/yields/{grid}.png", grid=YIELD_CHECK_GRIDS)
 YIELD_CHECK_PDFS = expand("results/check/yields/{grid}.pdf", grid=YIELD_CHECK_GRIDS)
@@ -127,6 +145,8 @@ wildcard_constraints:
     chunk=r"\d+",
     grid=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     point=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    sample=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    detector=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     analysis=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     batch=r"b[0-9][0-9][0-9]+",
 
@@ -162,9 +182,32 @@ def grid_inputs(wildcards):
 
 
 # -- front end: which files each stage of a point reads --------------------------------
+# Generation and emulation are per event sample (events.sample, default the grid's name), so that grids
+# sharing a sample -- one model run through several analyses -- generate each point once and emulate it
+# once per detector card; each grid's selection then reads the shared events.
+try:
+    SAMPLES = shared_samples(GRIDS)
+except RecastError as exc:
+    raise WorkflowError(f"recastflow: configuration error: {exc}") from None
+
+
 def _point(wildcards):
     grid = GRIDS[wildcards.grid]
     return grid, grid.point(wildcards.point)
+
+
+def _generator(wildcards):
+    """The grid whose settings make a sample's point (generation and hand-off jobs)."""
+    grid = GRIDS[SAMPLES.generators[(wildcards.sample, wildcards.point)]]
+    return grid, grid.point(wildcards.point)
+
+
+def generator_grid(wildcards):
+    return _generator(wildcards)[0].name
+
+
+def emulator_grid(wildcards):
+    return SAMPLES.emulators[(wildcards.sample, wildcards.detector, wildcards.point)]
 
 
 def _manifest_format(point):
@@ -177,25 +220,25 @@ def _manifest_format(point):
 
 
 def process_card(wildcards):
-    return str(GRIDS[wildcards.grid].events.process)
+    return str(_generator(wildcards)[0].events.process)
 
 
 def generation_settings(wildcards):
     """Events of this chunk, chunk count and base seed: a change must regenerate the chunk."""
     from recastflow.core.seeds import chunk_sizes
 
-    grid, point = _point(wildcards)
+    grid, point = _generator(wildcards)
     sizes = chunk_sizes(point.n_events, grid.events.chunks)
     n = sizes[int(wildcards.chunk)] if int(wildcards.chunk) < len(sizes) else 0
     return f"events={n} chunks={grid.events.chunks} seed={grid.events.seed}"
 
 
 def slha_of(wildcards):
-    return str(_point(wildcards)[1].slha)
+    return str(_generator(wildcards)[1].slha)
 
 
 def detector_card(wildcards):
-    return str(GRIDS[wildcards.grid].events.detector)
+    return str(GRIDS[emulator_grid(wildcards)].events.detector)
 
 
 def selection_file(wildcards):
@@ -204,7 +247,7 @@ def selection_file(wildcards):
 
 def handoff_inputs(wildcards):
     """The manifest and the event file it names (so that replacing either re-runs the job)."""
-    point = _point(wildcards)[1]
+    point = _generator(wildcards)[1]
     files = [str(point.manifest)]
     try:
         doc = read_document(point.manifest)
@@ -215,26 +258,30 @@ def handoff_inputs(wildcards):
     return files
 
 
+GENERATE_OUT = "results/generate/{sample}/{point}/{name}"
+EMULATE_OUT = "results/emulate/{sample}/{detector}/{point}/{name}"
+
+
 def particle_events(wildcards):
-    grid, point = _point(wildcards)
-    if point.manifest is not None:
-        return f"results/generate/{grid.name}/{point.name}/handoff.parquet"
-    return f"results/generate/{grid.name}/{point.name}/chunk{wildcards.chunk}.parquet"
+    grid, point = _generator(wildcards)
+    name = "handoff.parquet" if point.manifest is not None else f"chunk{wildcards.chunk}.parquet"
+    return GENERATE_OUT.format(sample=wildcards.sample, point=point.name, name=name)
 
 
 def reco_events(wildcards):
-    """All reconstructed chunks of a point; Delphes hand-off files are already reconstructed."""
+    """All reconstructed chunks of a grid's point (from its sample); Delphes hand-off files are already reconstructed."""
     grid, point = _point(wildcards)
+    sample, detector = grid.events.sample, SAMPLES.detector_key(grid)
     if point.manifest is not None:
         if _manifest_format(point) == "delphes":
-            return [f"results/generate/{grid.name}/{point.name}/handoff.parquet"]
-        return [f"results/emulate/{grid.name}/{point.name}/chunk0.parquet"]
-    return [f"results/emulate/{grid.name}/{point.name}/chunk{i}.parquet" for i in range(grid.events.chunks)]
+            return [GENERATE_OUT.format(sample=sample, point=point.name, name="handoff.parquet")]
+        return [EMULATE_OUT.format(sample=sample, detector=detector, point=point.name, name="chunk0.parquet")]
+    return [EMULATE_OUT.format(sample=sample, detector=detector, point=point.name, name=f"chunk{i}.parquet")
+            for i in range(grid.events.chunks)]
 
 
-# Where the front end's per-point results go: the select and reweight rules' outputs, spelled here only.
-SELECT_OUT = "results/select/{grid}/{point}/{name}"
-REWEIGHT_OUT = "results/reweight/{grid}/{point}/{name}"
+# Where the front end's per-point results go: SELECT_OUT and REWEIGHT_OUT (recastflow.core.paths) are the
+# select and reweight rules' outputs as the grids' loader spells them; checked here against each other.
 
 
 def _check_result_paths():
@@ -361,7 +408,7 @@ def analysis_tables(wildcards):
 # Container image of each stage, pinned by digest in containers/lock.yaml (written by
 # containers/build.sh). Used with --sdm apptainer. A lock that exists is checked on every start;
 # without one, only a container run (--sdm apptainer) is refused.
-CONTAINER_LOCK = "containers/lock.yaml"
+CONTAINER_LOCK = os.path.relpath(os.path.join(workflow.basedir, "containers", "lock.yaml"))
 
 
 def _load_container_lock():
@@ -421,3 +468,14 @@ def model_check_inputs(wildcards):
     """The selection file, and every model, scaling and vectors file beside it."""
     folder = Path("config/models") / wildcards.bundle
     return sorted(str(p) for p in folder.rglob("*") if p.is_file() and p.suffix in (".yaml", ".onnx", ".json"))
+
+
+# The verdict table, printed by the Snakefile's onsuccess handler.
+def print_run_summary():
+    """The verdict table and where the report is, at the end of a successful run (Snakemake onsuccess)."""
+    verdicts = Path("results/summary/verdicts.txt")
+    if verdicts.is_file():
+        print(f"\n{verdicts.read_text()}", end="")
+    page = Path("results/report/index.html")
+    if page.is_file():
+        print(f"report: {page.resolve()}")

@@ -1,5 +1,6 @@
 # emulate: detector emulation (jets, leptons, photons, MET, b-tagging) per chunk, from the
-# grid's detector card.
+# detector card ({detector}: the card's file stem), once per event sample whatever the number of
+# grids that select from it.
 
 
 rule emulate:
@@ -7,13 +8,14 @@ rule emulate:
         events=particle_events,
         card=detector_card,
     output:
-        reco="results/emulate/{grid}/{point}/chunk{chunk}.parquet",
+        reco="results/emulate/{sample}/{detector}/{point}/chunk{chunk}.parquet",
     params:
         settings=SETTINGS_ARGS,
+        grid=emulator_grid,
     log:
-        "logs/emulate/{grid}/{point}/chunk{chunk}.log",
+        "logs/emulate/{sample}/{detector}/{point}/chunk{chunk}.log",
     benchmark:
-        "results/benchmarks/emulate/{grid}/{point}/chunk{chunk}.tsv"
+        "results/benchmarks/emulate/{sample}/{detector}/{point}/chunk{chunk}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -23,5 +25,5 @@ rule emulate:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow {params.settings} emulate --grid {wildcards.grid} --point {wildcards.point}"
+        "recastflow {params.settings} emulate --grid {params.grid} --point {wildcards.point}"
         " --chunk {wildcards.chunk} --input {input.events} --output {output.reco} > {log} 2>&1"

@@ -1,5 +1,6 @@
-# generate: particle-level events per point, from Pythia 8 (in chunks, each its own job and
-# seed) or from a hand-off manifest (LHE, HepMC3, Delphes ROOT made elsewhere).
+# generate: particle-level events per point of an event sample, from Pythia 8 (in chunks, each its
+# own job and seed) or from a hand-off manifest (LHE, HepMC3, Delphes ROOT made elsewhere). Grids
+# sharing a sample (events.sample) share these jobs; {params.grid} is the grid whose settings make them.
 
 
 rule generate:
@@ -7,15 +8,16 @@ rule generate:
         card=process_card,
         slha=slha_of,
     output:
-        events="results/generate/{grid}/{point}/chunk{chunk}.parquet",
+        events="results/generate/{sample}/{point}/chunk{chunk}.parquet",
     params:
         settings=SETTINGS_ARGS,
+        grid=generator_grid,
         # not read by the command (it reads the grid), listed so that changing them re-runs the job
         statistics=generation_settings,
     log:
-        "logs/generate/{grid}/{point}/chunk{chunk}.log",
+        "logs/generate/{sample}/{point}/chunk{chunk}.log",
     benchmark:
-        "results/benchmarks/generate/{grid}/{point}/chunk{chunk}.tsv"
+        "results/benchmarks/generate/{sample}/{point}/chunk{chunk}.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -25,7 +27,7 @@ rule generate:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow {params.settings} generate --grid {wildcards.grid} --point {wildcards.point}"
+        "recastflow {params.settings} generate --grid {params.grid} --point {wildcards.point}"
         " --chunk {wildcards.chunk} --output {output.events} > {log} 2>&1"
 
 
@@ -33,13 +35,14 @@ rule handoff:
     input:
         files=handoff_inputs,
     output:
-        events="results/generate/{grid}/{point}/handoff.parquet",
+        events="results/generate/{sample}/{point}/handoff.parquet",
     params:
         settings=SETTINGS_ARGS,
+        grid=generator_grid,
     log:
-        "logs/generate/{grid}/{point}/handoff.log",
+        "logs/generate/{sample}/{point}/handoff.log",
     benchmark:
-        "results/benchmarks/generate/{grid}/{point}/handoff.tsv"
+        "results/benchmarks/generate/{sample}/{point}/handoff.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -49,5 +52,5 @@ rule handoff:
     conda:
         "../../envs/frontend.yaml"
     shell:
-        "recastflow {params.settings} handoff --grid {wildcards.grid} --point {wildcards.point}"
+        "recastflow {params.settings} handoff --grid {params.grid} --point {wildcards.point}"
         " --output {output.events} > {log} 2>&1"

@@ -38,6 +38,11 @@ rule limits_batch:
         " --patchset {input.patchset} --output {output.result} > {log} 2>&1"
 
 
+# the HEPData submission of a grid's table job, by output name (rule all asks for them too, so that a
+# deleted one is made again)
+HEPDATA_FILES = ("hepdata/submission.yaml", "hepdata/limits.yaml", "hepdata/contour_obs.yaml", "hepdata/contour_exp.yaml")
+
+
 rule limits_table:
     input:
         batches=batch_results,
@@ -58,6 +63,12 @@ rule limits_table:
             labels={"result": "exclusion plot"},
         ),
         pdf="results/limits/{grid}/exclusion.pdf",
+        # HEPData submission (limits table, observed and expected contours): the data files sit next to
+        # submission.yaml, which names them
+        hepdata_submission=f"results/limits/{{grid}}/{HEPDATA_FILES[0]}",
+        hepdata_limits=f"results/limits/{{grid}}/{HEPDATA_FILES[1]}",
+        hepdata_contour_obs=f"results/limits/{{grid}}/{HEPDATA_FILES[2]}",
+        hepdata_contour_exp=f"results/limits/{{grid}}/{HEPDATA_FILES[3]}",
     params:
         settings=SETTINGS_ARGS,
         table=TABLE_ARGS,
@@ -74,7 +85,9 @@ rule limits_table:
         "../../envs/stats.yaml"
     shell:
         "recastflow {params.settings} table --grid {wildcards.grid} --inputs {input.batches} {params.table}"
-        " --json {output.table} --csv {output.csv} --plot {output.plot} --plot-pdf {output.pdf} > {log} 2>&1"
+        " --json {output.table} --csv {output.csv} --plot {output.plot} --plot-pdf {output.pdf}"
+        " --hepdata {output.hepdata_submission} {output.hepdata_limits} {output.hepdata_contour_obs}"
+        " {output.hepdata_contour_exp} > {log} 2>&1"
 
 
 rule fitplots:

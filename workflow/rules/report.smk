@@ -1,4 +1,5 @@
-# report: one self-contained HTML page with plots, tables and checks, and the catalogue of analysis bundles.
+# report: one self-contained HTML page with plots, tables and checks, the catalogue of analysis bundles, and
+# the verdict table of the run.
 
 
 rule catalogue:
@@ -62,3 +63,37 @@ rule report:
         " --checks {input.checks} --fitplots {input.fitplots} --yield-checks {input.yield_checks}"
         " --yield-plots {input.yield_plots} --cutflows {input.cutflows} --reweight {input.reweight}"
         " --reweight-checks {input.reweight_checks} --catalogue {input.catalogue} --output {output.html} > {log} 2>&1"
+
+
+# The verdict per model point over every grid of the run (analysis and workspace): the trusted result with
+# the smallest expected CLs decides. Printed at the end of every successful run (Snakefile onsuccess).
+rule verdicts:
+    input:
+        tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
+    output:
+        json="results/summary/verdicts.json",
+        text="results/summary/verdicts.txt",
+        csv=report(
+            "results/summary/verdicts.csv",
+            caption="../report/verdicts.rst",
+            category="Verdicts",
+            labels={"result": "verdict per point (CSV)"},
+        ),
+    params:
+        settings=SETTINGS_ARGS,
+        table=TABLE_ARGS,
+    log:
+        "logs/summary/verdicts.log",
+    benchmark:
+        "results/benchmarks/summary/verdicts.tsv"
+    resources:
+        mem_mb=500,
+        runtime=5,
+    container:
+        stage_container("report")
+    conda:
+        "../../envs/stats.yaml"
+    shell:
+        "recastflow {params.settings} verdicts --tables {input.tables} {params.table}"
+        " --json {output.json} --text {output.text} --csv {output.csv} > {log} 2>&1"
+

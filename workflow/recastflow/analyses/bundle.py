@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from recastflow.analyses import fetch
 from recastflow.analyses.fetch import Source
 from recastflow.core.config import inside, load_validated, loads_json, read_document
 from recastflow.core.errors import RecastError
+from recastflow.core.paths import reweight_yields, select_yields
 
 
 @dataclass(frozen=True)
@@ -121,22 +122,26 @@ class WorkspaceRef:
     def _check_regions(self, spec: dict[str, Any]) -> None:
         channels = {c["name"]: len(c["samples"][0]["data"]) for c in spec["channels"]}
         for region in self.regions:
+            # the published workspace is the fact; the bundle's declaration is what to fix: name the bundle
+            where = {"path": str(self.bundle or self.path), "field": f"workspaces.{self.name}.regions.{region.name}"}
             if region.channel not in channels:
                 raise RecastError(
-                    f"region {region.name!r} maps to channel {region.channel!r}, which the workspace does not have "
+                    f"maps to channel {region.channel!r}, which workspace {self.path.name} does not have "
                     f"(it has: {', '.join(channels)})",
-                    path=str(self.path),
+                    **where,
                 )
             if channels[region.channel] != region.bins:
                 raise RecastError(
-                    f"region {region.name!r} declares {region.bins} bins, channel {region.channel!r} has "
+                    f"declares {region.bins} bins, channel {region.channel!r} of {self.path.name} has "
                     f"{channels[region.channel]}",
-                    path=str(self.path),
+                    **where,
                 )
         for name in self.exclude_channels:
             if name not in channels:
                 raise RecastError(
-                    f"exclude_channels names {name!r}, not a channel of the workspace", path=str(self.path)
+                    f"names {name!r}, not a channel of workspace {self.path.name} (it has: {', '.join(channels)})",
+                    path=str(self.bundle or self.path),
+                    field=f"workspaces.{self.name}.exclude_channels",
                 )
 
 
@@ -172,13 +177,79 @@ class YieldReferences:
     min_events: float
     source: str
     points: tuple[YieldReference, ...]
+    #: ``patch_pattern`` as written: a patch path with ``{parameter}`` fields (None: listed points only)
+    patch_pattern: str | None = None
+    #: the pattern's patch for a point's values, or None if the bundle has no such patch
+    resolve_pattern: Callable[[dict[str, float]], Path | None] | None = field(default=None, compare=False, repr=False)
 
     def for_values(self, values: dict[str, float]) -> YieldReference | None:
-        """The reference of the point with these parameter values, if there is one."""
+        """The reference of the point with these parameter values, if there is one.
+
+        A listed point wins (it may carry its own ``rtol`` and ``note``); otherwise ``patch_pattern``
+        names the point's patch, if the bundle publishes one for these values.
+        """
         for ref in self.points:
             if all(abs(values.get(k, float("nan")) - v) < 1e-9 for k, v in ref.values.items()):
                 return ref
+        if self.resolve_pattern is not None:
+            patch = self.resolve_pattern(values)
+            if patch is not None:
+                return YieldReference(values=dict(values), patch=patch, rtol=self.rtol)
         return None
+
+
+@dataclass(frozen=True)
+class TheoryXsec:
+    """The theory cross-section of a simplified model: a working-group table in one mass.
+
+    Attributes:
+        values: the source of the table's CSV values.
+        info: the source of its ``.info`` file (columns, units).
+        mass: the grid parameter that is the table's mass.
+        factor: multiplies the table's value.
+        description: free text.
+        value_column: the table's cross-section column (None: the first value column of its ``.info``).
+        at: further table parameters held at one value (e.g. NNLL-fast's gluino mass).
+    """
+
+    values: Source
+    info: Source
+    mass: str
+    factor: float = 1.0
+    description: str = ""
+    value_column: str | None = None
+    at: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OfficialLimitsRef:
+    """ATLAS's official exclusion of one simplified model, as a bundle declares it (``official_limits``).
+
+    Attributes:
+        model: the simplified model (a grid's ``model``).
+        coordinates: grid parameter -> (branch, index) in the map's mass vectors.
+        fixed: parameters held at one value in the official plane.
+        upper_limits: the cross-section upper-limit map (resolved path), or None.
+        upper_limits_text: the path as written (``source:<name>`` is fetched before reading).
+        format: the map's format (``smodels``).
+        cross_section: the theory cross-section that turns the map into a contour, or None.
+        contours: official contour tables: ``{"x": param, "y": param, "observed": path, "expected": path}``.
+        figure: the publication's figure (URL).
+        bundle: the analysis.yaml (for messages; its folder is where relative paths start).
+        sources: the bundle's sources, for the ``source:`` paths.
+    """
+
+    model: str
+    coordinates: dict[str, tuple[int, int]]
+    fixed: dict[str, float]
+    upper_limits: Path | None
+    upper_limits_text: str | None
+    format: str
+    cross_section: TheoryXsec | None
+    contours: dict[str, Any]
+    figure: str
+    bundle: Path
+    sources: dict[str, Source] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -202,6 +273,10 @@ class Analysis:
     doc: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     #: "staterror" or "shapesys": how the likelihood carries the signal's MC statistics
     mcstat_type: str = "staterror"
+    #: collision energy (TeV), for plot labels and HEPData qualifiers
+    sqrt_s_tev: float | None = None
+    #: ATLAS's official exclusions by simplified model (``official_limits``)
+    official_limits: dict[str, OfficialLimitsRef] = field(default_factory=dict)
 
     def mcstat_name(self, channel: str, sample: str) -> str:
         """The name of the signal's MC-statistics modifier in ``channel`` for the sample ``sample``."""
@@ -247,12 +322,16 @@ class Analysis:
         return self.workspaces[name]
 
 
-def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
+def load_analysis(
+    analysis_id: str, analyses_dir: Path, *, named_in: Path | str | None = None, named_by: str | None = None
+) -> Analysis:
     """Load ``<analyses_dir>/<analysis_id>/analysis.yaml``.
 
     Args:
         analysis_id: the bundle's folder name.
         analyses_dir: folder holding the bundles.
+        named_in: the file that names the bundle (a grid), named when the bundle does not exist.
+        named_by: the key there that names it.
     """
     folder = analyses_dir / analysis_id
     path = folder / "analysis.yaml"
@@ -262,6 +341,12 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
             if analyses_dir.is_dir()
             else []
         )
+        if named_in is not None:  # the grid names a bundle that is not there: the grid is what to fix
+            raise RecastError(
+                f"no analysis bundle {analysis_id!r} in {analyses_dir} (bundles there: {', '.join(have) or 'none'})",
+                path=str(named_in),
+                field=named_by,
+            )
         raise RecastError(
             f"no analysis bundle {analysis_id!r} (bundles here: {', '.join(have) or 'none'})", path=str(path)
         )
@@ -344,8 +429,12 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
                     rtol=p.get("rtol", yr.get("rtol", 0.25)),
                     note=p.get("note", ""),
                 )
-                for i, p in enumerate(yr["points"])
+                for i, p in enumerate(yr.get("points", []))
             ),
+            patch_pattern=yr.get("patch_pattern"),
+            resolve_pattern=_pattern_resolver(yr["patch_pattern"], folder, sources, path, f"{where}.patch_pattern")
+            if "patch_pattern" in yr
+            else None,
         )
         known = {r.name for ws in workspaces.values() for r in ws.regions}
         for name in yrefs.signal_regions:
@@ -372,10 +461,145 @@ def load_analysis(analysis_id: str, analyses_dir: Path) -> Analysis:
         luminosity_ifb=doc.get("luminosity_ifb"),
         sources=sources,
         doc=doc,
+        sqrt_s_tev=doc.get("sqrt_s_tev"),
+        official_limits=_official_limits(doc, folder, sources, path),
     )
 
 
+def _official_limits(
+    doc: dict[str, Any], folder: Path, sources: dict[str, Source], path: Path
+) -> dict[str, OfficialLimitsRef]:
+    """The bundle's ``official_limits``, checked: declared sources, consistent coordinates (nothing is read yet)."""
+    out: dict[str, OfficialLimitsRef] = {}
+    for model, entry in doc.get("official_limits", {}).items():
+        where = f"official_limits.{model}"
+        coords = {name: (int(v[0]), int(v[1])) for name, v in entry["coordinates"].items()}
+        if len(set(coords.values())) != len(coords):
+            raise RecastError(
+                "two parameters have the same [branch, index]", path=str(path), field=f"{where}.coordinates"
+            )
+        fixed = {k: float(v) for k, v in entry.get("fixed", {}).items()}
+        for name in fixed:
+            if name not in coords:
+                raise RecastError(
+                    f"{name!r} is not one of the coordinates ({', '.join(coords)})",
+                    path=str(path),
+                    field=f"{where}.fixed",
+                )
+        free = [c for c in coords if c not in fixed]
+        if len(free) != 2:
+            raise RecastError(
+                f"the official plane needs exactly two free coordinates, not {len(free)} ({', '.join(free)}): "
+                "fix the others under 'fixed'",
+                path=str(path),
+                field=f"{where}.coordinates",
+            )
+        xsec = None
+        if "cross_section" in entry:
+            cs = entry["cross_section"]
+            for key in ("values", "info"):
+                if cs[key] not in sources:
+                    raise RecastError(
+                        f"{cs[key]!r} is not an entry of 'sources' (entries: {', '.join(sources) or 'none'})",
+                        path=str(path),
+                        field=f"{where}.cross_section.{key}",
+                    )
+            if cs["mass"] not in coords:
+                raise RecastError(
+                    f"{cs['mass']!r} is not one of the coordinates ({', '.join(coords)})",
+                    path=str(path),
+                    field=f"{where}.cross_section.mass",
+                )
+            xsec = TheoryXsec(
+                values=sources[cs["values"]],
+                info=sources[cs["info"]],
+                mass=cs["mass"],
+                factor=float(cs.get("factor", 1.0)),
+                description=" ".join(str(cs.get("description", "")).split()),
+                value_column=cs.get("value_column"),
+                at={k: float(v) for k, v in cs.get("at", {}).items()},
+            )
+        contours: dict[str, Any] = {}
+        if "contours" in entry:
+            ct = entry["contours"]
+            for key in ("x", "y"):
+                if ct[key] not in free:
+                    raise RecastError(
+                        f"{ct[key]!r} is not a free coordinate ({', '.join(free)})",
+                        path=str(path),
+                        field=f"{where}.contours.{key}",
+                    )
+            contours = {"x": ct["x"], "y": ct["y"]}
+            for key in ("observed", "expected"):
+                if key in ct:
+                    contours[key] = ct[key]
+                    resolve_path(ct[key], folder, sources, source=path, field=f"{where}.contours.{key}")
+        ul_text = entry.get("upper_limits")
+        out[model] = OfficialLimitsRef(
+            model=model,
+            coordinates=coords,
+            fixed=fixed,
+            upper_limits=resolve_path(ul_text, folder, sources, source=path, field=f"{where}.upper_limits")
+            if ul_text
+            else None,
+            upper_limits_text=ul_text,
+            format=entry.get("format", "smodels"),
+            cross_section=xsec,
+            contours=contours,
+            figure=entry.get("figure", ""),
+            bundle=path,
+            sources=sources,
+        )
+    return out
+
+
 SOURCE_PREFIX = "source:"
+
+
+def _pattern_resolver(
+    pattern: str, folder: Path, sources: dict[str, Source], bundle: Path, field: str
+) -> Callable[[dict[str, float]], Path | None]:
+    """The patch that ``yield_references.patch_pattern`` names for a point's values, if the bundle has it.
+
+    The pattern is a bundle path with ``{parameter}`` fields (masses written as in published file
+    names, see :func:`format_value`): ``source:patch_{m_C1N2}_{m_N1}`` for one declared source per
+    patch, ``source:<archive>/<member pattern>`` for the members of a published archive, or a
+    path relative to the bundle folder. A point has a reference if the source is declared (for an
+    archive: once fetched, if it holds the member) or the relative file exists.
+
+    Args:
+        pattern: the pattern as written.
+        folder: the bundle folder.
+        sources: the bundle's sources.
+        bundle: analysis.yaml (for messages).
+        field: the key of the pattern (for messages).
+
+    Raises:
+        RecastError: (when resolving) if the pattern uses a field that is not a parameter of the point.
+    """
+
+    def resolve(values: dict[str, float]) -> Path | None:
+        try:
+            text = pattern.format(**{k: format_value(v) for k, v in values.items()})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise RecastError(
+                f"patch pattern {pattern!r} uses a field that is not a grid parameter ({exc})",
+                path=str(bundle),
+                field=field,
+            ) from None
+        if text.startswith(SOURCE_PREFIX):
+            name, _, member = text[len(SOURCE_PREFIX) :].partition("/")
+            if name not in sources:
+                return None  # no published patch for this point
+            patch = resolve_path(text, folder, sources, source=bundle, field=field)
+            src = sources[name]
+            if member and src.directory.is_dir() and not patch.is_file():
+                return None  # the fetched archive has no member for this point
+            return patch
+        patch = resolve_path(text, folder, sources, source=bundle, field=field)
+        return patch if patch.is_file() else None
+
+    return resolve
 
 
 def fetch_bundles(
@@ -557,6 +781,7 @@ class EventsSpec:
     seed: int
     chunks: int
     n_events: int | None
+    sample: str = ""
 
 
 @dataclass(frozen=True)
@@ -574,12 +799,28 @@ class Grid:
     description: str = ""
     events: EventsSpec | None = None
     check_yields: bool = True
+    #: the simplified model (``model``), which selects the bundle's official exclusion to overlay
+    model: str | None = None
 
-    def point(self, name: str) -> Point:
-        """Return a point by name or a clear error."""
+    def point(self, name: str, *, source: str | None = None, field: str | None = None) -> Point:
+        """Return a point by name or a clear error.
+
+        Args:
+            name: the point's name.
+            source: the file that names the point (for the message), when it is not this grid's
+                (a run configuration's ``upper_limits``, a reweighted point's ``from``).
+            field: the key there that names it.
+        """
         for p in self.points:
             if p.name == name:
                 return p
+        if source is not None:
+            raise RecastError(
+                f"grid {self.name} ({self.path}) has no point {name!r} (it has: {', '.join(p.name for p in self.points[:10])}"
+                f"{', ...' if len(self.points) > 10 else ''})",
+                path=source,
+                field=field,
+            )
         raise RecastError(f"grid {self.name} has no point {name!r}", path=str(self.path))
 
 
@@ -611,6 +852,7 @@ def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) ->
             seed=ev["seed"],
             chunks=ev.get("chunks", 1),
             n_events=ev.get("n_events"),
+            sample=ev.get("sample", name),
         )
     patch_dir = doc.get("patch_directory")
     points = []
@@ -644,7 +886,7 @@ def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) ->
                     "a point cannot be reweighted from itself", path=str(path), field=f"{where}.reweight.from"
                 )
             # `recastflow reweight` writes the point's yields here; `recastflow patch` reads them like a yields file
-            yields = Path("results") / "reweight" / name / p["name"] / "yields.json"
+            yields = reweight_yields(name, p["name"])
         elif "manifest" in p or (events is not None and "patch" not in p and "yields" not in p):
             if events is None:
                 raise RecastError(
@@ -675,7 +917,7 @@ def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) ->
                     ) from None
                 slha = inside(base, fname, source=path, field=f"{where}.slha" if "slha" in p else "events.slha")
             # the front end writes the point's yields here; `recastflow patch` reads them like a yields file
-            yields = Path("results") / "select" / name / p["name"] / "yields.json"
+            yields = select_yields(name, p["name"])
         elif "patch" in p:
             patch = resolve_path(p["patch"], base, sources, source=path, field=f"{where}.patch")
         elif "yields" in p:
@@ -736,6 +978,7 @@ def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) ->
         description=doc.get("description", ""),
         events=events,
         check_yields=doc.get("check_yields", True),
+        model=doc.get("model"),
     )
 
 
@@ -800,3 +1043,85 @@ def format_value(value: float) -> str:
     """A parameter value as file names and messages write it: ``1300`` for 1300.0, else as it is."""
     # masses are written as integers in published file names (patch.sbottom_1300_205_60.json)
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+@dataclass(frozen=True)
+class SharedSamples:
+    """Which grid makes each shared event sample: the generation and the emulation of every point.
+
+    Attributes:
+        generators: (sample, point) -> the grid whose settings generate that point's events.
+        emulators: (sample, detector key, point) -> the grid whose detector card emulates them.
+        detector_keys: detector card path -> its key in result paths (the file stem).
+    """
+
+    generators: dict[tuple[str, str], str]
+    emulators: dict[tuple[str, str, str], str]
+    detector_keys: dict[Path, str]
+
+    def detector_key(self, grid: Grid) -> str:
+        """The detector key of a grid with events."""
+        assert grid.events is not None
+        return self.detector_keys[grid.events.detector]
+
+
+def shared_samples(grids: Mapping[str, Grid]) -> SharedSamples:
+    """Group the front-end points of a run's grids by event sample, checking that sharing grids agree.
+
+    Grids naming one ``events.sample`` must make each common point the same way (process card, seed,
+    chunks, SLHA or manifest, event count): the point is then generated once for all of them.
+
+    Args:
+        grids: the run's grids by name.
+
+    Returns:
+        The grid that generates and emulates each (sample, point).
+
+    Raises:
+        RecastError: two grids share a sample but would make one of its points differently, or two
+            different detector cards have the same file name.
+    """
+    generators: dict[tuple[str, str], str] = {}
+    emulators: dict[tuple[str, str, str], str] = {}
+    keys: dict[Path, str] = {}
+    for grid in grids.values():
+        if grid.events is None:
+            continue
+        ev = grid.events
+        key = ev.detector.stem
+        other = next((p for p, k in keys.items() if k == key and p != ev.detector), None)
+        if other is not None:
+            raise RecastError(
+                f"detector cards {other} and {ev.detector} have the same name {key!r}; rename one",
+                path=str(grid.path),
+                field="events.detector",
+            )
+        keys[ev.detector] = key
+        for p in grid.points:
+            if not p.from_events:
+                continue
+            owner = generators.setdefault((ev.sample, p.name), grid.name)
+            if owner != grid.name:
+                first = grids[owner]
+                assert first.events is not None
+                fp = first.point(p.name)
+                mine = (ev.process, ev.seed, ev.chunks, p.slha, p.manifest, p.n_events)
+                theirs = (
+                    first.events.process,
+                    first.events.seed,
+                    first.events.chunks,
+                    fp.slha,
+                    fp.manifest,
+                    fp.n_events,
+                )
+                names = ("process card", "seed", "chunks", "SLHA file", "manifest", "event count")
+                diff = [n for n, a, b in zip(names, mine, theirs, strict=True) if a != b]
+                if diff:
+                    raise RecastError(
+                        f"point {p.name} of sample {ev.sample!r} is also made by grid {owner} with another "
+                        f"{', '.join(diff)}; make them equal or give this grid its own events.sample",
+                        path=str(grid.path),
+                        field="events.sample",
+                    )
+            emulators.setdefault((ev.sample, key, p.name), grid.name)
+    return SharedSamples(generators=generators, emulators=emulators, detector_keys=keys)

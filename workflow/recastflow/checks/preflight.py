@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from recastflow.analyses.bundle import Analysis, Grid
 from recastflow.core.errors import RecastError
 
@@ -42,6 +44,7 @@ def check_front_end(grid: Grid, analysis: Analysis, *, with_pythia: bool = False
     if generated:
         from recastflow.generate.pythia import load_card as load_process
         from recastflow.generate.slha import read_slha, slha_xsec_pb
+        from recastflow.generate.xsec_check import check_slha_xsections
 
         if grid.events is None or grid.events.process is None:
             raise RecastError(
@@ -58,6 +61,8 @@ def check_front_end(grid: Grid, analysis: Analysis, *, with_pythia: bool = False
                 slha_xsec_pb(
                     info, card.sqrt_s_gev, list(card.final_states) if card.final_states else None, card.xsec_order
                 )
+                # the yields are normalised to these values: refuse a block copied from another mass point
+                check_slha_xsections(info)
     manifests = [p for p in points if p.manifest is not None]
     if manifests:
         from recastflow.generate.handoff import load_manifest
@@ -82,8 +87,30 @@ def check_selection_regions(grid: Grid, analysis: Analysis) -> None:
 
     if analysis.selection is None:
         return
+    from recastflow.stats.patching import other_regions
+
     selection = load_selection(analysis.selection)
-    regions = {r.name: r.bins for r in analysis.workspace(grid.workspace, source=grid.path).regions}
+    if selection.analysis is not None and selection.analysis != analysis.id:
+        # a selection copied from another bundle and not adapted: its regions may even happen to fit
+        raise RecastError(
+            f"says it is the selection of analysis {selection.analysis!r}, but bundle {analysis.id!r} uses it; "
+            f"set analysis: {analysis.id} once the selection is this analysis's",
+            path=str(analysis.selection),
+            field="analysis",
+        )
+    # one selection serves every workspace of the bundle: a region of another workspace is filled too,
+    # and that workspace's patch takes it
+    regions = {
+        **other_regions(analysis, grid.workspace),
+        **{r.name: r.bins for r in analysis.workspace(grid.workspace, source=grid.path).regions},
+    }
+    for name in selection.unfilled:
+        if name not in regions:
+            raise RecastError(
+                f"{name!r} is not a region of analysis {analysis.id} (it has: {', '.join(regions)})",
+                path=str(analysis.selection),
+                field=f"unfilled.{name}",
+            )
     for region in selection.regions:
         if region.name not in regions:
             raise RecastError(
@@ -100,3 +127,30 @@ def check_selection_regions(grid: Grid, analysis: Analysis) -> None:
                 path=str(analysis.selection),
                 field=f"regions.{region.name}.bins",
             )
+
+
+def check_model_spectrum(slha: Path, process: Path) -> None:
+    """Check one model's SLHA spectrum against a process card, as the front end would before generating.
+
+    ``recastflow run`` calls this before it writes a run folder: the spectrum's blocks (MODSEL, every
+    sparticle in MASS, decays) and, for a card normalised to the SLHA's XSECTION blocks, the
+    cross-section of the card's final states.
+
+    Args:
+        slha: the spectrum.
+        process: the process card.
+
+    Raises:
+        RecastError: what is wrong, naming the file and the block.
+    """
+    from recastflow.generate.pythia import load_card as load_process
+    from recastflow.generate.slha import read_slha, slha_xsec_pb
+
+    card = load_process(process)
+    info = read_slha(slha)
+    if card.xsec_source == "slha":
+        slha_xsec_pb(info, card.sqrt_s_gev, list(card.final_states) if card.final_states else None, card.xsec_order)
+        # the yields are normalised to these values: refuse a block copied from another mass point
+        from recastflow.generate.xsec_check import check_slha_xsections
+
+        check_slha_xsections(info)

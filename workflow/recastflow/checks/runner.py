@@ -51,21 +51,41 @@ class CheckOutputs:
     plot_pdf: Path | None = None
 
 
-def run_check(result: CheckResult, outputs: CheckOutputs) -> None:
+def run_check(result: CheckResult, outputs: CheckOutputs, *, write_failed: bool = False, fail: bool = True) -> None:
     """Print the table, fail if the check failed, then write the outputs.
 
+    Args:
+        result: the check's outcome.
+        outputs: the files to write.
+        write_failed: write the outputs of a failed check too (its table then ends with a line
+            ``CHECK FAILED: ...``), before failing: for checks whose table and plot are what the
+            reader needs to see why (the front-end yield check).
+        fail: raise on a failed check (False: the caller decides, e.g. a workflow step that fails later).
+
     Raises:
-        CheckFailed: if a value is outside its tolerance; nothing is written then.
+        CheckFailed: if a value is outside its tolerance (and ``fail``); nothing is written then,
+            unless ``write_failed``.
     """
     print(result.text)
+    text = result.text
     if result.failure is not None:
+        if not write_failed and fail:
+            raise CheckFailed(result.failure)
+        text += f"\nCHECK FAILED: {result.failure}"
+        print(f"CHECK FAILED: {result.failure}")
+    _write_outputs(result, outputs, text)
+    if result.failure is not None and fail:
         raise CheckFailed(result.failure)
+
+
+def _write_outputs(result: CheckResult, outputs: CheckOutputs, text: str) -> None:
+    """Write plot, JSON and table (last: its presence means the others are complete)."""
     if outputs.plot is not None and result.plot is not None:
         result.plot(outputs.plot, outputs.plot_pdf)
     if outputs.json is not None:
         write_json_atomic(outputs.json, result.records)
     if outputs.table is not None:
-        write_text_atomic(outputs.table, result.text + "\n")
+        write_text_atomic(outputs.table, text + "\n")
 
 
 def check_references(analysis: Any, results: list[Path], grids: list[str], outputs: CheckOutputs) -> None:
@@ -112,16 +132,26 @@ def check_references(analysis: Any, results: list[Path], grids: list[str], outpu
     )
 
 
-def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOutputs) -> None:
+def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOutputs, *, fail: bool = True) -> None:
     """Compare a grid's front-end yields with the published signal patches of its bundle.
+
+    The table, JSON and plot are written whether the check passes or fails (a failed check's
+    table ends with ``CHECK FAILED``, its JSON rows say ``passed: false``, its plot's panel FAIL).
 
     Args:
         grid: the grid.
         analysis: its bundle (with ``yield_references``).
         inputs: yields files of the grid's front-end points.
         outputs: where the table, JSON and plot go.
+        fail: raise when a point is outside tolerance (False: the workflow's verdict step,
+            :func:`yields_verdict`, fails the run at its end instead).
+
+    Raises:
+        CheckFailed: if a gated point is outside tolerance and ``fail``, after writing the outputs.
     """
-    from recastflow.checks.yields import compare_yields, format_yield_table, plot_yields, rows_to_json
+    import sys
+
+    from recastflow.checks.yields import compare_yields, failure_of, format_yield_table, plot_yields, rows_to_json
 
     if analysis.yield_references is None:
         raise RecastError(
@@ -135,18 +165,44 @@ def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOut
         raise RecastError(
             f"no point of grid {grid.name} has a published signal patch to compare with", path=str(grid.path)
         )
-    failed = [r for r in rows if r.gated and not r.passed]
+    for r in rows:
+        if r.warning:
+            print(f"[recastflow] warning: {grid.name}/{r.point}: {r.warning}", file=sys.stderr)
     run_check(
         CheckResult(
             text=format_yield_table(rows, analysis),
             records=rows_to_json(rows),
-            failure=f"{len(failed)} of {len(rows)} points' signal-region yields outside tolerance (table above)"
-            if failed
-            else None,
+            failure=failure_of(rows),
             plot=lambda png, pdf: plot_yields(rows, analysis, png, pdf),
         ),
         outputs,
+        write_failed=True,
+        fail=fail,
     )
+
+
+def yields_verdict(check_json: Path, output: Path) -> None:
+    """The verdict of a written yield check: fail if a gated point is outside tolerance, else write ``output``.
+
+    The workflow runs it after the rest of the run, so that a failed yield check fails the run
+    without stopping the other points' limits or the report (which shows the failure).
+
+    Args:
+        check_json: the JSON of ``recastflow check-yields``.
+        output: a one-line marker written when every gated point passed.
+
+    Raises:
+        CheckFailed: naming the failed points.
+    """
+    rows = read_json(check_json)
+    failed = [r["point"] for r in rows if r["gated"] and not r["passed"]]
+    if failed:
+        raise CheckFailed(
+            f"{len(failed)} of {len(rows)} points' signal-region yields outside tolerance ({', '.join(failed)}); "
+            f"table and plot next to {check_json}"
+        )
+    gated = sum(1 for r in rows if r["gated"])
+    write_text_atomic(output, f"yield check passed: {gated} of {gated} gated points within tolerance\n")
 
 
 def check_closure(grid: Any, direct_point: Callable[[str, str], Any], outputs: CheckOutputs) -> None:

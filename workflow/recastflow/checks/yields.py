@@ -1,9 +1,16 @@
-"""Front-end validation: our signal yields against the ones in ATLAS's own signal patches."""
+"""Front-end validation: our signal yields against the ones in ATLAS's own signal patches.
+
+Every region of either side is compared, control regions included: per region (total over its
+bins, with our MC-statistical uncertainty) and per bin. A region that ATLAS's patch has no signal
+in is shown with our yield and ``—`` for ATLAS's (an unexpected leak of our signal there is then
+visible). Only the total over the signal regions is gated (``rtol`` plus twice our MC-statistical
+uncertainty); a point whose sample is too small for that tolerance is flagged with a warning.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +18,35 @@ from recastflow.analyses.bundle import Analysis, Grid, WorkspaceRef
 from recastflow.core.config import read_document
 from recastflow.core.errors import RecastError
 
+#: Our MC-statistical uncertainty (relative, 1 sigma) of the signal-region total above which a point is
+#: warned about: twice it (what the check allows on top of rtol) would then exceed rtol itself.
+LOW_STAT_FACTOR = 2.0
+
+
+@dataclass(frozen=True)
+class RegionRow:
+    """One region of one point: totals over its bins, ours and ATLAS's (None: not in ATLAS's patch)."""
+
+    region: str
+    ours: float
+    ours_stat: float
+    atlas: float | None
+    signal_region: bool
+
+    @property
+    def ratio(self) -> float | None:
+        """Ours / ATLAS's (None if ATLAS's patch has no yield there)."""
+        return self.ours / self.atlas if self.atlas else None
+
+    @property
+    def ratio_stat(self) -> float | None:
+        """MC-statistical uncertainty of :attr:`ratio` (ours only: ATLAS's patch carries none here)."""
+        return self.ours_stat / self.atlas if self.atlas else None
+
 
 @dataclass(frozen=True)
 class YieldRow:
-    """One point's comparison: per-bin values and the gated signal-region total."""
+    """One point's comparison: per-bin values, per-region totals and the gated signal-region total."""
 
     point: str
     values: dict[str, float]
@@ -30,6 +62,11 @@ class YieldRow:
     note: str
     #: the relative deviation allowed: ``rtol`` plus twice our MC-statistical uncertainty of the total
     allowed: float = 0.0
+    #: effective number of MC events behind our signal-region total, (sum w)^2 / sum w^2
+    sr_effective_events: float = 0.0
+    #: a warning for the reader (e.g. too few MC events for the tolerance), or ""
+    warning: str = ""
+    regions: tuple[RegionRow, ...] = field(default=())
 
     @property
     def deviation(self) -> float | None:
@@ -47,6 +84,56 @@ def published_yields(
     return {name: [float(v) for v in reg["yields"]] for name, reg in doc["regions"].items()}
 
 
+def region_order(names: set[str], signal_regions: tuple[str, ...]) -> list[str]:
+    """Signal regions first (in the bundle's order), then the other regions alphabetically."""
+    return [r for r in signal_regions if r in names] + sorted(names - set(signal_regions))
+
+
+def region_rows(
+    ours: dict[str, list[float]], stat: dict[str, list[float]], atlas: dict[str, list[float]], srs: tuple[str, ...]
+) -> tuple[RegionRow, ...]:
+    """Per-region totals of every region that either side has."""
+    return tuple(
+        RegionRow(
+            region=name,
+            ours=sum(ours.get(name, [])),
+            ours_stat=math.sqrt(sum(s * s for s in stat.get(name, []))),
+            atlas=sum(atlas[name]) if name in atlas else None,
+            signal_region=name in srs,
+        )
+        for name in region_order(set(ours) | set(atlas), srs)
+    )
+
+
+def low_stat_warning(total: float, total_stat: float, rtol: float, n_events: int | None) -> tuple[float, str]:
+    """The effective MC event count of our signal-region total and a warning if it is too small for ``rtol``.
+
+    Args:
+        total: our signal-region total (expected events).
+        total_stat: its MC-statistical uncertainty.
+        rtol: the check's tolerance.
+        n_events: events generated for the point (for the advice), if known.
+
+    Returns:
+        (effective events, warning or "").
+    """
+    if total <= 0:
+        return 0.0, "no MC event of ours in the signal regions: generate more events or check the selection"
+    if total_stat <= 0:
+        return math.inf, ""
+    n_eff = (total / total_stat) ** 2
+    rel = total_stat / total
+    if LOW_STAT_FACTOR * rel <= rtol:
+        return n_eff, ""
+    # the events needed for 2 sigma = rtol: n_eff scales with the sample
+    needed = (LOW_STAT_FACTOR / rtol) ** 2
+    advice = f"; about {math.ceil(n_events * needed / n_eff):,} events would do" if n_events else ""
+    return n_eff, (
+        f"only ~{n_eff:.0f} MC events in the signal regions: our MC-stat uncertainty ±{rel:.0%} (2σ = "
+        f"{LOW_STAT_FACTOR * rel:.0%}) is larger than the tolerance {rtol:.0%}{advice}"
+    )
+
+
 def compare_yields(
     grid: Grid, analysis: Analysis, yields_files: dict[str, Path], bkg: dict[str, Any]
 ) -> list[YieldRow]:
@@ -57,6 +144,9 @@ def compare_yields(
         analysis: its bundle, with ``yield_references``.
         yields_files: our yields file per point name.
         bkg: the background-only workspace the published patches apply to.
+
+    Returns:
+        One row per point with a reference and a yields file.
     """
     refs = analysis.yield_references
     if refs is None:
@@ -80,6 +170,8 @@ def compare_yields(
         allowed = ref.rtol + 2.0 * total_stat / total_atlas if total_atlas > 0 else ref.rtol
         ok = total_atlas > 0 and abs(total / total_atlas - 1.0) <= allowed
         note = ref.note or ("" if gated else f"fewer than {refs.min_events:g} ATLAS events: reported, not gated")
+        n_events = doc.get("normalisation", {}).get("n_events")
+        n_eff, warning = low_stat_warning(total, total_stat, ref.rtol, n_events)
         rows.append(
             YieldRow(
                 point.name,
@@ -95,13 +187,22 @@ def compare_yields(
                 ok or not gated,
                 note,
                 allowed,
+                n_eff,
+                warning,
+                region_rows(ours, stat, atlas, refs.signal_regions),
             )
         )
     return rows
 
 
+def _ratio(r: RegionRow) -> str:
+    if r.ratio is None:
+        return "—"
+    return f"{r.ratio:.2f} ± {r.ratio_stat:.2f}"
+
+
 def format_yield_table(rows: list[YieldRow], analysis: Analysis) -> str:
-    """Plain-text tables: per-point SR totals, then every bin of every region."""
+    """Plain-text tables: per-point SR totals, every region's total, then every bin of every region."""
     refs = analysis.yield_references
     if refs is None:
         raise RecastError(
@@ -126,23 +227,63 @@ def format_yield_table(rows: list[YieldRow], analysis: Analysis) -> str:
     gated = [r for r in rows if r.gated]
     lines.append(f"yield check: {sum(r.passed for r in gated)} of {len(gated)} gated points within tolerance")
     lines.append("(allowed: |rel.dev| <= rtol + 2 x our MC-statistical uncertainty of the total, relative to ATLAS's)")
-    lines += ["", "Per bin (ours / ATLAS):"]
+    warned = [r for r in rows if r.warning]
+    if warned:
+        lines += ["", "Warnings:"] + [f"  {r.point}: {r.warning}" for r in warned]
+    lines += [
+        "",
+        "Per region (total over its bins; SR = gated signal regions, CR = reported; — = not in ATLAS's patch):",
+    ]
     for r in rows:
         lines.append(f"  {r.point}")
-        for region in sorted(r.atlas):
-            ours = r.ours.get(region, [0.0] * len(r.atlas[region]))
-            cells = "  ".join(f"{o:7.3f} / {a:7.3f}" for o, a in zip(ours, r.atlas[region]))
+        lines.append(f"    {'region':<13} {'':>2} {'ours':>9} {'±stat':>7} {'ATLAS':>9}  ours/ATLAS")
+        for g in r.regions:
+            atlas_total = "—" if g.atlas is None else f"{g.atlas:9.3f}"
+            kind = "SR" if g.signal_region else "CR"
+            lines.append(f"    {g.region:<13} {kind:>2} {g.ours:9.3f} {g.ours_stat:7.3f} {atlas_total:>9}  {_ratio(g)}")
+    lines += ["", "Per bin (ours ± MC stat / ATLAS):"]
+    for r in rows:
+        lines.append(f"  {r.point}")
+        for region in region_order(set(r.ours) | set(r.atlas), refs.signal_regions):
+            ours = r.ours.get(region, [0.0] * len(r.atlas.get(region, [])))
+            stat = r.ours_stat.get(region, [0.0] * len(ours))
+            atlas: list[float | None] = list(r.atlas.get(region, [None] * len(ours)))
+            cells = "  ".join(
+                f"{o:7.3f} ± {s:5.3f} / " + ("      —" if a is None else f"{a:7.3f}")
+                for o, s, a in zip(ours, stat, atlas)
+            )
             lines.append(f"    {region:<13} {cells}")
     return "\n".join(lines)
 
 
 def rows_to_json(rows: list[YieldRow]) -> list[dict[str, Any]]:
-    """The comparison as JSON-ready records."""
-    return [dict(asdict(r), deviation=r.deviation) for r in rows]
+    """The comparison as JSON-ready records (``regions``: per-region totals, with ``ratio``)."""
+    out = []
+    for r in rows:
+        rec = dict(asdict(r), deviation=r.deviation)
+        rec["regions"] = [dict(asdict(g), ratio=g.ratio, ratio_stat=g.ratio_stat) for g in r.regions]
+        if math.isinf(rec["sr_effective_events"]):
+            rec["sr_effective_events"] = None  # no MC-stat uncertainty given: JSON has no infinity
+        out.append(rec)
+    return out
+
+
+def failure_of(rows: list[YieldRow]) -> str | None:
+    """One line saying which gated points are outside tolerance, or None if none is."""
+    failed = [r for r in rows if r.gated and not r.passed]
+    if not failed:
+        return None
+    return (
+        f"{len(failed)} of {len(rows)} points' signal-region yields outside tolerance "
+        f"({', '.join(r.point for r in failed)}; table above)"
+    )
 
 
 def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path, pdf: Path | None = None) -> None:
-    """One panel per point: our yields (with MC-stat error) and ATLAS's, bin by bin.
+    """One panel per point: our yields (with MC-stat error) and ATLAS's, bin by bin, every region.
+
+    Bins of a region that ATLAS's patch has no signal in show our bar only (marked "no ATLAS").
+    A failed point's title says FAIL.
 
     Args:
         rows: the comparison of :func:`compare_yields`.
@@ -158,21 +299,31 @@ def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path, pdf: Pat
 
     from recastflow.report.plots import save_png_and_pdf
 
+    srs = analysis.yield_references.signal_regions if analysis.yield_references is not None else ()
     n = max(len(rows), 1)
-    fig, axes = plt.subplots(n, 1, figsize=(9, 2.4 * n + 0.6), squeeze=False)
+    fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n + 0.6), squeeze=False)
     for ax, r in zip(axes[:, 0], rows):
         labels, ours, errs, atlas = [], [], [], []
-        for region in sorted(r.atlas):
-            for i, a in enumerate(r.atlas[region]):
-                labels.append(f"{region.split('_')[0]}{'' if len(r.atlas[region]) == 1 else f'[{i}]'}")
-                ours.append(r.ours.get(region, [0.0] * (i + 1))[i])
-                errs.append(r.ours_stat.get(region, [0.0] * (i + 1))[i])
-                atlas.append(a)
+        for region in region_order(set(r.ours) | set(r.atlas), srs):
+            nbins = max(len(r.ours.get(region, [])), len(r.atlas.get(region, [])))
+            for i in range(nbins):
+                labels.append(f"{region.split('_')[0]}{'' if nbins == 1 else f'[{i}]'}")
+                ours.append(r.ours.get(region, [0.0] * nbins)[i])
+                errs.append(r.ours_stat.get(region, [0.0] * nbins)[i])
+                atlas.append(r.atlas[region][i] if region in r.atlas else np.nan)
         x = np.arange(len(labels))
-        ax.bar(x - 0.2, atlas, 0.4, label="ATLAS signal patch", color="#7f7f7f")
+        ax.bar(x - 0.2, np.nan_to_num(atlas), 0.4, label="ATLAS signal patch", color="#7f7f7f")
         ax.bar(x + 0.2, ours, 0.4, yerr=errs, label="recastflow (MC stat)", color="#1f77b4", capsize=2)
+        for xi, a in zip(x, atlas):
+            if np.isnan(a):
+                ax.annotate("no ATLAS", (xi - 0.2, 0), fontsize=6, rotation=90, ha="center", va="bottom", color="#b00")
         dev = "—" if r.deviation is None else f"{r.deviation:+.0%}"
-        ax.set_title(f"{r.point}: SR total {r.sr_total:.2f} vs {r.sr_total_atlas:.2f} ({dev})", fontsize=9)
+        verdict = ("" if r.passed else "  FAIL") if r.gated else "  (not gated)"
+        ax.set_title(
+            f"{r.point}: SR total {r.sr_total:.2f} ± {r.sr_total_stat:.2f} vs {r.sr_total_atlas:.2f} ({dev}){verdict}",
+            fontsize=9,
+            color="#b00" if r.gated and not r.passed else "black",
+        )
         ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("events", fontsize=8)
     axes[0, 0].legend(fontsize=8)

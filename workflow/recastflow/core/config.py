@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import reprlib
 import string
@@ -165,11 +166,11 @@ def read_document(path: Path) -> Any:
     Args:
         path: the file; ``.json`` is parsed as JSON, anything else as YAML.
     """
-    if not path.is_file():
-        raise RecastError("file not found", path=str(path))
-    from recastflow.core.io import confined
+    from recastflow.core.io import input_path
 
-    confined(path, source=str(path))  # under the command line's policy: a link out of the project is refused
+    # under the command line's policy: a link out of the project is refused; a folder, a named pipe
+    # (whose read would block) or a device is refused before it is opened
+    input_path(path)
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise RecastError(f"file is larger than {MAX_CONFIG_BYTES} bytes; is this the right file?", path=str(path))
     gzipped = path.name.endswith(".json.gz")
@@ -454,14 +455,19 @@ def load_validated(path: Path, schema_name: str) -> dict[str, Any]:
     return doc
 
 
-def inside(base: Path, relative: str, *, source: Path, field: str) -> Path:
+def inside(base: Path, relative: str, *, source: Path, field: str, kind: str = "file") -> Path:
     """Resolve a path given in a config file, refusing absolute paths, escapes and links that lead outside.
+
+    A path that exists must also be of the right kind (a regular file by default: a folder, a
+    named pipe or a device named where a file is expected is refused here, naming the key). A
+    path that does not exist is returned: its reader says what is missing.
 
     Args:
         base: folder the path is relative to.
         relative: the path as written in the file.
         source: the file that contains it (for the message).
         field: the key that contains it (for the message).
+        kind: ``"file"``, ``"dir"`` or ``"any"`` (see :func:`recastflow.core.io.input_path`).
     """
     rel = Path(relative)
     if rel.is_absolute() or ".." in rel.parts:
@@ -470,7 +476,10 @@ def inside(base: Path, relative: str, *, source: Path, field: str) -> Path:
             path=str(source),
             field=field,
         )
-    from recastflow.core.io import confined
+    from recastflow.core.io import confined, input_path
 
     # the text stays inside, but a symbolic link on the way may not: resolve it (under the command line's policy)
-    return confined(base / rel, source=str(source), field=field)
+    path = confined(base / rel, source=str(source), field=field)
+    if os.path.exists(path):
+        input_path(path, source=str(source), field=field, kind=kind)
+    return path

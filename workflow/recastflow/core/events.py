@@ -35,7 +35,8 @@ The truth record (``truth`` column) of an event:
     - ``id1``, ``id2``: int32, ``x1``, ``x2``, ``q2``: float64, incoming partons' PDG ids and
       momentum fractions and the factorisation scale squared (for PDF reweighting).
     - ``bhadrons``, ``chadrons``, ``taus``: var * {pt, eta, phi: float64}: weakly decaying b and c
-      hadrons and visible hadronic taus, for truth flavour labelling of jets.
+      hadrons and visible hadronic taus, for truth flavour labelling of jets. Generated taus also
+      carry ``m`` (visible mass), ``charge`` and ``prongs`` (int8), for hadronic-tau emulation.
 
 Header keys (all formats): ``format``, ``point``, ``generator`` {name, version, settings},
 ``n_events``, ``sum_weights``, ``xsec_pb`` (production cross-section), ``xsec_source``,
@@ -56,7 +57,7 @@ from typing import Any
 import awkward as ak
 
 from recastflow.core.errors import RecastError
-from recastflow.core.io import write_bytes_atomic
+from recastflow.core.io import input_path, write_bytes_atomic
 
 EVENTS = "recastflow-events/1"
 RECO = "recastflow-reco/1"
@@ -100,6 +101,7 @@ def read_header(path: Path, formats: tuple[str, ...] = FORMATS) -> dict[str, Any
     """
     import pyarrow.parquet as pq
 
+    input_path(path)  # inside the allowed folders and a regular file (a named pipe would block the read)
     try:
         schema = pq.read_schema(path)
     except FileNotFoundError:

@@ -213,6 +213,67 @@ def confined(path: Path | str, *, source: str | None = None, field: str | None =
     )
 
 
+def _kind_of(mode: int) -> str:
+    """A file type in words, for messages."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def input_path(
+    path: Path | str,
+    *,
+    source: str | None = None,
+    field: str | None = None,
+    kind: str = "file",
+    what: str = "file",
+) -> Path:
+    """The one check of a path a user names for reading: inside the allowed folders, existing, the right type.
+
+    Every entrance calls it (the command-line options, the paths inside configs, grids, bundles,
+    manifests and selections, and the readers of events, workspaces and models), so that a link
+    out of the project, a folder where a file is expected, or a named pipe or device (whose
+    reading would block or never end) is one line naming the file and the field, before any work.
+
+    Args:
+        path: the path as given.
+        source: the file that names it (for the message); the path itself is named otherwise.
+        field: the key or option that names it.
+        kind: ``"file"`` (a regular file), ``"dir"`` (a folder) or ``"any"`` (either).
+        what: what the file is, for the "not found" message (e.g. ``"event file"``).
+
+    Returns:
+        The path as given.
+
+    Raises:
+        RecastError: outside the allowed folders (see :func:`confined`), missing, or of the wrong type.
+    """
+    confined(path, source=source, field=field)
+    where = {"path": source or str(path), "field": field}
+    named = f"{str(path)!r} " if source else ""
+    try:
+        mode = os.stat(path).st_mode  # follows links: the target is what is read
+    except FileNotFoundError:
+        raise RecastError(f"{what} {named}not found".replace("  ", " "), **where) from None
+    except OSError as exc:
+        raise RecastError(f"{what} {named}cannot be read ({exc.strerror})".replace("  ", " "), **where) from None
+    found = _kind_of(mode)
+    if kind == "file" and not stat.S_ISREG(mode):
+        hint = "; name a file in it" if stat.S_ISDIR(mode) else "; only regular files are read"
+        raise RecastError(f"{named}is {found}, not a regular file{hint}", **where)
+    if kind == "dir" and not stat.S_ISDIR(mode):
+        raise RecastError(f"{named}is {found}, not a folder", **where)
+    if kind == "any" and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise RecastError(f"{named}is {found}, not a regular file or a folder; only those are used", **where)
+    return Path(path)
+
+
 #: Command-line options that name input or output files or folders (argparse attribute names).
 PATH_OPTIONS: tuple[str, ...] = (
     "input",
@@ -244,14 +305,19 @@ PATH_OPTIONS: tuple[str, ...] = (
     "exclusion_plots",
     "yield_plots",
     "run_config",
+    "text",
 )
 
 #: Options that name one file a command writes (each must be a regular file or a new path).
-OUTPUT_OPTIONS: tuple[str, ...] = ("output", "json", "csv", "plot", "plot_pdf", "cutflow", "selected")
+OUTPUT_OPTIONS: tuple[str, ...] = ("output", "json", "csv", "plot", "plot_pdf", "cutflow", "selected", "text")
 
 
-#: Commands whose own options may name paths outside the project (see :func:`_check_arguments`).
-EXPORT_COMMANDS = frozenset({"archive", "unarchive"})
+#: Options that name files a command reads (each, if it exists, must be a regular file, not a folder or a pipe).
+FILE_INPUT_OPTIONS: tuple[str, ...] = ("input", "inputs", "patchset", "selection", "onnx", "catalogue")
+
+#: Commands whose own options may name paths outside the project (see :func:`_check_arguments`). ``run``
+#: takes a model from anywhere: it copies the spectrum into its run folder, whose jobs are then confined to it.
+EXPORT_COMMANDS = frozenset({"archive", "unarchive", "run"})
 
 
 @contextmanager
@@ -293,10 +359,20 @@ def _check_arguments(args: Any) -> None:
         if value is None or isinstance(value, bool):
             continue
         for item in value if isinstance(value, list) else [value]:
-            confined(item, field="--" + name.replace("_", "-"))
+            if isinstance(item, str):  # an option of the same name may be a number in another command
+                confined(item, field="--" + name.replace("_", "-"))
     for name in OUTPUT_OPTIONS:
         if isinstance(getattr(args, name, None), str):
             check_output_target(Path(getattr(args, name)), field="--" + name.replace("_", "-"))
+    for name in options:
+        value = getattr(args, name, None)
+        for item in value if isinstance(value, list) else [value]:
+            # a named pipe or a device given as an input would block the read (or never end): refuse it
+            # now; a file-only option must not name a folder
+            if isinstance(item, str) and os.path.lexists(item):  # a missing input: the command says which
+                input_path(
+                    item, field="--" + name.replace("_", "-"), kind="file" if name in FILE_INPUT_OPTIONS else "any"
+                )
     outdir = getattr(args, "outdir", None)
     if isinstance(outdir, str) and os.path.lexists(outdir) and not Path(outdir).is_dir():
         raise RecastError("exists and is not a folder; give a new or existing folder", path=outdir, field="--outdir")

@@ -403,6 +403,8 @@ class BTag:
     truth_dr: float
     hadron_min_pt: float
     efficiency: FlavourMaps
+    #: efficiency factors for close-by jets (recastflow.emulate.closeby.CloseBy), None without ``btag.close_by``
+    close_by: Any = None
 
 
 @dataclass(frozen=True)
@@ -435,6 +437,8 @@ class DetectorCard:
     met: Met
     path: str = ""
     sha256: str = ""
+    #: hadronic-tau settings (recastflow.emulate.taus.TauCard), None when the card has no ``taus`` section
+    taus: Any = None
 
 
 def _isolation(doc: dict[str, Any]) -> Isolation:
@@ -479,7 +483,17 @@ def _btag(doc: dict[str, Any], source: str) -> BTag:
         float(doc.get("truth_dr", 0.3)),
         float(doc.get("hadron_min_pt", 5.0)),
         FlavourMaps(maps),
+        _close_by(doc, source),
     )
+
+
+def _close_by(doc: dict[str, Any], source: str) -> Any:
+    """The ``btag.close_by`` settings, or None without that section."""
+    if "close_by" not in doc:
+        return None
+    from recastflow.emulate.closeby import close_by_from_doc
+
+    return close_by_from_doc(doc["close_by"], source)
 
 
 def card_from_doc(doc: dict[str, Any], source: str = "<card>", sha256: str = "") -> DetectorCard:
@@ -502,7 +516,18 @@ def card_from_doc(doc: dict[str, Any], source: str = "<card>", sha256: str = "")
         met=Met(float(soft.get("scale", 1.0)), float(soft["resolution"])),
         path=source,
         sha256=sha256,
+        taus=_taus(doc, source),
     )
+
+
+def _taus(doc: dict[str, Any], source: str) -> Any:
+    """The card's hadronic-tau settings, or None without a ``taus`` section."""
+    if "taus" not in doc:
+        return None
+    # imported here: recastflow.emulate.taus builds on this module's maps
+    from recastflow.emulate.taus import taus_from_doc
+
+    return taus_from_doc(doc["taus"], source)
 
 
 def load_card(path: Path) -> DetectorCard:

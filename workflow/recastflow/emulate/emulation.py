@@ -268,6 +268,13 @@ def _respond_block(
         tag_eff = card.btag.efficiency.lookup(
             dest["flavour"], dest["pt"], np.abs(dest["eta"], out=scratch.get("abs_eta", k, np.float64)), scratch
         )
+        if card.btag.close_by is not None:
+            # lower efficiency for jets with another jet close by (card's btag.close_by; recastflow.emulate.closeby)
+            from recastflow.emulate.closeby import scale_efficiency
+
+            scale_efficiency(
+                tag_eff, card.btag.close_by, dest["flavour"], dest["eta"], dest["phi"], dest["pt"], kept_events
+            )
         u = draws["jets.btag"].random(dtype=np.float32, out=scratch.get("uniform", k, np.float32))
         np.less(u, tag_eff, out=dest["btag"])
     # (soft_scale - reco/truth) p per object: what it adds to the event's missing pT
@@ -430,7 +437,8 @@ def emulate(events: ak.Array, card: DetectorCard, seed: int) -> ak.Array:
 
     Returns:
         One record per input event: ``weight``, ``weights`` (if present), ``jets``,
-        ``electrons``, ``muons``, ``photons``, ``met``, ``truth`` (unchanged).
+        ``electrons``, ``muons``, ``photons``, ``met``, with a ``taus`` card section also ``taus`` and
+        ``triggers`` (see :mod:`recastflow.emulate.taus`), ``truth`` (unchanged).
     """
     if "weight" not in events.fields:
         raise RecastError("events have no 'weight' column; emulation needs recastflow-events/1 input", field="weight")
@@ -440,8 +448,26 @@ def emulate(events: ak.Array, card: DetectorCard, seed: int) -> ak.Array:
     if "weights" in events.fields:
         columns["weights"] = events["weights"]
     columns |= reco
+    if card.taus is not None:
+        columns |= _hadronic_taus(events, reco, card, seed)
     columns["truth"] = events["truth"]
     return ak.zip(columns, depth_limit=1)
+
+
+def _hadronic_taus(events: ak.Array, reco: dict[str, ak.Array], card: DetectorCard, seed: int) -> dict[str, ak.Array]:
+    """``taus`` (and ``triggers``) columns from the card's ``taus`` section (:mod:`recastflow.emulate.taus`).
+
+    Events whose truth record has no visible-tau details (older or external files) get no tau columns
+    and a warning: a selection that reads taus then names the missing column.
+    """
+    from recastflow.emulate.taus import check_truth, emulate_taus
+
+    problem = check_truth(events)
+    if problem is not None:
+        print(f"recastflow emulate: warning: no hadronic taus emulated: {problem}", file=sys.stderr)
+        return {}
+    taus, triggers = emulate_taus(events["truth", "taus"], reco["jets"], reco["met"], card.taus, seed)
+    return {"taus": taus} if triggers is None else {"taus": taus, "triggers": triggers}
 
 
 def emulate_file(input: Path, card_path: Path, output: Path, *, seed: int) -> dict[str, Any]:

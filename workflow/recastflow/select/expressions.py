@@ -22,7 +22,7 @@ Grammar
       ``jets.pt[0]``; negative counts from the end);
     - ``+ - * /`` and ``**`` with a constant exponent between -64 and 64, unary ``-``;
     - comparisons ``< <= > >= == !=``, chained (``100 < mT < 160``); ``and``, ``or``, ``not``;
-    - functions, see :data:`FUNCTIONS` (e.g. ``abs sqrt min max n sum any m mt mct dr``).
+    - functions, see :data:`FUNCTIONS` (e.g. ``abs sqrt min max n sum any m mt mct mt2 dr``).
 
 Missing values
     Indexing past the end of a collection (``bjets[1]`` in an event with one b-jet) gives a
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import ast
 import difflib
-import functools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +45,21 @@ from typing import Any
 import numpy as np
 
 from recastflow.core.errors import RecastError
+
+# The runtime values and the kinematics live in their own modules; their names stay importable from here,
+# where the selection code and user notebooks have always found them.
+from recastflow.select.columns import Collection, Columns, Layout, Particle, PerObject, pick, take_events
+from recastflow.select.kinematics import (
+    contransverse_mass,
+    delta_phi,
+    event_shape,
+    higgs_pairing,
+    invariant_mass,
+    stransverse_mass,
+    sum_eta,
+    sum_pt,
+    transverse_mass,
+)
 
 #: Longest expression accepted (characters); selections are short, and this bounds parser work.
 MAX_LENGTH = 2000
@@ -62,314 +76,6 @@ MAX_INDEX = 1000
 NUM, BOOL, OBJ, COLL = "number", "condition", "object", "collection"
 JNUM, JBOOL = "per-object number", "per-object condition"
 CONSTANTS = {"inf": math.inf, "pi": math.pi}
-
-
-# --------------------------------------------------------------------------- runtime values
-
-
-def pick(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """``values[index]`` for integer indices known to be in range.
-
-    numpy's ``take`` without the bounds check is a quarter faster than fancy indexing, and
-    gathering is most of the work of a selection.
-    """
-    return values.take(index, mode="clip")
-
-
-class Layout:
-    """How the objects of a collection are split into events (like an awkward list offset).
-
-    Args:
-        counts: number of objects per event.
-        event_index: event of each object, when already known (saves recomputing it).
-    """
-
-    def __init__(self, counts: np.ndarray, event_index: np.ndarray | None = None) -> None:
-        self.counts = counts
-        self._event_index = event_index
-        self._offsets: np.ndarray | None = None
-        self._local_index: np.ndarray | None = None
-
-    @classmethod
-    def from_offsets(cls, offsets: np.ndarray) -> Layout:
-        """The layout with these offsets (starting at 0, ending at the total), kept as given."""
-        out = cls(np.diff(offsets))
-        out._offsets = offsets
-        return out
-
-    @property
-    def n_events(self) -> int:
-        """Number of events."""
-        return len(self.counts)
-
-    @property
-    def size(self) -> int:
-        """Total number of objects."""
-        return int(self.offsets[-1])
-
-    @property
-    def offsets(self) -> np.ndarray:
-        """Start of each event's objects in the flat arrays, plus the total at the end."""
-        if self._offsets is None:
-            out = np.zeros(len(self.counts) + 1, dtype=np.int64)
-            np.cumsum(self.counts, out=out[1:])
-            self._offsets = out
-        return self._offsets
-
-    @property
-    def event_index(self) -> np.ndarray:
-        """Event of each object."""
-        if self._event_index is None:
-            self._event_index = np.repeat(np.arange(len(self.counts), dtype=np.int64), self.counts)
-        return self._event_index
-
-    @property
-    def local_index(self) -> np.ndarray:
-        """Position of each object inside its event (0 = first)."""
-        if self._local_index is None:
-            ev = self.event_index
-            self._local_index = np.arange(len(ev), dtype=np.int64) - pick(self.offsets[:-1], ev)
-        return self._local_index
-
-    def select(self, keep: np.ndarray) -> Layout:
-        """The layout left after keeping the objects flagged in ``keep``."""
-        # kept objects per event from the running count at the event boundaries: cheaper than
-        # compressing the event index and counting it. numpy sums booleans into int32 several
-        # times faster than into int64, so int32 is used whenever it cannot overflow.
-        kept = np.empty(len(keep) + 1, dtype=np.int32 if len(keep) < 2**31 - 1 else np.int64)
-        kept[0] = 0
-        np.cumsum(keep, out=kept[1:])
-        return Layout.from_offsets(pick(kept, self.offsets).astype(np.int64))
-
-    def take_events(self, kept: np.ndarray) -> tuple[Layout, np.ndarray]:
-        """The layout of the events at positions ``kept`` (increasing), and the flat positions of its objects here."""
-        counts = pick(self.counts, kept)
-        child = Layout(counts)
-        # positions = child position + (start here - start in the child) of the object's event;
-        # the work is proportional to the objects kept, not to all objects
-        shift = pick(self.offsets, kept) - child.offsets[:-1]
-        return child, np.arange(child.size, dtype=np.int64) + np.repeat(shift, counts)
-
-    def broadcast(self, per_event: np.ndarray) -> np.ndarray:
-        """Repeat a per-event column once per object."""
-        return pick(per_event, self.event_index)
-
-
-def _ready(value: np.ndarray) -> Callable[[], np.ndarray]:
-    """A loader of an array already at hand.
-
-    Loaders bind their value or key when made: with this factory or functools.partial rather than
-    ``lambda k=k: ...`` defaults, whose type mypy cannot infer (python/mypy#15459).
-    """
-    return lambda: value
-
-
-class Columns:
-    """Flat field columns loaded on first use and shared by every collection derived from them."""
-
-    def __init__(self, loaders: Mapping[str, Callable[[], np.ndarray]]) -> None:
-        self._loaders = loaders
-        self._cache: dict[str, np.ndarray] = {}
-
-    @classmethod
-    def of(cls, arrays: Mapping[str, np.ndarray]) -> Columns:
-        """Columns from ready arrays."""
-        return cls({k: _ready(v) for k, v in arrays.items()})
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Field names."""
-        return tuple(self._loaders)
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._cache:
-            self._cache[name] = self._loaders[name]()
-        return self._cache[name]
-
-
-class Collection:
-    """A variable number of objects per event.
-
-    The objects are rows ``index`` of shared flat ``columns`` (all rows if ``index`` is None),
-    so that filtering, sorting and sub-setting move one integer array, and a field is gathered
-    only when an expression uses it.
-
-    Args:
-        layout: objects per event.
-        columns: the flat source columns.
-        index: the rows of ``columns`` that are this collection's objects, in event order.
-        sorted_by: the field the objects are known to be sorted by (descending), if any.
-        derive: for a collection whose columns are computed on first use (a merge, a sort),
-            how to build the same collection for a subset of the events (``take_events``)
-            from its parts, so that a subset does not make the whole collection compute.
-    """
-
-    def __init__(
-        self,
-        layout: Layout,
-        columns: Columns,
-        index: np.ndarray | None = None,
-        sorted_by: str | None = None,
-        derive: Callable[[np.ndarray], Collection] | None = None,
-    ) -> None:
-        self.layout = layout
-        self.columns = columns
-        self.index = index
-        self.sorted_by = sorted_by
-        self.derive = derive
-        self._fields: dict[str, np.ndarray] = {}
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Field names."""
-        return self.columns.names
-
-    @property
-    def size(self) -> int:
-        """Total number of objects."""
-        return self.layout.size
-
-    def field(self, name: str) -> np.ndarray:
-        """One flat column of this collection's objects."""
-        if name not in self._fields:
-            column = self.columns[name]
-            self._fields[name] = column if self.index is None else pick(column, self.index)
-        return self._fields[name]
-
-    def field_at(self, name: str, positions: np.ndarray) -> np.ndarray:
-        """``field(name)[positions]``, without gathering the whole field if it is not there yet."""
-        if name in self._fields or self.index is None:
-            return pick(self.field(name), positions)
-        return pick(self.columns[name], pick(self.index, positions))
-
-    def filter(self, keep: np.ndarray) -> Collection:
-        """Keep the objects flagged in the flat boolean ``keep``."""
-        if keep.all():
-            return self  # common for loose requirements: nothing to copy
-        layout = self.layout.select(keep)
-        if self.index is None:
-            rows = np.flatnonzero(keep)
-        elif layout.size > 0.93 * len(keep):
-            rows = self.index[keep]  # boolean indexing is fastest when nearly all are kept ...
-        else:
-            rows = pick(self.index, np.flatnonzero(keep))  # ... and up to 4 times slower otherwise
-        return Collection(layout, self.columns, rows, self.sorted_by)
-
-    def take_events(self, kept: np.ndarray) -> Collection:
-        """The same collection for the events at positions ``kept`` (increasing) only."""
-        if self.derive is not None:
-            return self.derive(kept)
-        layout, positions = self.layout.take_events(kept)
-        rows = positions if self.index is None else pick(self.index, positions)
-        return Collection(layout, self.columns, rows, self.sorted_by)
-
-    def known_sorted(self, key: str) -> Collection:
-        """The same collection, recorded as sorted by ``key`` (descending)."""
-        out = Collection(self.layout, self.columns, self.index, key)
-        out._fields = self._fields
-        return out
-
-    def permute(self, order: np.ndarray, sorted_by: str | None) -> Collection:
-        """The objects reordered (within their events) by the flat permutation ``order``."""
-        rows = order if self.index is None else self.index[order]
-        return Collection(Layout(self.layout.counts, self.layout.event_index), self.columns, rows, sorted_by)
-
-    def item(self, index: int) -> Particle:
-        """The ``index``-th object of each event; missing (NaN) where there is none."""
-        counts = self.layout.counts
-        ok = (counts > index) if index >= 0 else (counts >= -index)
-        pos = self.layout.offsets[:-1] + (index if index >= 0 else counts + index)
-        pos = np.where(ok, pos, 0)
-
-        def gather(name: str) -> np.ndarray:
-            column = self.field(name)
-            if len(column) == 0:
-                return np.full(len(counts), np.nan)
-            values = pick(column, pos).astype(np.float64, copy=False)  # a fresh array: safe to fill in place
-            np.copyto(values, np.nan, where=~ok)
-            return values
-
-        # fields are gathered only when used: most expressions need two or three of them;
-        # a subset of the events gathers from the subset of the collection
-        return Particle(
-            {k: functools.partial(gather, k) for k in self.names}, lambda kept: self.take_events(kept).item(index)
-        )
-
-
-class Particle:
-    """One object per event (possibly missing: NaN fields); boolean fields stored as 0/1/NaN.
-
-    Fields are computed on first access from ``loaders`` and kept. ``derive``, if given,
-    builds the same particle for a subset of the events, used by ``take_events`` for fields
-    not computed yet.
-    """
-
-    def __init__(
-        self, loaders: Mapping[str, Callable[[], np.ndarray]], derive: Callable[[np.ndarray], Particle] | None = None
-    ) -> None:
-        self._loaders = loaders
-        self._derive = derive
-        self._cache: dict[str, np.ndarray] = {}
-
-    @classmethod
-    def of(cls, columns: Mapping[str, np.ndarray]) -> Particle:
-        """A particle from ready columns."""
-        return cls({k: _ready(v) for k, v in columns.items()})
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._cache:
-            self._cache[name] = self._loaders[name]()
-        return self._cache[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._loaders
-
-    def take_events(self, kept: np.ndarray) -> Particle:
-        """The same objects for the events at positions ``kept`` (increasing) only."""
-        derive = self._derive
-        if derive is None:
-
-            def own(name: str) -> np.ndarray:
-                return pick(self[name], kept)
-
-            return Particle({k: functools.partial(own, k) for k in self._loaders})
-        derived: list[Particle] = []
-
-        def load(name: str) -> np.ndarray:
-            if name in self._cache:
-                return pick(self._cache[name], kept)
-            if not derived:
-                derived.append(derive(kept))
-            return derived[0][name]
-
-        return Particle({k: functools.partial(load, k) for k in self._loaders})
-
-    def kinematics(self) -> tuple[np.ndarray, Any, np.ndarray, Any]:
-        """(pt, eta, phi, m); eta and m are 0 for objects without them (missing momentum)."""
-        # Particle has `in` but no .get (it is not a Mapping), so SIM401's rewrite does not apply
-        return (self["pt"], self["eta"] if "eta" in self else 0.0, self["phi"], self["m"] if "m" in self else 0.0)  # noqa: SIM401
-
-
-@dataclass(frozen=True, eq=False)
-class PerObject:
-    """One value per object of a collection (``jets.pt``), flat with the collection's layout."""
-
-    values: np.ndarray
-    layout: Layout
-
-    def take_events(self, kept: np.ndarray) -> PerObject:
-        """The same values for the events at positions ``kept`` (increasing) only."""
-        layout, positions = self.layout.take_events(kept)
-        return PerObject(pick(self.values, positions), layout)
-
-
-def take_events(value: Any, kept: np.ndarray) -> Any:
-    """Restrict any runtime value to the events at positions ``kept`` (increasing)."""
-    if isinstance(value, np.ndarray):
-        return pick(value, kept) if value.ndim else value
-    if isinstance(value, (Collection, Particle, PerObject)):
-        return value.take_events(kept)
-    return value  # a constant
 
 
 # --------------------------------------------------------------------------- evaluation environment
@@ -1005,142 +711,6 @@ def _count(value: PerObject) -> np.ndarray:
     )
 
 
-def delta_phi(phi1: np.ndarray, phi2: np.ndarray) -> np.ndarray:
-    """|phi1 - phi2| folded into [0, pi], for angles in [-pi, pi] (the input is folded on reading)."""
-    d = np.abs(phi1 - phi2)
-    # cheaper than a modulo, and exact for |d| <= 2 pi
-    return np.where(d > np.pi, 2 * np.pi - d, d)
-
-
-def invariant_mass(particles: Sequence[Particle]) -> np.ndarray:
-    """Invariant mass of the sum of the particles (massless where no mass is known)."""
-
-    def mass(kin: list[tuple[Any, ...]]) -> np.ndarray:
-        px, py, pz, e = _four_momentum(kin)
-        return np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
-
-    return _where_present(particles, mass)
-
-
-def _where_present(particles: Sequence[Particle], func: Callable[[list[tuple[Any, ...]]], np.ndarray]) -> np.ndarray:
-    """``func`` of the particles' kinematics, computed only in events where all are present.
-
-    Missing objects would give NaN anyway; skipping them saves the (slow) transcendental
-    functions on NaN and on events that a cut has already made irrelevant.
-    """
-    kins = [p.kinematics() for p in particles]
-    present = np.ones(len(kins[0][0]), dtype=bool)
-    for kin in kins:
-        present &= ~np.isnan(kin[0])
-    if present.all():
-        return func(kins)
-    rows = np.flatnonzero(present)
-    out = np.full(len(present), np.nan)
-    out[rows] = func([tuple(v[rows] if np.ndim(v) else v for v in kin) for kin in kins])
-    return out
-
-
-def _four_momentum(kins: list[tuple[Any, ...]]) -> tuple[Any, ...]:
-    # (px, py, pz, e): arrays or numbers, like the kinematics summed (the sums start from the number 0)
-    px = py = pz = e = 0.0
-    for pt, eta, phi, m in kins:
-        z = pt * np.sinh(eta)
-        px = px + pt * np.cos(phi)
-        py = py + pt * np.sin(phi)
-        pz = pz + z
-        e = e + np.sqrt(pt * pt + z * z + m * m)
-    return px, py, pz, e
-
-
-def transverse_mass(a: Particle, b: Particle) -> np.ndarray:
-    """mT = sqrt(2 pT_a pT_b (1 - cos dphi)), both treated as massless."""
-
-    def mt(kin: list[tuple[Any, ...]]) -> np.ndarray:
-        (pa, _, fa, _), (pb, _, fb, _) = kin
-        return np.sqrt(np.maximum(2.0 * pa * pb * (1.0 - np.cos(fa - fb)), 0.0))
-
-    return _where_present([a, b], mt)
-
-
-def contransverse_mass(a: Particle, b: Particle) -> np.ndarray:
-    """mCT = sqrt(2 pT_a pT_b (1 + cos dphi)) (massless visible objects)."""
-
-    def mct(kin: list[tuple[Any, ...]]) -> np.ndarray:
-        (pa, _, fa, _), (pb, _, fb, _) = kin
-        return np.sqrt(np.maximum(2.0 * pa * pb * (1.0 + np.cos(fa - fb)), 0.0))
-
-    return _where_present([a, b], mct)
-
-
-def sum_pt(particles: Sequence[Particle]) -> np.ndarray:
-    """Transverse momentum of the vector sum."""
-
-    def pt(kin: list[tuple[Any, ...]]) -> np.ndarray:
-        px = py = 0.0
-        for p, _, phi, _ in kin:
-            px = px + p * np.cos(phi)
-            py = py + p * np.sin(phi)
-        return np.hypot(px, py)
-
-    return _where_present(particles, pt)
-
-
-def sum_eta(particles: Sequence[Particle]) -> np.ndarray:
-    """Pseudorapidity of the vector sum (massless where no mass is known)."""
-
-    def eta(kin: list[tuple[Any, ...]]) -> np.ndarray:
-        px, py, pz, _ = _four_momentum(kin)
-        return np.arcsinh(pz / np.hypot(px, py))
-
-    return _where_present(particles, eta)
-
-
-def momentum_tensor_eigenvalues(coll: Collection, r: int) -> np.ndarray:
-    """Sorted eigenvalues (ascending, events x 3) of each event's generalised momentum tensor.
-
-    S^ab = sum_i |p_i|^(r-2) p_i^a p_i^b / sum_i |p_i|^r; r = 2 is the sphericity tensor, r = 1
-    the linearised (infrared-safe) one. Events without objects, or with momenta so large that
-    the tensor overflows double precision (|p| above ~1e154), give NaN.
-    """
-    lay = coll.layout
-    pt, eta, phi = coll.field("pt"), coll.field("eta"), coll.field("phi")
-    p = np.stack([pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)])
-    mag = np.sqrt((p * p).sum(axis=0))
-    w = np.where(mag > 0, mag ** (r - 2), 0.0)
-    ev = lay.event_index
-    norm = np.bincount(ev, mag**r, minlength=lay.n_events)
-    tensor = np.empty((lay.n_events, 3, 3))
-    for a in range(3):
-        for b in range(a, 3):
-            tensor[:, a, b] = tensor[:, b, a] = np.bincount(ev, w * p[a] * p[b], minlength=lay.n_events)
-    # momenta whose squares overflow (|p| above ~1e154) make inf / inf = NaN entries, on which
-    # LAPACK fails ("Eigenvalues did not converge"): such events get NaN, like empty ones
-    good = (norm > 0) & np.isfinite(norm)
-    out = np.full((lay.n_events, 3), np.nan)
-    if good.any():
-        scaled = tensor[good] / norm[good, None, None]
-        finite = np.isfinite(scaled).all(axis=(1, 2))
-        if not finite.all():
-            good[good] = finite
-            scaled = scaled[finite]
-        out[good] = np.linalg.eigvalsh(scaled)
-    return out
-
-
-def event_shape(which: str, r: int) -> Callable[[Collection], np.ndarray]:
-    """sphericity 3/2 (l1 + l2), aplanarity 3/2 l1, or transverse sphericity 2 l2 / (l2 + l3) (l1 <= l2 <= l3)."""
-
-    def shape(coll: Collection) -> np.ndarray:
-        lam = momentum_tensor_eigenvalues(coll, r)
-        if which == "sphericity":
-            return 1.5 * (lam[:, 0] + lam[:, 1])
-        if which == "aplanarity":
-            return 1.5 * lam[:, 0]
-        return 2.0 * lam[:, 1] / (lam[:, 1] + lam[:, 2])
-
-    return shape
-
-
 def _angular(kind: str, a: Any, b: Any) -> Any:
     """dr or dphi between two objects, or between each object of a collection and one object."""
     if isinstance(b, Collection):
@@ -1305,6 +875,14 @@ def _build_shape(which: str) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]]
     return build
 
 
+def _build_pairing(which: int, name: str) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]]:
+    def build(c: _Compiler, node: ast.Call) -> tuple[Kind, Fn]:
+        ((_kind, fn),) = _args(c, node, (COLL,), name)
+        return Kind(NUM), lambda env: higgs_pairing(fn(env))[which]
+
+    return build
+
+
 def _table() -> dict[str, Function]:
     f = Function
     table = [
@@ -1387,6 +965,14 @@ def _table() -> dict[str, Function]:
             _build_particles(lambda p: contransverse_mass(*p), "mct"),
         ),
         f(
+            "mt2",
+            "mt2(a, b, met)",
+            3,
+            3,
+            "stransverse mass of two objects and the missing pT, massless invisible particles",
+            _build_particles(lambda p: stransverse_mass(*p), "mt2"),
+        ),
+        f(
             "dr",
             "dr(a, b) or dr(jets, a)",
             2,
@@ -1409,6 +995,30 @@ def _table() -> dict[str, Function]:
             3,
             "smallest |dphi| between the object and the first n objects of the collection (NaN if none)",
             _build_mindphi,
+        ),
+        f(
+            "maxdr",
+            "maxdr(bjets)",
+            1,
+            1,
+            "largest dR between two objects of the collection (NaN with fewer than 2)",
+            _build_pairing(0, "maxdr"),
+        ),
+        f(
+            "maxmindr",
+            "maxmindr(bjets)",
+            1,
+            1,
+            "smallest dR among pairs of the objects left after removing the largest-dR pair (NaN with fewer than 4)",
+            _build_pairing(1, "maxmindr"),
+        ),
+        f(
+            "maxminm",
+            "maxminm(bjets)",
+            1,
+            1,
+            "invariant mass of the pair that maxmindr picks: the Higgs candidate of ATLAS-SUSY-2018-31 (NaN with fewer than 4)",
+            _build_pairing(2, "maxminm"),
         ),
     ]
     return {fn.name: fn for fn in table}

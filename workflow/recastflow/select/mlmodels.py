@@ -45,6 +45,7 @@ pickle; sessions use one thread (the workflow runs jobs side by side).
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from recastflow.core.errors import RecastError
-from recastflow.core.io import sha256_file
+from recastflow.core.io import input_path, sha256_file
 
 #: Rows per onnxruntime call: large enough that the per-call overhead vanishes, small enough
 #: that the input stays in the caches.
@@ -328,6 +329,8 @@ def build_model(
         return RecastError(message, path=source, field=f"{where}.{key}" if key else where)
 
     path = model_file(spec["file"], folder, sources, source=source, field=f"{where}.file")
+    if os.path.lexists(path):  # a folder or a named pipe: one line naming the contract, not a blocked read
+        input_path(path, source=source, field=f"{where}.file")
     if not path.is_file():
         raise fail(f"model file {spec['file']!r} not found (looked in {folder})", "file")
     digest = sha256_file(path)

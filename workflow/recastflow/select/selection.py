@@ -36,7 +36,9 @@ declares, in order:
 The expression language, including how missing objects behave, is documented in
 :mod:`recastflow.select.expressions`. Reco collections and their fields: ``jets`` {pt, eta, phi, m,
 btag, flavour}, ``electrons``/``muons`` {pt, eta, phi, charge, m}, ``photons`` {pt, eta, phi,
-m} (lepton and photon masses are the PDG values, added here), ``met`` {pt, phi}, ``weight``;
+m} (lepton and photon masses are the PDG values, added here), ``taus`` {pt, eta, phi, m, charge,
+prongs, loose, medium, tight} and ``triggers`` {ditau, ditau_met} (from cards with hadronic-tau
+emulation, :mod:`recastflow.emulate.taus`), ``met`` {pt, phi}, ``weight``;
 and from the generator record, ``truth_bhadrons``, ``truth_chadrons``, ``truth_taus`` {pt, eta, phi}.
 
 Outputs (:func:`select_file`):
@@ -111,6 +113,18 @@ RECO_COLLECTIONS: dict[str, dict[str, str]] = {
     "electrons": {"pt": NUM, "eta": NUM, "phi": NUM, "charge": NUM, "m": NUM},
     "muons": {"pt": NUM, "eta": NUM, "phi": NUM, "charge": NUM, "m": NUM},
     "photons": {"pt": NUM, "eta": NUM, "phi": NUM, "m": NUM},
+    # hadronic taus (recastflow.emulate.taus; only from cards with a 'taus' section)
+    "taus": {
+        "pt": NUM,
+        "eta": NUM,
+        "phi": NUM,
+        "m": NUM,
+        "charge": NUM,
+        "prongs": NUM,
+        "loose": BOOL,
+        "medium": BOOL,
+        "tight": BOOL,
+    },
 }
 #: Truth-level collections of the generator record (``truth`` column of reco files), for
 #: efficiency maps and surrogate models binned in truth quantities.
@@ -124,7 +138,11 @@ INPUT_COLLECTIONS: dict[str, dict[str, str]] = {**RECO_COLLECTIONS, **TRUTH_COLL
 #: Masses (GeV) of collections whose files carry none, so that m(...) of leptons is exact.
 IMPLICIT_MASS = {"electrons": 0.000510999, "muons": 0.1056584, "photons": 0.0}
 MET_FIELDS = {"pt": NUM, "phi": NUM}
-RESERVED = set(INPUT_COLLECTIONS) | {"met", "weight"} | set(CONSTANTS) | set(FUNCTIONS) | {"True", "False", "None"}
+#: Trigger decisions per event (recastflow.emulate.taus.TRIGGER_PATHS), read as ``triggers.<path>``.
+TRIGGER_FIELDS = {"ditau": BOOL, "ditau_met": BOOL}
+RESERVED = (
+    set(INPUT_COLLECTIONS) | {"met", "triggers", "weight"} | set(CONSTANTS) | set(FUNCTIONS) | {"True", "False", "None"}
+)
 CUTFLOW_FORMAT = "recastflow-cutflow/1"
 YIELDS_FORMAT = "recastflow-yields/1"
 
@@ -193,6 +211,8 @@ class Selection:
     definitions: Mapping[str, Callable[[Env], Any]] = field(repr=False, default_factory=dict)
     models: tuple[Any, ...] = ()  # recastflow.select.mlmodels.ModelDef
     efficiency_maps: tuple[Any, ...] = ()  # recastflow.select.effmaps.EfficiencyMap
+    #: regions deliberately not filled (signal taken as zero), with the reason
+    unfilled: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def output_variables(self) -> tuple[str, ...]:
@@ -236,6 +256,7 @@ def load_selection(path: Path) -> Selection:
         definitions,
         models,
         maps,
+        dict(doc.get("unfilled", {})),
     )
 
 
@@ -247,6 +268,7 @@ class _Builder:
         self.doc = doc
         self.names: dict[str, Kind] = {n: collection_kind(n, f) for n, f in INPUT_COLLECTIONS.items()}
         self.names["met"] = object_kind("met", MET_FIELDS)
+        self.names["triggers"] = object_kind("triggers", TRIGGER_FIELDS)
         self.names["weight"] = Kind(NUM)
         self.pending = (
             set(doc["objects"])
@@ -832,8 +854,13 @@ class _Input:
         def met(key: str) -> np.ndarray:
             return self.scalar("met", key)[start:stop]
 
+        def trigger(key: str) -> np.ndarray:
+            return self.scalar("triggers", key)[start:stop]
+
         base: dict[str, Callable[[Env], Any]] = {name: collection(name) for name in INPUT_COLLECTIONS}
         base["met"] = lambda env: Particle({k: functools.partial(met, k) for k in MET_FIELDS})
+        # trigger decisions as 0/1, the way a Particle holds boolean fields
+        base["triggers"] = lambda env: Particle({k: functools.partial(trigger, k) for k in TRIGGER_FIELDS})
         base["weight"] = lambda env: self.scalar("weight")[start:stop]
         return base
 
@@ -1237,6 +1264,7 @@ def evaluate_expression(text: str, reco: ak.Array, selection: Selection | None =
     """
     names: dict[str, Kind] = {n: collection_kind(n, f) for n, f in INPUT_COLLECTIONS.items()}
     names["met"] = object_kind("met", MET_FIELDS)
+    names["triggers"] = object_kind("triggers", TRIGGER_FIELDS)
     names["weight"] = Kind(NUM)
     definitions: Mapping[str, Callable[[Env], Any]] = {}
     if selection is not None:

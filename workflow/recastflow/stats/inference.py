@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,17 @@ logging.getLogger("pyhf.optimize.mixins").setLevel(logging.CRITICAL)
 
 class FitFailed(RecastError):
     """A minimisation did not converge; the point cannot be quoted."""
+
+
+class FitTimeout(FitFailed):
+    """A point's fits ran past their wall-clock bound (``fit.timeout_s``); the point cannot be quoted."""
+
+
+#: Wall-clock bound of one point's fits (CLs, verification and upper limit together), in seconds, when
+#: the configuration's ``fit.timeout_s`` is not set. A point of the largest published likelihoods takes
+#: seconds with the fast method and a few minutes with pyhf's own fits; a fit that cannot converge (a NaN
+#: tolerance once ran for hours) is stopped here with the reason instead of holding the job.
+DEFAULT_TIMEOUT_S = 1800.0
 
 
 #: A fit whose slope at the end says -2 log L could still fall by more than this (a Newton step with
@@ -163,13 +175,19 @@ class Likelihood:
         model: the pyhf model (POI lower bound must be 0 for the qtilde statistic).
         data: observations followed by auxiliary data.
         fit_options: extra options for pyhf's optimiser (e.g. ``maxiter``).
+        timeout_s: wall-clock bound of all fits of this likelihood, from its creation (``None``: no bound).
+            Checked at every evaluation of -2 log L, so that even one fit that never converges stops.
     """
 
     model: pyhf.pdf.Model
     data: Any
     fit_options: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float | None = None
 
     def __post_init__(self) -> None:
+        #: monotonic time after which every further evaluation of -2 log L stops the fits (FitTimeout)
+        self._deadline = time.monotonic() + self.timeout_s if self.timeout_s is not None else math.inf
+        self._fitting = ""
         cfg = self.model.config
         if cfg.poi_index is None:
             raise RecastError("the model has no parameter of interest; set measurements[0].config.poi")
@@ -199,7 +217,31 @@ class Likelihood:
         self._fitted: dict[str, dict[float | None, _Fit]] = {}
 
     # -- fits -----------------------------------------------------------------
+    def _check_time(self) -> None:
+        """Stop the fits once the wall-clock bound is past (called at every evaluation of -2 log L).
+
+        Raises:
+            FitTimeout: naming the fit that was running and the bound.
+        """
+        if time.monotonic() > self._deadline:
+            raise FitTimeout(
+                f"{self._fitting or 'the fits'} stopped: this point's fits ran longer than the wall-clock bound "
+                f"fit.timeout_s = {self.timeout_s:g} s; raise it in the run configuration if the likelihood is "
+                "just slow, or check the fit options"
+            )
+
+    def _timed(self, objective: Callable[..., Any]) -> Callable[..., Any]:
+        """``objective`` (pyhf's ``twice_nll``), checking the wall-clock bound before each evaluation."""
+
+        def timed(pars: Any, data: Any, pdf: Any) -> Any:
+            self._check_time()
+            return objective(pars, data, pdf)
+
+        return timed
+
     def _fit(self, data: Any, label: str, poi_value: float | None = None, record: bool = True, start: str = "") -> _Fit:
+        self._fitting = label
+        self._check_time()
         init = list(self._init)
         fixed = list(self._fixed)
         warm = self._warm_start(start, poi_value) if start else None
@@ -242,12 +284,17 @@ class Likelihood:
                 # numpy's and scipy's warnings on the way (log of 0 at a bound, clipping to bounds) say nothing
                 # the fit's quality checks do not say better, and would fill every job log
                 warnings.simplefilter("ignore", RuntimeWarning)
-                return pyhf.infer.mle.fit(
+                # what pyhf.infer.mle.fit does (same optimiser, objective, start, bounds and fixed values, so
+                # the same numbers), with the objective checking the wall-clock bound at each evaluation
+                _, optimizer = pyhf.get_backend()
+                fixed_vals = [(i, v) for i, (v, f) in enumerate(zip(init, fixed)) if f]
+                return optimizer.minimize(
+                    self._timed(pyhf.infer.mle.twice_nll),
                     data,
                     self.model,
                     init,
                     bounds,
-                    fixed,
+                    fixed_vals,
                     return_fitted_val=True,
                     return_result_obj=True,
                     **self.fit_options,
@@ -521,10 +568,15 @@ class Likelihood:
         for label, data, mu, primary in targets:
             if primary is None or data is None:
                 continue
+            self._fitting = f"the verification of the {label}"
             try:
                 value, success, message = (
                     self._lbfgsb(objective, data, mu) if objective is not None else self._minuit(data, mu)
                 )
+            except FitTimeout as exc:
+                # out of time: the point is not verified, which is a reason to doubt it, said as such
+                out.append(str(exc))
+                break
             except Exception as exc:  # any failure of the second minimiser is reported as such
                 value, success, message = math.nan, False, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             # recorded to 1e-6 and with a fixed message: L-BFGS-B's last digits and its choice among its
@@ -560,6 +612,7 @@ class Likelihood:
         obs = objective.as_data(data)
 
         def fun(y: np.ndarray) -> tuple[float, np.ndarray]:
+            self._check_time()
             x = x0.copy()
             x[free] = y / scale
             value, grad = objective.value_and_grad(x, obs)
@@ -584,7 +637,7 @@ class Likelihood:
             fixed = [f for f in fixed if f[0] != self._poi] + [(self._poi, mu)]
         optimizer = pyhf.optimize.minuit_optimizer(tolerance=1e-4)
         _, value, res = optimizer.minimize(
-            pyhf.infer.mle.twice_nll,
+            self._timed(pyhf.infer.mle.twice_nll),
             np.asarray(data, dtype=float),
             self.model,
             init,
@@ -718,6 +771,7 @@ class FastLikelihood(Likelihood):
         objective: the compiled -2 log L of ``model`` (see :mod:`recastflow.stats.compiled`).
         tolerance: fit convergence tolerance on -2 log L.
         maxiter: iteration limit per fit.
+        timeout_s: wall-clock bound of all fits (see :class:`Likelihood`).
     """
 
     def __init__(
@@ -727,8 +781,9 @@ class FastLikelihood(Likelihood):
         objective: Any,
         tolerance: float = FAST_TOLERANCE,
         maxiter: int = 100000,
+        timeout_s: float | None = None,
     ) -> None:
-        super().__init__(model, data)
+        super().__init__(model, data, timeout_s=timeout_s)
         self.objective = objective
         self.tolerance = tolerance
         self.maxiter = maxiter
@@ -860,6 +915,7 @@ class FastLikelihood(Likelihood):
         s = scale[free]
 
         def fun(y: np.ndarray) -> tuple[float, np.ndarray]:
+            self._check_time()
             x[free] = y / s
             value, grad = self.objective.value_and_grad(x, obs)
             return value, grad[free] / s

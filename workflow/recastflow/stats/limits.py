@@ -11,7 +11,14 @@ from typing import Any
 import pyhf
 
 from recastflow.core.errors import RecastError
-from recastflow.stats.inference import EXPECTED_SIGMAS, FAST_TOLERANCE, FastLikelihood, FitFailed, Likelihood
+from recastflow.stats.inference import (
+    DEFAULT_TIMEOUT_S,
+    EXPECTED_SIGMAS,
+    FAST_TOLERANCE,
+    FastLikelihood,
+    FitFailed,
+    Likelihood,
+)
 from recastflow.stats.patching import apply_patch, build_model_and_data
 
 STATUSES = ("trusted", "flagged", "failed")
@@ -109,7 +116,9 @@ def evaluate_point(
         ops: the point's signal patch.
         result: record with the point's identity filled in; completed and returned.
         upper_limit: also compute upper limits on mu (and on the cross-section if known).
-        fit_options: options for the optimiser (``maxiter``, ``tolerance``).
+        fit_options: options for the optimiser (``maxiter``, ``tolerance``), and ``timeout_s``, the wall-clock
+            bound of the point's fits (default :data:`recastflow.stats.inference.DEFAULT_TIMEOUT_S`): past it the
+            point fails (or, in its verification or upper-limit search, is flagged) with the reason.
         source: where the patch came from (for messages).
         method: ``"fast"`` or ``"exact"`` (see :data:`METHODS`).
         compiler: a :class:`recastflow.stats.compiled.LikelihoodCompiler` shared by the points of a
@@ -128,6 +137,8 @@ def evaluate_point(
 
     spec = apply_patch(bkg, ops, source, build_model=False, analysis=analysis, wsref=wsref)
     options = dict(fit_options or {})
+    # the wall-clock bound is not an optimiser option: it bounds all the point's fits together
+    timeout_s = options.pop("timeout_s", None) or DEFAULT_TIMEOUT_S
     compiler = compiler or LikelihoodCompiler()
     lik: Likelihood
     objective = None
@@ -150,7 +161,9 @@ def evaluate_point(
             result.method = "exact-converged"
         else:
             tolerance = options.get("tolerance") or FAST_TOLERANCE
-            lik = FastLikelihood(model, data, objective, tolerance=tolerance, maxiter=options.get("maxiter", 100000))
+            lik = FastLikelihood(
+                model, data, objective, tolerance=tolerance, maxiter=options.get("maxiter", 100000), timeout_s=timeout_s
+            )
             result.software = {
                 "pyhf": pyhf.__version__,
                 "method": "fast",
@@ -159,7 +172,7 @@ def evaluate_point(
             }
     if method == "exact":
         model, data = build_model_and_data(spec, source)
-        lik = Likelihood(model, data, fit_options=options)
+        lik = Likelihood(model, data, fit_options=options, timeout_s=timeout_s)
         tol = options.get("tolerance")
         result.software = {
             "pyhf": pyhf.__version__,

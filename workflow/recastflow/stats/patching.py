@@ -6,6 +6,7 @@ import copy
 import functools
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,24 +27,31 @@ def _channel_index(spec: dict[str, Any]) -> dict[str, int]:
     return {c["name"]: i for i, c in enumerate(spec["channels"])}
 
 
-def check_yields(doc: dict[str, Any], wsref: WorkspaceRef, path: Path | str) -> None:
+def check_yields(
+    doc: dict[str, Any], wsref: WorkspaceRef, path: Path | str, elsewhere: Mapping[str, int] | None = None
+) -> None:
     """Check a yields document against the bundle's regions: names, bin counts, finite non-negative values.
 
     Args:
         doc: parsed yields document (already schema-valid).
         wsref: the workspace the yields are for.
         path: where the document came from (for messages).
+        elsewhere: regions (name -> bins) of the analysis's other workspaces: one selection fills the
+            signal regions of every workspace of a bundle (e.g. regions A, B and C of ATLAS-SUSY-2018-31),
+            and each workspace's patch takes its own.
     """
-    regions = {r.name: r for r in wsref.regions}
-    unknown = sorted(set(doc["regions"]) - set(regions))
+    regions = {r.name: r.bins for r in wsref.regions}
+    other = {k: v for k, v in (elsewhere or {}).items() if k not in regions}
+    unknown = sorted(set(doc["regions"]) - set(regions) - set(other))
     if unknown:
         raise RecastError(
-            f"region(s) {', '.join(unknown)} are not regions of workspace {wsref.name} (it has: {', '.join(regions)})",
+            f"region(s) {', '.join(unknown)} are not regions of workspace {wsref.name} (it has: {', '.join(regions)})"
+            + (" nor of the analysis's other workspaces" if other else ""),
             path=str(path),
             field="regions",
         )
     for name, reg in doc["regions"].items():
-        nbins = regions[name].bins
+        nbins = regions[name] if name in regions else other[name]
         for key in ("yields", "stat"):
             values = reg[key]
             where = f"regions.{name}.{key}"
@@ -60,12 +68,22 @@ def check_yields(doc: dict[str, Any], wsref: WorkspaceRef, path: Path | str) -> 
                     )
 
 
-def read_yields(path: Path, wsref: WorkspaceRef) -> dict[str, Any]:
-    """Read and check a per-point yields file (YAML or JSON)."""
+def read_yields(path: Path, wsref: WorkspaceRef, elsewhere: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Read and check a per-point yields file (YAML or JSON).
+
+    Args:
+        path: the yields file.
+        wsref: the workspace the yields go into.
+        elsewhere: regions of the analysis's other workspaces (see :func:`check_yields`); they are dropped.
+
+    Returns:
+        The yields document with the regions of ``wsref`` only.
+    """
     doc = read_document(path)
     validate(doc, "yields", path)
-    check_yields(doc, wsref, path)
-    return doc
+    check_yields(doc, wsref, path, elsewhere)
+    mine = {r.name for r in wsref.regions}
+    return {**doc, "regions": {k: v for k, v in doc["regions"].items() if k in mine}}
 
 
 def patch_from_yields(
@@ -450,12 +468,17 @@ def _patch_from_patchset(path: Path, point: Point, labels: list[str], grid_path:
     )
 
 
+def other_regions(analysis: Analysis, workspace: str) -> dict[str, int]:
+    """The regions (name -> bins) of an analysis's workspaces other than ``workspace``."""
+    return {r.name: r.bins for name, ws in analysis.workspaces.items() if name != workspace for r in ws.regions}
+
+
 def point_patch(
     point: Point, grid: Grid, bkg: dict[str, Any], wsref: WorkspaceRef, analysis: Analysis
 ) -> list[dict[str, Any]]:
     """Return the JSON Patch of one grid point, whatever its source (patch, patchset, yields)."""
     if point.yields is not None:
-        doc = read_yields(point.yields, wsref)
+        doc = read_yields(point.yields, wsref, other_regions(analysis, wsref.name))
         return patch_from_yields(doc, bkg, wsref, analysis, doc.get("sample") or point.name)
     if point.patch is not None:
         return _read_patch(point.patch)
@@ -576,6 +599,17 @@ def patches_by_name(
     patchset: dict[str, Any], bkg: dict[str, Any], names: list[str], source: Path | str
 ) -> dict[str, list[dict[str, Any]]]:
     """Look up the patches of several points in a PatchSet, checking once that it was made for this workspace."""
+    from recastflow.stats.pyhfschema import validate as validate_pyhf
+
+    # a file given as --patchset may be anything (a yields file, a workspace): pyhf's PatchSet schema says so
+    # in one line, instead of a KeyError further down
+    try:
+        validate_pyhf(patchset, "patchset.json")
+    except pyhf.exceptions.InvalidSpecification as exc:
+        raise RecastError(
+            f"not a pyhf PatchSet (the output of 'recastflow patch'): {str(exc).splitlines()[0][:200]}",
+            path=str(source),
+        ) from None
     digest = pyhf.utils.digest(bkg)
     if patchset["metadata"]["digests"].get("sha256") != digest:
         raise RecastError(

@@ -202,6 +202,7 @@ def write_table(
     plot: Path | None,
     plot_pdf: Path | None,
     log: Log,
+    hepdata: dict[str, Path] | None = None,
 ) -> dict[str, int]:
     """Collect a grid's point records into its JSON and CSV tables and its exclusion plot.
 
@@ -215,6 +216,8 @@ def write_table(
         plot: the exclusion plot (PNG); required when the grid declares a ``plot``.
         plot_pdf: the same plot as PDF (default: ``plot`` with the suffix ``.pdf``).
         log: where the summary line goes.
+        hepdata: the HEPData submission's files (``submission``, ``limits``, ``contour_obs``,
+            ``contour_exp``; :func:`recastflow.report.hepdata.write_submission`), or None for none.
 
     Returns:
         The counts of trusted, flagged, failed and fallback points.
@@ -227,11 +230,38 @@ def write_table(
     records.sort(key=lambda r: order.get(r["point"], len(order)))
     counts = summary(records)
     params = list(grid.parameters)
-    write_json_atomic(
-        json_out,
-        {"analysis": analysis.id, "grid": grid.name, "parameters": params, "summary": counts, "points": records},
-    )
+    table: dict[str, Any] = {
+        "analysis": analysis.id,
+        "grid": grid.name,
+        "parameters": params,
+        "summary": counts,
+        "points": records,
+    }
+    ours: dict[str, Any] = {"observed": None, "expected": None}
+    official = None
+    if grid.plot:
+        from recastflow.report.official import compare_with_official
+        from recastflow.report.plots import exclusion_contours
+
+        # the contours the plot draws, as coordinates: for HEPData and the comparison with ATLAS's
+        ours = exclusion_contours(records, grid.plot[0], grid.plot[1], level=1 - cl)
+        official, table["official_comparison"] = compare_with_official(grid, analysis, ours, log)
+    write_json_atomic(json_out, table)
     write_text_atomic(csv_out, rows_to_csv(table_rows(records, params)))
+    if hepdata is not None:
+        from recastflow.report.hepdata import write_submission
+
+        write_submission(
+            records,
+            grid,
+            analysis,
+            cl=cl,
+            submission=hepdata["submission"],
+            limits=hepdata["limits"],
+            contour_obs=hepdata["contour_obs"],
+            contour_exp=hepdata["contour_exp"],
+            contours=ours,
+        )
     if grid.plot:
         if plot is None:
             raise RecastError(f"grid {grid.name} declares a plot: give the file to draw it in", field="--plot")
@@ -248,6 +278,10 @@ def write_table(
             xlabel=grid.parameters[x]["label"],
             ylabel=grid.parameters[y]["label"],
             level=1 - cl,
+            official=(official.observed, official.expected) if official is not None else (),
+            official_notes=official.notes if official is not None else (),
+            sqrt_s_tev=getattr(analysis, "sqrt_s_tev", None),
+            luminosity_ifb=getattr(analysis, "luminosity_ifb", None),
         )
     fallback = f", {counts['fallback']} computed with a fallback method" if counts["fallback"] else ""
     log(

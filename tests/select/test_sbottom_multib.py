@@ -1,0 +1,89 @@
+"""The b-jet pairing functions (maxdr, maxmindr, maxminm) and the ATLAS-SUSY-2018-31 selection file."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pytest
+import yaml
+
+from recastflow.core.errors import RecastError
+from recastflow.select.expressions import Scope, compile_expression
+from recastflow.select.selection import evaluate_expression, load_selection
+
+REPO = Path(__file__).resolve().parents[2]
+SELECTION = REPO / "config" / "analyses" / "ATLAS-SUSY-2018-31" / "selection.yaml"
+
+
+def bjet(pt: float, eta: float, phi: float, m: float = 0.0) -> dict[str, Any]:
+    return {"pt": pt, "eta": eta, "phi": phi, "m": m, "btag": True, "flavour": 5}
+
+
+def event(jets: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"weight": 1.0, "jets": jets, "electrons": [], "muons": [], "photons": [], "met": {"pt": 0.0, "phi": 0.0}}
+
+
+# event 0: four massless b-jets at eta 0; phi 0 and 3 are the farthest pair (dR = 3); of the other two
+# (phi 1.0 and 1.5, dR = 0.5), each 100 GeV: m = sqrt(2 * 100 * 100 * (1 - cos 0.5))
+# event 1: three b-jets: a largest pair exists, no second pair
+# event 2: one b-jet; event 3: five b-jets, the fifth far in eta so that it joins the largest pair
+EVENTS = ak.Array(
+    [
+        event([bjet(300, 0, 0.0), bjet(200, 0, 3.0), bjet(100, 0, 1.0), bjet(100, 0, 1.5)]),
+        event([bjet(300, 0, 0.0), bjet(200, 0, 2.0), bjet(100, 0, 1.0)]),
+        event([bjet(300, 0, 0.0)]),
+        event([bjet(300, 0, 0.0), bjet(200, 0, 3.0), bjet(100, 0, 1.0), bjet(100, 0, 1.5), bjet(50, 4.0, 0.0)]),
+    ]
+)
+
+
+def values(text: str) -> np.ndarray:
+    return np.asarray(evaluate_expression(text, EVENTS), dtype=float)
+
+
+def test_largest_dr_pair() -> None:
+    # event 3: jets 1 (eta 0, phi 3) and 4 (eta 4, phi 0): dR = sqrt(16 + 9) = 5
+    np.testing.assert_allclose(values("maxdr(jets)"), [3.0, 2.0, math.nan, 5.0])
+
+
+def test_higgs_candidate_is_the_closest_pair_of_the_rest() -> None:
+    # event 3: after removing jets 1 and 4, the closest pair is jets 2 and 3 again (dR 0.5); jet 0 is 1.0 away
+    np.testing.assert_allclose(values("maxmindr(jets)"), [0.5, math.nan, math.nan, 0.5])
+    m = math.sqrt(2 * 100 * 100 * (1 - math.cos(0.5)))
+    np.testing.assert_allclose(values("maxminm(jets)"), [m, math.nan, math.nan, m])
+
+
+def test_masses_of_the_jets_enter() -> None:
+    evs = ak.Array([event([bjet(300, 0, 0.0), bjet(200, 0, 3.0), bjet(100, 0, 1.0, 10.0), bjet(100, 0, 1.5, 10.0)])])
+    e = math.sqrt(100**2 + 10**2)
+    px = 100 * (math.cos(1.0) + math.cos(1.5))
+    py = 100 * (math.sin(1.0) + math.sin(1.5))
+    expected = math.sqrt((2 * e) ** 2 - px * px - py * py)
+    np.testing.assert_allclose(np.asarray(evaluate_expression("maxminm(jets)", evs)), [expected])
+
+
+def test_pairing_needs_a_collection() -> None:
+    with pytest.raises(RecastError, match="maxdr"):
+        compile_expression("maxdr(met.pt)", Scope({}), path="sel.yaml", field="variables.x")
+
+
+def test_unknown_pairing_function_names_file_and_field(tmp_path: Path) -> None:
+    doc = yaml.safe_load(SELECTION.read_text())
+    doc["variables"]["m_h_cand"] = "minmaxm(bjets)"
+    path = tmp_path / "selection.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(RecastError) as info:
+        load_selection(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: variables.m_h_cand: ") and "\n" not in message and "maxminm" in message
+
+
+def test_the_selection_file_loads_with_the_workspace_bins() -> None:
+    selection = load_selection(SELECTION)
+    regions = {r.name: r.n_bins for r in selection.regions}
+    # the RegionA workspace's SR_meff has 3 bins (analysis.yaml, workspaces.RegionA.regions)
+    assert regions == {"SR_meff": 3}
