@@ -164,11 +164,13 @@ def _convert_hepmc3(m: Manifest, seed: int, progress: bool) -> _Converted:
         )
     nominal, matrix, names = _hepmc_weights(m, raw)
     xsec_pb, notes = check_weights(m, nominal, matrix, names, raw.xsec_pb)
+    from recastflow.generate.pythia import final_particles
+
     flat = _hepmc_flat(raw)
     columns: dict[str, Any] = {"weight": nominal}
     if names:
         columns["weights"] = _regular(matrix)
-    columns["particles"] = _final_particles(flat)
+    columns["particles"] = final_particles(flat, particle_charges)
     columns["truth"] = _hepmc_truth(flat, raw)
     return _Converted(
         events=ak.zip(columns, depth_limit=1),
@@ -284,26 +286,6 @@ def particle_charges(pid: np.ndarray) -> np.ndarray:
             _CHARGES[p] = float(q) if q is not None else 0.0
     table = np.array([_CHARGES[p] for p in unique.tolist()], dtype=np.float32)
     return table[inverse.reshape(-1)]
-
-
-def _final_particles(flat: Any) -> ak.Array:
-    """Status-1 particles as var * {pid, charge, px, py, pz, e}."""
-    from recastflow.generate.pythia import jagged
-
-    final = flat.status > 0
-    pid = flat.pid[final]
-    return jagged(
-        flat,
-        final,
-        {
-            "pid": pid,
-            "charge": particle_charges(pid),
-            "px": flat.px[final],
-            "py": flat.py[final],
-            "pz": flat.pz[final],
-            "e": flat.e[final],
-        },
-    )
 
 
 def _hepmc_truth(flat: Any, raw: _HepMCRaw) -> ak.Array:

@@ -568,7 +568,7 @@ def _convert(batch: ak.Array, flat: Flat, charges: _ChargeTable, n_alt_weights: 
     }
     if n_alt_weights:
         columns["weights"] = ak.values_astype(weights[:, 1:], np.float64)
-    columns["particles"] = _particles(flat, charges)
+    columns["particles"] = final_particles(flat, charges)
     columns["truth"] = _truth(batch, flat)
     return ak.zip(columns, depth_limit=1)
 
@@ -579,8 +579,13 @@ def jagged(flat: Flat, mask: np.ndarray, fields: dict[str, np.ndarray]) -> ak.Ar
     return ak.unflatten(ak.zip(fields), counts)
 
 
-def _particles(flat: Flat, charges: _ChargeTable) -> ak.Array:
-    """All final-state particles (status > 0) with pid, charge and four-momentum."""
+def final_particles(flat: Flat, charges: Callable[[np.ndarray], np.ndarray]) -> ak.Array:
+    """All final-state particles (status > 0) with pid, charge and four-momentum.
+
+    Args:
+        flat: the events' particles.
+        charges: PDG ids -> electric charges (Pythia's table when generating, the particle table in a hand-off).
+    """
     final = flat.status > 0
     pid = flat.pid[final]
     return jagged(

@@ -263,6 +263,14 @@ def execute(
     return RunResult(plan.folder, tuple(verdicts), plan.folder / REPORT, failure)
 
 
+#: The options of :func:`execute`; the others of run_model/run_scan are the plan's.
+_RUN_KEYS = frozenset({"cores", "profile", "verbose", "extra", "out"})
+
+
+def _split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return {k: v for k, v in kwargs.items() if k not in _RUN_KEYS}, {k: v for k, v in kwargs.items() if k in _RUN_KEYS}
+
+
 def run_model(slha: str | Path, **kwargs: Any) -> RunResult:
     """Run one SLHA spectrum through the analyses: :func:`plan_model` then :func:`execute`.
 
@@ -276,9 +284,8 @@ def run_model(slha: str | Path, **kwargs: Any) -> RunResult:
     Raises:
         RecastError: wrong input or a failed workflow.
     """
-    run_keys = {"cores", "profile", "verbose", "extra", "out"}
-    plan = plan_model(slha, **{k: v for k, v in kwargs.items() if k not in run_keys})
-    return execute(plan, **{k: v for k, v in kwargs.items() if k in run_keys})
+    planning, running = _split(kwargs)
+    return execute(plan_model(slha, **planning), **running)
 
 
 def run_scan(scan: str | Path, **kwargs: Any) -> RunResult:
@@ -294,9 +301,8 @@ def run_scan(scan: str | Path, **kwargs: Any) -> RunResult:
     Raises:
         RecastError: wrong input or a failed workflow.
     """
-    run_keys = {"cores", "profile", "verbose", "extra", "out"}
-    plan = plan_scan(scan, **{k: v for k, v in kwargs.items() if k not in run_keys})
-    return execute(plan, **{k: v for k, v in kwargs.items() if k in run_keys})
+    planning, running = _split(kwargs)
+    return execute(plan_scan(scan, **planning), **running)
 
 
 def print_plan(plan: RunPlan, out: TextIO | None = None) -> None:
