@@ -19,13 +19,13 @@ from recastflow.core.events import EVENTS, read_events, read_header
 from recastflow.generate.pythia import (
     SEED_MAX,
     SEED_MIN,
-    _heavy_flavour,
     generate_chunk,
     load_card,
     open_width_factor,
     pythia_seed,
     run_pythia,
 )
+from recastflow.generate.truth import _heavy_flavour
 
 REPO = Path(__file__).resolve().parents[2]
 CARD = REPO / "config" / "processes" / "TChiWH.yaml"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recastflow.generate.pythia import Flat, visible_taus
+from recastflow.generate.truth import Flat, visible_taus
 from recastflow.generate.slha import read_slha, slha_xsec_pb
 from recastflow.generate.spectrum import load_spectrum_card, spectrum_text
 

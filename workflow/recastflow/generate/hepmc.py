@@ -164,7 +164,7 @@ def _convert_hepmc3(m: Manifest, seed: int, progress: bool) -> _Converted:
         )
     nominal, matrix, names = _hepmc_weights(m, raw)
     xsec_pb, notes = check_weights(m, nominal, matrix, names, raw.xsec_pb)
-    from recastflow.generate.pythia import final_particles
+    from recastflow.generate.truth import final_particles
 
     flat = _hepmc_flat(raw)
     columns: dict[str, Any] = {"weight": nominal}
@@ -213,7 +213,7 @@ def _hepmc_flat(raw: _HepMCRaw) -> Any:
     HepMC statuses other than 1 are negated so that, as in Pythia's record, only final
     particles are positive.
     """
-    from recastflow.generate.pythia import Flat
+    from recastflow.generate.truth import Flat
 
     counts = np.asarray(raw.counts, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
@@ -290,7 +290,7 @@ def particle_charges(pid: np.ndarray) -> np.ndarray:
 
 def _hepmc_truth(flat: Any, raw: _HepMCRaw) -> ak.Array:
     """The truth record, built by the generator's own function so both paths agree."""
-    from recastflow.generate.pythia import truth_record
+    from recastflow.generate.truth import truth_record
 
     pdf = np.asarray(raw.pdf, dtype=np.float64).reshape(-1, 5)
     return truth_record(

@@ -15,7 +15,7 @@ factors, each of one kind:
 
 ``decay_modes``
     Branching-fraction reweighting from the truth decay-mode label of each event (e.g.
-    ``"W(e nu) h(b b)"``, see :func:`recastflow.generate.pythia.mode_labels`): each decay in the
+    ``"W(e nu) h(b b)"``, see :func:`recastflow.generate.truth.mode_labels`): each decay in the
     label is matched against rules, a rule's ``target / generated`` multiplies ``r``.
 ``expression``
     An analytic density ratio in the selection expression language
