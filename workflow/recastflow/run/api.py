@@ -129,21 +129,7 @@ def plan_model(
     point = ModelPoint(safe_name(path.stem), values, path)
     folder = Path(run_dir) if run_dir is not None else _default_folder(path.stem)
     check_run_folder(folder)
-    plan = write_run_folder(
-        folder,
-        [point],
-        parameters,
-        chosen,
-        process=card,
-        detector=root / "config" / "detectors" / "ATLAS-Run2.yaml",
-        n_events=events,
-        chunks=chunks,
-        seed=seed,
-        upper_limits=upper_limits,
-        model=card.stem,
-    )
-    remove_stale_grids(plan)
-    return plan
+    return _write(folder, [point], parameters, chosen, card, (events, chunks, seed), upper_limits)
 
 
 def plan_scan(
@@ -194,13 +180,27 @@ def plan_scan(
         write_point_slha(spec, p, target)
         points.append(ModelPoint(p.name, dict(p.values), target))
     parameters = {a: {"label": spec.axis_label(a)} for a in spec.axes}
+    return _write(folder, points, parameters, chosen, card, (events, chunks, seed), upper_limits)
+
+
+def _write(
+    folder: Path,
+    points: Sequence[ModelPoint],
+    parameters: dict[str, dict[str, str]],
+    chosen: Sequence[tuple[Any, str]],
+    card: Path,
+    statistics: tuple[int, int, int],
+    upper_limits: bool,
+) -> RunPlan:
+    """Write the run folder of a model or a scan (the shipped ATLAS-like detector card) and drop stale grids."""
+    events, chunks, seed = statistics
     plan = write_run_folder(
         folder,
         points,
         parameters,
         chosen,
         process=card,
-        detector=root / "config" / "detectors" / "ATLAS-Run2.yaml",
+        detector=project_root() / "config" / "detectors" / "ATLAS-Run2.yaml",
         n_events=events,
         chunks=chunks,
         seed=seed,
