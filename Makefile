@@ -1,8 +1,11 @@
 # Two entry points for a fresh machine: `make run` and `make test`.
-# Both create .venv (Python >= 3.11) and install the pinned package first.
+# Both create .venv (Python >= 3.11) and install the package first, every distribution at the version of
+# requirements.lock (pip constraints; pyproject.toml itself states compatible ranges).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
+PIP_INSTALL := $(BIN)/pip install --quiet --disable-pip-version-check -c $(LOCK)
 CORES ?= all
 CONFIG ?=      # another run configuration, e.g. make run CONFIG=config/validation.yaml
 # Snakemake only finds a profiles/default next to the Snakefile by itself; ours lives under workflow/
@@ -22,10 +25,11 @@ endif
 
 .PHONY: setup run test lint docs clean images run-containers report archive fetch
 
-$(BIN)/recastflow: pyproject.toml
+# pip and setuptools from the lock first, then the package built with that setuptools (no build isolation)
+$(BIN)/recastflow: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[workflow,test]'
+	$(PIP_INSTALL) pip setuptools
+	$(PIP_INSTALL) --no-build-isolation -e '.[workflow,test]'
 	touch $@
 
 setup: $(BIN)/recastflow

@@ -9,11 +9,13 @@
 #   containers/build.sh --lock FILE     write (or --check) FILE instead of containers/lock.yaml
 #   containers/build.sh --rebuild-base  make the Debian base again with debootstrap (otherwise reused)
 #   containers/build.sh --no-cache      build the stats image without podman's layer cache
-#   containers/build.sh --relock        re-resolve containers/stats/requirements.lock from pyproject.toml
+#   containers/build.sh --relock        first re-resolve the dependency closure of requirements.lock (its
+#                                       second part) from its hand-edited pins and pyproject's ranges
 #
 # Images (local podman storage only; no registry is used or needed):
 #   localhost/recastflow-base:bookworm  Debian bookworm minbase from debootstrap, one normalised layer
-#   localhost/recastflow-stats:latest   python3.11 venv with the locked closure + recastflow (stats stages)
+#   localhost/recastflow-stats:latest   python3.11 venv with recastflow's runtime dependencies at the
+#                                       versions of requirements.lock (pip constraints), then recastflow
 #
 # Both builds use `podman build --timestamp $SOURCE_DATE_EPOCH`, so creation times do not enter the
 # digests: the same base rootfs and the same build context give the same image digest again.
@@ -27,7 +29,7 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-1735689600}"   # 2025-01-01T00:00
 BASE_IMAGE=localhost/recastflow-base:bookworm
 STATS_IMAGE=localhost/recastflow-stats:latest
 STATS_REPO=localhost/recastflow-stats
-STATS_STAGES=(fetch generate emulate select reweight patch limits check report archive)   # workflow stages that run in the stats image
+STATS_STAGES=(fetch generate emulate select reweight patch limits check report archive adaptive)   # workflow stages that run in the stats image
 
 lock="$here/lock.yaml"
 check=0 rebuild_base=0 relock=0 cache_opts=()
@@ -38,7 +40,7 @@ while (($#)); do
         --rebuild-base) rebuild_base=1; shift ;;
         --relock) relock=1; shift ;;
         --no-cache) cache_opts=(--no-cache); shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -111,30 +113,69 @@ fi
 base_digest="$(podman image inspect --format '{{.Digest}}' "$BASE_IMAGE")"
 base_ref="localhost/recastflow-base@$base_digest"
 
-# --- requirements.lock: the full closure of pyproject's exact pins -----------------------------
-reqlock="$here/stats/requirements.lock"
-if ((relock)) || [[ ! -e $reqlock ]]; then
-    say "resolving $reqlock from pyproject.toml (pip in a base container, network=host)"
-    python3 - "$repo/pyproject.toml" "$repo/envs/stats.yaml" >"$work/direct.txt" <<'PY'
+# --- requirements.lock: the exact versions (repository root; make and .ci/run install from it too) -----
+# Its first part (up to the marker line) is edited by hand; --relock resolves the full closure of those pins
+# together with pyproject's ranges, with pip in a base container (Python 3.11 of Debian bookworm, the image's),
+# keeping the previous closure's pins where they still fit, and rewrites the second part.
+reqlock="$repo/requirements.lock"
+[[ -s $reqlock ]] || { say "$reqlock is missing"; exit 1; }
+if ((relock)); then
+    say "resolving the dependency closure of $reqlock (pip in a base container, network=host)"
+    mkdir -p "$work/relock"
+    python3 - split "$reqlock" "$repo/pyproject.toml" "$work/relock" <<'PY'
 import re, sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-pip = re.search(r"^\s*-\s*pip=(\S+)", open(sys.argv[2]).read(), re.M)[1]
-build = tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]
-print("\n".join([f"pip=={pip}", *build, *deps]))
+from pathlib import Path
+MARKER = "# ---- dependency closure:"
+_, lock, pyproject, out = sys.argv[1:]
+text = Path(lock).read_text()
+if MARKER not in text:
+    sys.exit(f"relock: {lock} has no line starting with {MARKER!r}")
+head, closure = text.split(MARKER, 1)
+pins = lambda part: [ln.split("#", 1)[0].strip() for ln in part.splitlines() if ln.split("#", 1)[0].strip()]
+project = tomllib.loads(Path(pyproject).read_text())["project"]
+ranges = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+Path(out, "direct.txt").write_text("\n".join([*pins(head), *ranges]) + "\n")
+Path(out, "closure.txt").write_text("\n".join(pins(closure.split("\n", 1)[1] if "\n" in closure else "")) + "\n")
 PY
-    podman run --rm --network=host "${ca_opts[@]}" -v "$work/direct.txt:/direct.txt:ro" "$base_ref" bash -ec '
+    podman run --rm --network=host "${ca_opts[@]}" -v "$work/relock:/relock" "$base_ref" bash -ec '
         if [ -s /run/host-ca/ca.crt ]; then export PIP_CERT=/run/host-ca/ca.crt; fi
         apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv ca-certificates >/dev/null
-        python3 -m venv /v && /v/bin/pip install -q --disable-pip-version-check "$(grep ^pip== /direct.txt)"
-        /v/bin/pip install -q --disable-pip-version-check -r /direct.txt
-        /v/bin/pip freeze --all' >"$work/freeze.txt"
-    {
-        echo "# Exact versions installed in the stats image (containers/stats/Containerfile, pip --no-deps)."
-        echo "# Generated by 'containers/build.sh --relock' from pyproject.toml's pins and envs/stats.yaml's pip;"
-        echo "# the direct pins must equal pyproject.toml (tests/test_env_consistency.py)."
-        LC_ALL=C sort -f "$work/freeze.txt"
-    } >"$reqlock"
-    say "wrote $reqlock ($(grep -c '==' "$reqlock") pins)"
+        python3 -m venv /v && /v/bin/pip install -q --disable-pip-version-check "$(grep -m1 "^pip==" /relock/direct.txt)"
+        resolve() { /v/bin/pip install -q --disable-pip-version-check --dry-run --ignore-installed \
+                        --report /relock/report.json -r /relock/direct.txt "$@"; }
+        resolve -c /relock/closure.txt \
+            || { echo "relock: the previous closure does not fit the pins any more; resolving it anew" >&2; resolve; }'
+    python3 - write "$reqlock" "$work/relock/report.json" >"$work/relock/new.lock" <<'PY'
+import json, re, sys
+from pathlib import Path
+MARKER = "# ---- dependency closure:"
+_, lock, report = sys.argv[1:]
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+text = Path(lock).read_text()
+head, rest = text.split(MARKER, 1)
+marker_line = MARKER + rest.split("\n", 1)[0]
+hand = {}
+for ln in head.splitlines():
+    ln = ln.split("#", 1)[0].strip()
+    if ln:
+        name, version = ln.split("==")
+        hand[norm(name)] = version
+resolved = {norm(i["metadata"]["name"]): (i["metadata"]["name"], i["metadata"]["version"])
+            for i in json.loads(Path(report).read_text())["install"]}
+got = {n: version for n, (_, version) in resolved.items()}
+wrong = {n: (v, got.get(n)) for n, v in hand.items() if got.get(n) != v}
+if wrong:
+    sys.exit(f"relock: the resolution does not hold the hand-edited pins: {wrong}")
+closure = sorted((nv for n, nv in resolved.items() if n not in hand), key=lambda nv: norm(nv[0]))
+sys.stdout.write(head + marker_line + "\n" + "".join(f"{n}=={v}\n" for n, v in closure))
+PY
+    if cmp -s "$reqlock" "$work/relock/new.lock"; then
+        say "$reqlock unchanged"
+    else
+        diff -u "$reqlock" "$work/relock/new.lock" >&2 || true
+        cp "$work/relock/new.lock" "$reqlock"
+        say "wrote $reqlock ($(grep -c '==' "$reqlock") pins)"
+    fi
 fi
 
 # --- stats image -------------------------------------------------------------------------------
@@ -142,6 +183,10 @@ ctx="$work/stats"
 mkdir -p "$ctx/src/workflow"
 cp "$reqlock" "$here/stats/verify_pins.py" "$ctx/"
 cp "$repo/pyproject.toml" "$ctx/src/"
+# the runtime requirements (pyproject's ranges) on their own, so that the layer installing them is rebuilt only
+# when they or the lock change, not with every edit of the package or of pyproject's tool settings
+python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
+    "$repo/pyproject.toml" >"$ctx/runtime.txt"
 # pyproject's readme: a stub, so that editing the README does not change the image
 echo "recastflow: see the README of the repository." >"$ctx/src/README.md"
 tar -C "$repo/workflow" --exclude=__pycache__ --exclude='*.pyc' -cf - recastflow | tar -C "$ctx/src/workflow" -xf -
@@ -166,7 +211,7 @@ new="$work/lock.yaml"
 # A digest here is the manifest digest podman computed for the image containers/build.sh built
 # ('podman image inspect --format {{.Digest}}'); no registry holds these images. Each machine builds
 # them itself; the builds are timestamp-free (podman build --timestamp), so the digest changes only when
-# the build inputs change: containers/stats (Containerfile, requirements.lock), pyproject.toml,
+# the build inputs change: containers/stats (Containerfile, verify_pins.py), requirements.lock, pyproject.toml,
 # workflow/recastflow, or the Debian packages the base and python3 come from.
 # 'containers/build.sh --check' rebuilds and fails if the result differs from this file
 # (exit 1: sources changed since it was written; exit 3: same sources, Debian/PyPI files changed).

@@ -1,15 +1,16 @@
-"""Fail an image build unless the installed distributions are exactly the pinned ones.
+"""Fail an image build unless every installed distribution is at its locked version.
 
-usage: verify_pins.py requirements.lock pyproject.toml
+usage: verify_pins.py requirements.lock PROJECT
 
-Every `name==version` line of the lock must be installed at that version, and every
-`name==version` dependency of pyproject.toml must be in the lock with the same version.
+Every distribution installed in this interpreter's environment, except PROJECT itself, must be named by a
+`name==version` line of the lock and installed at that version (nothing unlocked, nothing drifted), and
+every runtime requirement of PROJECT (its Requires-Dist without an extra) must be installed and, where
+`packaging` is there to read the range, within it.
 """
 
 import re
 import sys
-import tomllib
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, distribution, distributions
 
 
 def norm(name: str) -> str:
@@ -29,23 +30,42 @@ def pins(lines):
     return out
 
 
-def main(lock_path: str, pyproject_path: str) -> None:
+def runtime_requirements(project: str):
+    """(name, specifier or None) of the project's requirements that apply without extras."""
+    out = []
+    for text in distribution(project).requires or []:
+        try:
+            from packaging.requirements import Requirement
+        except ImportError:  # no range check without packaging; the name still has to be installed
+            if "extra" not in text.partition(";")[2]:
+                out.append((re.match(r"[A-Za-z0-9._-]+", text)[0], None))
+            continue
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate({"extra": ""}):
+            out.append((req.name, req.specifier))
+    return out
+
+
+def main(lock_path: str, project: str) -> None:
     with open(lock_path) as f:
         lock = pins(f)
-    with open(pyproject_path, "rb") as f:
-        direct = pins(tomllib.load(f)["project"]["dependencies"])
-    errors = [f"{n}: pyproject.toml pins {v}, requirements.lock has {lock.get(n)}" for n, v in direct.items()
-              if lock.get(n) != v]
-    for name, want in sorted(lock.items()):
-        try:
-            have = version(name)
-        except PackageNotFoundError:
-            have = None
-        if have != want:
-            errors.append(f"{name}: installed {have}, locked {want}")
+    installed = {norm(d.metadata["Name"]): d.version for d in distributions()}
+    errors = []
+    for name, have in sorted(installed.items()):
+        if name != norm(project) and lock.get(name) != have:
+            errors.append(f"{name}: installed {have}, locked {lock.get(name)}")
+    try:
+        requirements = runtime_requirements(project)
+    except PackageNotFoundError:
+        sys.exit(f"verify_pins: {project} is not installed")
+    for name, spec in requirements:
+        have = installed.get(norm(name))
+        if have is None or (spec is not None and not spec.contains(have, prereleases=True)):
+            errors.append(f"{project} requires {name}{spec or ''}, installed {have}")
     if errors:
         sys.exit("verify_pins: " + "; ".join(errors))
-    print(f"verify_pins: {len(lock)} locked distributions installed at their pins ({len(direct)} direct)")
+    print(f"verify_pins: {len(installed) - 1} installed distributions at their locked versions "
+          f"({len(lock)} locked), {len(requirements)} requirements of {project} met")
 
 
 if __name__ == "__main__":
