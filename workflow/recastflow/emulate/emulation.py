@@ -17,8 +17,10 @@ seed give the same output bytes, whatever the block size.
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -27,6 +29,9 @@ from recastflow.core.errors import RecastError
 from recastflow.core.events import EVENTS, RECO, read_events, write_events
 from recastflow.emulate.card import DetectorCard, Resolution, Scratch, load_card
 from recastflow.emulate.clustering import build_truth_objects, flat_fields, offsets_of
+
+if TYPE_CHECKING:
+    from recastflow.analyses.bundle import Grid
 
 #: Truth objects per block of the response. Blocks keep the temporary arrays in the CPU caches
 #: (50k-100k were equally fast, 25k and 200k slower). Blocks hold whole events. Each kind of
@@ -490,4 +495,38 @@ def emulate_file(input: Path, card_path: Path, output: Path, *, seed: int) -> di
     header["detector"] = {"card": str(card_path), "sha256": card.sha256, "name": card.name}
     header["emulation_seed"] = int(seed)
     write_events(Path(output), reco, header)
+    return header
+
+
+def emulate_point(
+    grid: Grid, point_name: str, chunk: int, input: Path, output: Path | str, *, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Emulate the detector on one chunk of a grid point's events (``recastflow emulate``).
+
+    The grid's detector card is used, with a seed derived from the grid's ``events.seed``, the point's
+    name and the chunk, so that every chunk gets its own independent stream.
+
+    Args:
+        grid: the point's grid (with an ``events`` section).
+        point_name: the point, made from events.
+        chunk: index of the chunk (for the seed).
+        input: ``recastflow-events/1`` Parquet file of the chunk.
+        output: ``recastflow-reco/1`` Parquet file to write (named as given in the log).
+        log: gets one line on the chunk.
+
+    Returns:
+        The header written.
+
+    Raises:
+        RecastError: the point's signal does not come from events, or the card or the events are wrong.
+    """
+    from recastflow.core.seeds import derive_seed
+
+    point, spec = grid.events_point(point_name)
+    t0 = time.perf_counter()
+    header = emulate_file(input, spec.detector, Path(output), seed=derive_seed(spec.seed, point.name, "emulate", chunk))
+    log(
+        f"{grid.name}/{point.name} chunk {chunk}: {header['n_events']} events emulated with {spec.detector} "
+        f"in {time.perf_counter() - t0:.1f} s -> {output}"
+    )
     return header

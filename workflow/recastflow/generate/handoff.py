@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -52,6 +52,9 @@ from recastflow.core.config import inside, load_validated
 from recastflow.core.errors import RecastError
 from recastflow.core.events import EVENTS, RECO, write_events
 from recastflow.core.io import sha256_file
+
+if TYPE_CHECKING:
+    from recastflow.analyses.bundle import Grid
 
 #: Cross-section units the manifest accepts, in pb.
 UNIT_TO_PB: dict[str, float] = {"pb": 1.0, "fb": 1e-3}
@@ -276,6 +279,42 @@ def handoff(
             file=sys.stderr,
             flush=True,
         )
+    return header
+
+
+def handoff_point(grid: Grid, point_name: str, output: Path | str, *, log: Callable[[str], None]) -> dict[str, Any]:
+    """Check and convert the events of a grid point with a hand-off manifest (``recastflow handoff``).
+
+    LHE files are showered with a seed derived from the grid's ``events.seed`` and the point's name.
+
+    Args:
+        grid: the point's grid (with an ``events`` section).
+        point_name: the point, with a ``manifest``.
+        output: Parquet file to write (named as given in the log).
+        log: gets one line on the events converted.
+
+    Returns:
+        The header written.
+
+    Raises:
+        RecastError: the point has no manifest, or any problem of the manifest or its file.
+    """
+    from recastflow.core.seeds import derive_seed
+
+    point, spec = grid.events_point(point_name)
+    if point.manifest is None:
+        raise RecastError(
+            f"point {point.name} has no 'manifest'; its events are generated ('recastflow generate')",
+            path=str(grid.path),
+        )
+    header = handoff(
+        point.manifest,
+        Path(output),
+        point=point.name,
+        seed=derive_seed(spec.seed, point.name, "shower"),
+        progress=True,
+    )
+    log(f"{grid.name}/{point.name}: {header['n_events']} {header['format']} events from {point.manifest} -> {output}")
     return header
 
 

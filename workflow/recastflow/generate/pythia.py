@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -45,6 +45,9 @@ from recastflow.core.io import sha256_file
 from recastflow.generate.slha import SLHAInfo, read_slha, slha_xsec_pb
 from recastflow.generate.truth import Flat, final_particles, truth_record
 from recastflow.generate.xsec_check import check_slha_xsections
+
+if TYPE_CHECKING:
+    from recastflow.analyses.bundle import Grid
 
 #: Pythia's allowed range for Random:seed (0 would mean "seed from the clock").
 SEED_MIN, SEED_MAX = 1, 900_000_000
@@ -782,6 +785,62 @@ def generate_chunk(
         "sources": _sources(card_path, slha_path),
     }
     write_events(Path(output), events, header)
+    return header
+
+
+def generate_point(
+    grid: Grid, point_name: str, chunk: int, output: Path | str, *, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Generate one chunk of a grid point's events (``recastflow generate``).
+
+    The chunk gets its share of the point's events and the generation seed derived from the grid's
+    ``events.seed`` and the point's name, so that adding points to a grid leaves the others' events as they were.
+
+    Args:
+        grid: the point's grid (with an ``events`` section).
+        point_name: the point, made from an SLHA spectrum.
+        chunk: index of the chunk, 0..events.chunks-1.
+        output: Parquet file to write (named as given in the log).
+        log: gets one line on the chunk: events, rate, cross-section and branching-fraction factor.
+
+    Returns:
+        The header written.
+
+    Raises:
+        RecastError: the point is not generated (patch, yields or hand-off manifest), no such chunk, or any
+            problem of the generation itself.
+    """
+    from recastflow.core.seeds import chunk_sizes, derive_seed
+
+    point, spec = grid.events_point(point_name)
+    if point.slha is None:
+        raise RecastError(f"point {point.name} has a hand-off manifest; use 'recastflow handoff'", path=str(grid.path))
+    if not 0 <= chunk < spec.chunks:
+        raise RecastError(
+            f"chunk {chunk} does not exist: the grid has events.chunks = {spec.chunks} (chunks 0..{spec.chunks - 1})",
+            path=str(grid.path),
+            field="events.chunks",
+        )
+    assert spec.process is not None and point.n_events is not None  # guaranteed by load_grid for SLHA points
+    n = chunk_sizes(point.n_events, spec.chunks)[chunk]
+    t0 = time.perf_counter()
+    header = generate_chunk(
+        spec.process,
+        point.slha,
+        point=point.name,
+        n_events=n,
+        seed=derive_seed(spec.seed, point.name, "generate"),
+        chunk=chunk,
+        chunks=spec.chunks,
+        output=Path(output),
+        progress=True,
+    )
+    dt = time.perf_counter() - t0
+    log(
+        f"{grid.name}/{point.name} chunk {chunk}: {header['n_events']} events in {dt:.1f} s "
+        f"({header['n_events'] / dt:.0f} ev/s), sigma = {header['xsec_pb']:.4g} pb ({header['xsec_source']}), "
+        f"BR factor {header['br_factor']:.4g} -> {output}"
+    )
     return header
 
 

@@ -41,10 +41,11 @@ import dataclasses
 import itertools
 import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -66,6 +67,9 @@ from recastflow.select.expressions import (
     compile_expression,
     object_kind,
 )
+
+if TYPE_CHECKING:
+    from recastflow.analyses.bundle import Grid
 
 DIAGNOSTICS_FORMAT = "recastflow-reweight-diagnostics/1"
 CLOSURE_FORMAT = "recastflow-reweight-closure/1"
@@ -816,6 +820,76 @@ def reweight_selected(
         **extra,
     }
     return yields, doc
+
+
+def reweight_point(
+    grid: Grid,
+    point_name: str,
+    selected: Path | str,
+    *,
+    signals_dir: Path,
+    yields_out: Path,
+    diagnostics_out: Path,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reweight a source point's selected events to a grid point's hypothesis (``recastflow reweight``).
+
+    The point's ``reweight`` section names the source point, the spec and the target's parameters;
+    the selected events must be the source point's.
+
+    Args:
+        grid: the target point's grid.
+        point_name: the target point (with a ``reweight`` section).
+        selected: ``recastflow-selected/1`` file of the source point (named as given in messages).
+        signals_dir: folder of the signal grids, where the source point's grid is.
+        yields_out: the reweighted ``recastflow-yields/1`` JSON to write.
+        diagnostics_out: the diagnostics JSON to write.
+        log: gets one line on the reweighting and one per reason it is flagged.
+
+    Returns:
+        The yields and the diagnostics documents written.
+
+    Raises:
+        RecastError: the point has no ``reweight`` section, its source point does not exist, the spec or
+            parameters are wrong, or the events are another point's.
+    """
+    from recastflow.analyses.bundle import load_grid
+    from recastflow.core.config import validate
+    from recastflow.core.io import write_json_atomic
+
+    point = grid.point(point_name)
+    ref = point.reweight
+    if ref is None:
+        raise RecastError(f"point {point.name} has no 'reweight' section", path=str(grid.path))
+    index = [p.name for p in grid.points].index(point.name)
+    # the source must exist; if not, the reweighted point's 'from' is what to fix
+    load_grid(ref.source[0], signals_dir).point(
+        ref.source[1], source=str(grid.path), field=f"points[{index}].reweight.from"
+    )
+    spec = load_spec(ref.spec)
+    params = target_parameters(
+        spec, ref.parameters, point.values, source=str(grid.path), fld=f"points[{index}].reweight"
+    )
+    t0 = time.perf_counter()
+    yields, diag = reweight_selected(Path(selected), spec, params, point=point.name)
+    if diag["source"]["point"] != ref.source[1]:
+        raise RecastError(
+            f"holds the selected events of point {diag['source']['point']!r}, but {point.name} is "
+            f"reweighted from {'/'.join(ref.source)}",
+            path=str(selected),
+        )
+    diag["source"]["grid_point"] = "/".join(ref.source)
+    validate(yields, "yields", yields_out)
+    write_json_atomic(diagnostics_out, diag)
+    write_json_atomic(yields_out, yields)
+    log(
+        f"{grid.name}/{point.name}: reweighted {diag['n_selected']} selected events of {'/'.join(ref.source)} with "
+        f"{spec.name} {params} in {time.perf_counter() - t0:.2f} s: ESS fraction {diag['ess_fraction']:.3f}, "
+        f"largest weight share {diag['max_weight_share']:.3f} -> {diag['verdict']}"
+    )
+    for reason in diag["reasons"]:
+        log(f"  flagged: {reason}")
+    return yields, diag
 
 
 # ----------------------------------------------------------------------------- closure

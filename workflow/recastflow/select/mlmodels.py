@@ -50,12 +50,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recastflow.core.errors import RecastError
 from recastflow.core.io import input_path, sha256_file
+
+if TYPE_CHECKING:
+    from recastflow.select.selection import Selection
 
 #: Rows per onnxruntime call: large enough that the per-call overhead vanishes, small enough
 #: that the input stays in the caches.
@@ -616,6 +619,104 @@ def checks_json(checks: Sequence[VectorCheck]) -> list[dict[str, Any]]:
         }
         for c in checks
     ]
+
+
+# --------------------------------------------------------------------------- the models of a selection file
+
+
+def selection_models(selection_path: Path | str, names: Sequence[str] | None) -> tuple[Selection, list[ModelDef]]:
+    """Load a selection file and pick models it declares.
+
+    Args:
+        selection_path: the selection file (named as given in messages).
+        names: the models wanted, in this order; ``None`` or empty for every model of the selection.
+
+    Returns:
+        The selection and the models.
+
+    Raises:
+        RecastError: the selection declares no models, or not one of ``names``.
+    """
+    from recastflow.select.selection import load_selection
+
+    selection = load_selection(Path(selection_path))
+    models = list(selection.models)
+    if not models:
+        raise RecastError("the selection declares no 'models'", path=str(selection_path))
+    if names:
+        known = {m.name: m for m in models}
+        for name in names:
+            if name not in known:
+                raise RecastError(
+                    f"no model {name!r} (models: {', '.join(known)})", path=str(selection_path), field="models"
+                )
+        models = [known[n] for n in names]
+    return selection, models
+
+
+def write_vectors(
+    selection_path: Path | str,
+    names: Sequence[str] | None,
+    events: Sequence[Path | str],
+    *,
+    max_rows: int,
+    atol: float,
+    overwrite: bool,
+    log: Callable[[str], None],
+) -> list[Path]:
+    """Write models' validation vectors from reconstructed events of a trusted run (``recastflow model-vectors``).
+
+    Vectors are written once: later runs check the models against them, so existing vectors are kept
+    unless ``overwrite`` says otherwise.
+
+    Args:
+        selection_path: the selection file declaring the models (named as given in messages).
+        names: the models, or ``None``/empty for all.
+        events: ``recastflow-reco/1`` event files (named as given in messages).
+        max_rows: input rows per model, the first that pass the preselection with every input present.
+        atol: the absolute tolerance on the score, recorded with the vectors.
+        overwrite: replace existing vectors files.
+        log: gets one line per model.
+
+    Returns:
+        The vectors files written.
+
+    Raises:
+        RecastError: a contract names no vectors file, its file exists (without ``overwrite``), or no event
+            gives a model all its inputs.
+    """
+    from recastflow.core.events import RECO, merge_events
+    from recastflow.core.io import write_json_atomic
+    from recastflow.select.selection import model_inputs
+
+    selection, models = selection_models(selection_path, names)
+    reco, _ = merge_events([Path(p) for p in events], (RECO,))
+    written = []
+    for model in models:
+        if model.vectors is None:
+            raise RecastError(
+                "the contract names no 'vectors' file to write", path=str(selection_path), field=f"models.{model.name}"
+            )
+        if model.vectors.exists() and not overwrite:
+            raise RecastError(
+                f"{model.vectors} exists: validation vectors are written once, from a trusted run "
+                "(--overwrite replaces them)",
+                path=str(selection_path),
+                field=f"models.{model.name}.vectors",
+            )
+        rows = model_inputs(reco, selection, model)[:max_rows]
+        if not len(rows):
+            raise RecastError(
+                f"no event of {', '.join(map(str, events))} passes the preselection with all inputs of "
+                f"{model.name} present",
+                path=str(selection_path),
+                field=f"models.{model.name}",
+            )
+        doc = vectors_doc(model, np.asarray(rows), atol=atol, events=[str(p) for p in events])
+        write_json_atomic(model.vectors, doc)
+        log(f"{model.name}: {len(rows)} validation vectors -> {model.vectors}")
+        written.append(model.vectors)
+    return written
 
 
 # --------------------------------------------------------------------------- inspection

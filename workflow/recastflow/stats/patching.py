@@ -486,6 +486,54 @@ def point_patch(
     return _patch_from_patchset(grid.patchset, point, list(grid.parameters), grid.path)
 
 
+def published_yields(grid: Grid, analysis: Analysis, point_name: str) -> dict[str, Any]:
+    """The signal yields contained in a grid point's published patch (``recastflow extract-yields``).
+
+    Args:
+        grid: the point's grid.
+        analysis: the grid's bundle.
+        point_name: the point.
+
+    Returns:
+        The ``recastflow-yields/1`` document, with the point's name.
+
+    Raises:
+        RecastError: no such point, or its patch does not fit the bundle's workspace.
+    """
+    wsref = analysis.workspace(grid.workspace, source=grid.path)
+    bkg = wsref.load()
+    point = grid.point(point_name)
+    ops = point_patch(point, grid, bkg, wsref, analysis)
+    doc = yields_from_patch(ops, bkg, wsref, analysis, point.patch or grid.patchset or grid.path)
+    doc["point"] = point.name
+    return doc
+
+
+def point_workspace(grid: Grid, analysis: Analysis, point_name: str, patchset: Path | str) -> dict[str, Any]:
+    """The workspace of one grid point: the grid's background-only workspace with the point's patch applied.
+
+    Args:
+        grid: the point's grid.
+        analysis: the grid's bundle.
+        point_name: the point.
+        patchset: the grid's PatchSet (``recastflow patch``); named as given in messages.
+
+    Returns:
+        The patched workspace specification, checked as a likelihood.
+
+    Raises:
+        RecastError: no such point, a PatchSet made for another workspace, or a patched workspace that is
+            not a sound likelihood.
+    """
+    from recastflow.core.io import read_json
+
+    point = grid.point(point_name)
+    wsref = analysis.workspace(grid.workspace, source=grid.path)
+    bkg = wsref.load(validate=False)  # the patched spec is validated, once
+    ops = patch_for_point(read_json(Path(patchset)), bkg, point.name, patchset)
+    return apply_patch(bkg, ops, patchset, analysis=analysis, wsref=wsref)
+
+
 def build_patchset(grid: Grid, analysis: Analysis, bkg: dict[str, Any]) -> dict[str, Any]:
     """Build a pyhf PatchSet for a whole grid, validated and checked to apply cleanly.
 
