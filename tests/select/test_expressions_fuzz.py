@@ -564,7 +564,7 @@ CALLS = {
     "mt2": ["{obj}, {obj}, {obj}"],
     **{f: ["{obj}, {obj}", "{coll}, {obj}", "{obj}, {coll}"] for f in ("dr", "dphi")},
     "mindphi": ["{coll}, {obj}", "{coll}, {obj}, 1", "{coll}, {obj}, 3"],
-    **{f: ["{coll}"] for f in ("maxdr", "maxmindr", "maxminm")},
+    **{f: ["{coll}"] for f in ("maxdr", "maxmindr", "maxminm", "maxdrm", "maxdr2m")},
 }
 
 

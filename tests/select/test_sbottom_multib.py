@@ -87,3 +87,33 @@ def test_the_selection_file_loads_with_the_workspace_bins() -> None:
     regions = {r.name: r.n_bins for r in selection.regions}
     # the RegionA workspace's SR_meff has 3 bins (analysis.yaml, workspaces.RegionA.regions)
     assert regions == {"SR_meff": 3}
+
+
+def test_masses_of_the_two_largest_dr_pairs() -> None:
+    # event 0: the largest-dR pair is jets 0 and 1 (dR 3); the second-largest is jets 1 and 2 (dphi 2.0)
+    # event 1: pairs (0,1) dR 2, (0,2) 1, (1,2) 1: the second is (0,2), the lower indices on the tie
+    # event 2: one jet, no pair; event 3: jets 1 and 4 (dR 5), then jets 3 and 4 (dR sqrt(16 + 1.5^2))
+    def mass(pt1: float, pt2: float, dphi: float) -> float:
+        return math.sqrt(2 * pt1 * pt2 * (1 - math.cos(dphi)))
+
+    e3_first = math.sqrt(2 * 200 * 50 * (math.cosh(4.0) - math.cos(3.0)))
+    e3_second = math.sqrt(2 * 100 * 50 * (math.cosh(4.0) - math.cos(1.5)))
+    np.testing.assert_allclose(values("maxdrm(jets)"), [mass(300, 200, 3.0), mass(300, 200, 2.0), math.nan, e3_first])
+    np.testing.assert_allclose(values("maxdr2m(jets)"), [mass(200, 100, 2.0), mass(300, 100, 1.0), math.nan, e3_second])
+    # the SRB average Higgs-candidate mass of selection_B.yaml
+    np.testing.assert_allclose(
+        values("(maxdrm(jets) + maxdr2m(jets)) / 2")[0], (mass(300, 200, 3.0) + mass(200, 100, 2.0)) / 2
+    )
+
+
+def test_two_objects_have_no_second_pair() -> None:
+    evs = ak.Array([event([bjet(300, 0, 0.0), bjet(200, 0, 3.0)])])
+    assert math.isnan(float(evaluate_expression("maxdr2m(jets)", evs)[0]))
+    np.testing.assert_allclose(np.asarray(evaluate_expression("maxdrm(jets)", evs)), [math.sqrt(2 * 300 * 200 * (1 - math.cos(3.0)))])
+
+
+def test_the_region_b_selection_loads_with_the_workspace_bins() -> None:
+    selection = load_selection(SELECTION.with_name("selection_B.yaml"))
+    # the RegionB workspace: SR_cuts one bin, CRtt_cuts declared unfilled (analysis.yaml, workspaces.RegionB)
+    assert {r.name: r.n_bins for r in selection.regions} == {"SR_cuts": 1}
+    assert list(selection.unfilled) == ["CRtt_cuts"]

@@ -45,6 +45,8 @@ class WorkspaceRef:
     source: Source | None = None
     member: str | None = None
     digest: str | None = None
+    #: the workspace's own event selection (``workspaces.<name>.selection``); None: the bundle's ``selection``
+    selection: Path | None = None
 
     def fetch(self) -> Path:
         """Make a published workspace available (cache, mirror or network) and return its path."""
@@ -321,6 +323,31 @@ class Analysis:
             )
         return self.workspaces[name]
 
+    def selection_for(self, workspace: str, *, source: Path | str = "") -> Path | None:
+        """The event selection file that fills a workspace's regions, or None if the bundle has none for it.
+
+        A workspace's own ``selection`` wins; otherwise the bundle-level ``selection`` serves it (as it
+        serves every workspace of a bundle with one selection).
+
+        Args:
+            workspace: the workspace's name.
+            source: the file that names the workspace (a grid), for the error.
+
+        Raises:
+            RecastError: the bundle has no such workspace.
+        """
+        own = self.workspace(workspace, source=source).selection
+        return own if own is not None else self.selection
+
+    @property
+    def has_selection(self) -> bool:
+        """Whether some workspace of the bundle can be filled from events (a bundle or a workspace selection)."""
+        return self.selection is not None or any(ws.selection is not None for ws in self.workspaces.values())
+
+    def own_selection(self, workspace: str) -> bool:
+        """Whether a workspace has a selection of its own, which then fills that workspace's regions only."""
+        return self.workspace(workspace).selection is not None
+
 
 def load_analysis(
     analysis_id: str, analyses_dir: Path, *, named_in: Path | str | None = None, named_by: str | None = None
@@ -399,6 +426,9 @@ def load_analysis(
             source=source,
             member=member,
             digest=ws.get("digest"),
+            selection=inside(folder, ws["selection"], source=path, field=f"workspaces.{name}.selection")
+            if "selection" in ws
+            else None,
         )
     refs = tuple(
         Reference(
@@ -822,6 +852,27 @@ class Grid:
                 field=field,
             )
         raise RecastError(f"grid {self.name} has no point {name!r}", path=str(self.path))
+
+    def events_point(self, name: str) -> tuple[Point, EventsSpec]:
+        """Return a point whose signal the front end makes from events, with the grid's events section.
+
+        Args:
+            name: the point's name.
+
+        Returns:
+            The point and how the grid's points get their events.
+
+        Raises:
+            RecastError: the grid has no such point, or the point's signal comes from a patch or yields file.
+        """
+        point = self.point(name)
+        if self.events is None or not point.from_events:
+            raise RecastError(
+                f"point {point.name} takes its signal from a patch or yields file, not from events; "
+                "give the grid an 'events' section to run the front end",
+                path=str(self.path),
+            )
+        return point, self.events
 
 
 def load_grid(name: str, signals_dir: Path, analyses_dir: Path | None = None) -> Grid:

@@ -46,7 +46,7 @@ def entry(analysis: Analysis, signals_dir: Path) -> Entry:
     patch_sources = [s for s in analysis.doc.get("sources", {}).values() if s.get("members", {}).get("patches")]
     if patch_sources or analysis.yield_references is not None:
         supports.append("published signal patches")
-    if analysis.selection is not None:
+    if analysis.has_selection:
         supports.append("event selection")
     checks = []
     if analysis.references:

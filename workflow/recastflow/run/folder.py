@@ -87,7 +87,7 @@ def analyses_with_selection(analyses_dir: Path) -> dict[str, Any]:
     out = {}
     for path in sorted(analyses_dir.glob("*/analysis.yaml")):
         analysis = load_analysis(path.parent.name, analyses_dir)
-        if analysis.selection is not None:
+        if analysis.has_selection:
             out[analysis.id] = analysis
     return out
 
@@ -133,7 +133,7 @@ def choose_analyses(requested: Sequence[str] | None, analyses_dir: Path) -> list
                 raise RecastError(
                     f"the event selection of {aid} does not fill region(s) {', '.join(missing)} of workspace "
                     f"{name}: its signal there would be taken as zero; choose another workspace",
-                    path=str(analysis.selection),
+                    path=str(analysis.selection_for(name) or analysis.folder / "analysis.yaml"),
                     field="--analyses",
                 )
             if not missing:
@@ -141,7 +141,7 @@ def choose_analyses(requested: Sequence[str] | None, analyses_dir: Path) -> list
         if not any(a is analysis for a, _ in out):
             raise RecastError(
                 f"the event selection of {aid} fills no workspace of the bundle completely",
-                path=str(analysis.selection),
+                path=str(analysis.selection or analysis.folder / "analysis.yaml"),
             )
     return out
 
@@ -150,11 +150,16 @@ def missing_regions(analysis: Any, workspace: str) -> list[str]:
     """The regions of a bundle's workspace that its event selection neither fills nor declares ``unfilled``.
 
     A workspace is run only when this is empty: a region left out without a word would silently count as
-    zero signal. Declared ones (:func:`unfilled_regions`) are named with every verdict instead.
+    zero signal. Declared ones (:func:`unfilled_regions`) are named with every verdict instead. The
+    selection is the workspace's own, else the bundle's (:meth:`~recastflow.analyses.bundle.Analysis.selection_for`);
+    a workspace with neither misses every region.
     """
     from recastflow.select.selection import load_selection
 
-    selection = load_selection(analysis.selection)
+    path = analysis.selection_for(workspace)
+    if path is None:
+        return [r.name for r in analysis.workspaces[workspace].regions]
+    selection = load_selection(path)
     filled = {r.name for r in selection.regions} | set(selection.unfilled)
     return [r.name for r in analysis.workspaces[workspace].regions if r.name not in filled]
 
@@ -163,9 +168,10 @@ def unfilled_regions(analysis: Any, workspace: str) -> dict[str, str]:
     """The regions of a workspace that the selection declares it does not fill, with the reasons."""
     from recastflow.select.selection import load_selection
 
-    if analysis.selection is None:
+    path = analysis.selection_for(workspace)
+    if path is None:
         return {}
-    selection = load_selection(analysis.selection)
+    selection = load_selection(path)
     names = {r.name for r in analysis.workspaces[workspace].regions}
     return {k: v for k, v in selection.unfilled.items() if k in names}
 

@@ -55,6 +55,7 @@ from recastflow.select.kinematics import (
     event_shape,
     higgs_pairing,
     invariant_mass,
+    largest_dr_pair_masses,
     stransverse_mass,
     sum_eta,
     sum_pt,
@@ -883,6 +884,14 @@ def _build_pairing(which: int, name: str) -> Callable[[_Compiler, ast.Call], tup
     return build
 
 
+def _build_dr_pair_mass(which: int, name: str) -> Callable[[_Compiler, ast.Call], tuple[Kind, Fn]]:
+    def build(c: _Compiler, node: ast.Call) -> tuple[Kind, Fn]:
+        ((_kind, fn),) = _args(c, node, (COLL,), name)
+        return Kind(NUM), lambda env: largest_dr_pair_masses(fn(env))[which]
+
+    return build
+
+
 def _table() -> dict[str, Function]:
     f = Function
     table = [
@@ -1019,6 +1028,23 @@ def _table() -> dict[str, Function]:
             1,
             "invariant mass of the pair that maxmindr picks: the Higgs candidate of ATLAS-SUSY-2018-31 (NaN with fewer than 4)",
             _build_pairing(2, "maxminm"),
+        ),
+        f(
+            "maxdrm",
+            "maxdrm(bjets)",
+            1,
+            1,
+            "invariant mass of the pair that maxdr picks (NaN with fewer than 2)",
+            _build_dr_pair_mass(0, "maxdrm"),
+        ),
+        f(
+            "maxdr2m",
+            "maxdr2m(bjets)",
+            1,
+            1,
+            "invariant mass of the pair with the second-largest dR; it may share an object with maxdr's pair "
+            "(NaN with fewer than 3)",
+            _build_dr_pair_mass(1, "maxdr2m"),
         ),
     ]
     return {fn.name: fn for fn in table}

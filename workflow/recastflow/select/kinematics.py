@@ -239,6 +239,44 @@ def _pairing(kin: dict[str, np.ndarray], valid: np.ndarray) -> tuple[np.ndarray,
     return dr_max, dr_maxmin, mass
 
 
+def largest_dr_pair_masses(coll: Collection) -> tuple[np.ndarray, np.ndarray]:
+    """The invariant masses of the pair of objects with the largest dR and of the pair with the second largest.
+
+    The Higgs candidates of ATLAS-SUSY-2018-31's SRB as CheckMATE's atlas_1908_03122.cc builds them (their
+    average is the SRB variable <m(h-cand)>); the two pairs may share an object. Only the leading
+    :data:`MAX_PAIR_OBJECTS` objects enter; ties go to the pair of lower indices.
+
+    Args:
+        coll: the collection (e.g. the b-jets), any order.
+
+    Returns:
+        Per event: the mass of the largest-dR pair (NaN with fewer than 2 objects) and of the second-largest-dR
+        pair (NaN with fewer than 3 objects).
+    """
+    kin, valid = _padded(coll)
+    n, k = valid.shape
+    nan = np.full(n, np.nan)
+    if k < 2:
+        return nan, nan.copy()
+    with np.errstate(all="ignore"):
+        eta, phi = kin["eta"], kin["phi"]
+        deta = eta[:, :, None] - eta[:, None, :]
+        dr = np.sqrt(deta * deta + delta_phi(phi[:, :, None], phi[:, None, :]) ** 2)
+        upper = np.triu(np.ones((k, k), dtype=bool), 1)[None, :, :]
+        is_pair = (upper & valid[:, :, None] & valid[:, None, :]).reshape(n, k * k)
+        flat = np.where(is_pair, dr.reshape(n, k * k), -np.inf)
+        # stable sort of -dR: the largest first, and the pair of lower indices first on ties
+        order = np.argsort(-flat, axis=1, kind="stable")
+        n_pairs = is_pair.sum(axis=1)
+        ev = np.arange(n)
+        out = []
+        for rank in (0, 1):
+            i, j = np.divmod(order[:, rank] if order.shape[1] > rank else np.zeros(n, dtype=int), k)
+            parts = [Particle.of({f: kin[f][ev, idx] for f in ("pt", "eta", "phi", "m")}) for idx in (i, j)]
+            out.append(np.where(n_pairs > rank, invariant_mass(parts), np.nan))
+    return out[0], out[1]
+
+
 def event_shape(which: str, r: int) -> Callable[[Collection], np.ndarray]:
     """sphericity 3/2 (l1 + l2), aplanarity 3/2 l1, or transverse sphericity 2 l2 / (l2 + l3) (l1 <= l2 <= l3)."""
 

@@ -71,7 +71,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
@@ -106,6 +106,9 @@ from recastflow.select.expressions import (
     pick,
     with_article,
 )
+
+if TYPE_CHECKING:
+    from recastflow.analyses.bundle import Analysis, Grid
 
 #: Reco collections and the type of each field (NUM or BOOL).
 RECO_COLLECTIONS: dict[str, dict[str, str]] = {
@@ -1323,6 +1326,70 @@ def select_file(
             (Path(yields_out), lambda p: write_json_atomic(p, yields)),
         ]
     )
+    return result
+
+
+def select_point(
+    grid: Grid,
+    analysis: Analysis,
+    point_name: str,
+    inputs: list[Path],
+    *,
+    yields_out: Path | str,
+    cutflow_out: Path | str,
+    selected_out: Path | str,
+    log: Callable[[str], None],
+) -> SelectionResult:
+    """Apply a bundle's selection to the events of one grid point (``recastflow select``).
+
+    The selection's regions are checked against the grid's workspace before any event is read:
+    yields for another layout of regions and bins are of no use.
+
+    Args:
+        grid: the point's grid (with an ``events`` section).
+        analysis: the grid's bundle (with a ``selection`` for the grid's workspace, and ``luminosity_ifb``).
+        point_name: the point, made from events.
+        inputs: ``recastflow-reco/1`` chunk files of the point (all chunks).
+        yields_out: ``recastflow-yields/1`` JSON (named as given in the log).
+        cutflow_out: ``recastflow-cutflow/1`` JSON (named as given in the log).
+        selected_out: ``recastflow-selected/1`` Parquet (named as given in the log).
+        log: gets one line naming the outputs.
+
+    Returns:
+        The selection's result.
+
+    Raises:
+        RecastError: the point's signal does not come from events, the bundle has no selection or no
+            luminosity, the selection's regions do not fit the workspace, or the events are wrong.
+    """
+    from recastflow.checks.preflight import check_selection_regions
+
+    point, _ = grid.events_point(point_name)
+    selection = analysis.selection_for(grid.workspace, source=grid.path)
+    if selection is None:
+        raise RecastError(
+            f"analysis {analysis.id} has no 'selection' file for workspace {grid.workspace}, so it cannot "
+            "select events",
+            path=str(analysis.folder / "analysis.yaml"),
+            field="selection",
+        )
+    if analysis.luminosity_ifb is None:
+        raise RecastError(
+            "the bundle needs 'luminosity_ifb' to normalise yields",
+            path=str(analysis.folder / "analysis.yaml"),
+            field="luminosity_ifb",
+        )
+    check_selection_regions(grid, analysis)
+    result = select_file(
+        inputs,
+        selection,
+        luminosity_ifb=analysis.luminosity_ifb,
+        point=point.name,
+        yields_out=Path(yields_out),
+        cutflow_out=Path(cutflow_out),
+        selected_out=Path(selected_out),
+    )
+    log(f"{grid.name}/{point.name}: yields, cutflow and selected events -> {yields_out}, {cutflow_out}, {selected_out}")
     return result
 
 
