@@ -30,13 +30,15 @@ include: "workflow/rules/limits.smk"
 include: "workflow/rules/check.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/archive.smk"
+include: "workflow/rules/adaptive.smk"
 
 
 rule all:
     default_target: True
     input:
-        report="results/report/index.html",
-        verdicts="results/summary/verdicts.txt",
+        # a run of grids; an adaptive scan alone (config 'adaptive' without 'grids') has only its own results
+        report=["results/report/index.html"] if GRIDS else [],
+        verdicts=["results/summary/verdicts.txt"] if GRIDS else [],
         tables=expand("results/limits/{grid}/limits.json", grid=GRIDS),
         checks=CHECK_OUTPUTS,
         yield_checks=YIELD_CHECK_OUTPUTS,
@@ -46,11 +48,12 @@ rule all:
         # asks for, so without these a deleted CSV or PDF would never be made again
         companions=expand("results/limits/{grid}/{name}", grid=GRIDS, name=("limits.csv", "exclusion.pdf", *HEPDATA_FILES))
         + CHECK_JSONS + YIELD_CHECK_JSONS + YIELD_CHECK_PLOTS + YIELD_CHECK_PDFS + REWEIGHT_CHECK_JSONS
-        + MODEL_CHECK_JSONS + ["results/summary/verdicts.json", "results/summary/verdicts.csv"],
+        + MODEL_CHECK_JSONS + (["results/summary/verdicts.json", "results/summary/verdicts.csv"] if GRIDS else []),
         # the PatchSets and limits batches are results too (the archive packs them): a run interrupted after
         # the tables were made but before one of them was complete must still make it again
         intermediate=expand("results/patch/{grid}/patchset.json", grid=GRIDS)
         + [f"results/limits/{g}/batches/{b}.json" for g in LIMIT_BATCHES for b in LIMIT_BATCHES[g]],
+        adaptive=ADAPTIVE_TARGETS,
 
 
 onsuccess:

@@ -62,6 +62,7 @@ def _load_run_config():
         for key, sub in schema("config")["properties"].items():
             if "default" in sub:
                 config.setdefault(key, copy.deepcopy(sub["default"]))
+        config.setdefault("grids", [])
         signals_dir = Path(config["signals_dir"])
         analyses_dir = Path(config["analyses_dir"])
         grids = {name: load_grid(name, signals_dir, analyses_dir) for name in config["grids"]}
@@ -80,9 +81,26 @@ def _load_run_config():
             # sources, specs and parameters of reweighted points: a mistake stops the run up front
             check_reweighted(grids)
         selected = {key: _selected(key, grids, source) for key in ("upper_limits", "fit_plots")}
+        adaptive = _load_adaptive(analyses_dir)
+        if adaptive is not None:
+            analyses.setdefault(adaptive.analysis.id, adaptive.analysis)
     except RecastError as exc:
         raise WorkflowError(f"recastflow: configuration error: {exc}") from None
-    return grids, analyses, selected
+    return grids, analyses, selected, adaptive
+
+
+def _load_adaptive(analyses_dir):
+    """The adaptive scan of the run ('adaptive'), read and checked whole before any job runs; or None."""
+    section = config.get("adaptive")
+    if section is None:
+        return None
+    from recastflow.adaptive.jobs import load_run
+
+    section.setdefault("detector", schema_default("adaptive", "detector"))
+    section.setdefault("seed", schema_default("adaptive", "seed"))
+    return load_run(Path(section["scan"]), analysis=section["analysis"], workspace=section["workspace"],
+                    process=Path(section["process"]), detector=Path(section["detector"]), seed=section["seed"],
+                    cl=config["cl"], analyses_dir=analyses_dir)
 
 
 def _selected(key, grids, source):
@@ -99,7 +117,7 @@ def _selected(key, grids, source):
     return out
 
 
-GRIDS, ANALYSES, _SELECTED = _load_run_config()
+GRIDS, ANALYSES, _SELECTED, ADAPTIVE = _load_run_config()
 
 
 def _args(*pairs):
@@ -115,11 +133,11 @@ def _args(*pairs):
 SETTINGS_ARGS = _args(("--analyses-dir", config["analyses_dir"]), ("--signals-dir", config["signals_dir"]),
                       *(("--allowed-path", p) for p in config["allowed_paths"]))
 # The settings of the limits jobs (CLs, methods, fit options) and of the table job (the CL of the contours).
-LIMITS_ARGS = _args(("--cl", config["cl"]),
-                    *((f"--{key}", config["limits"].get(key, schema_default("limits", key)))
-                      for key in ("method", "fallback", "verify")),
-                    ("--fit-maxiter", config["fit"].get("maxiter")), ("--fit-tolerance", config["fit"].get("tolerance")),
-                    ("--fit-timeout", config["fit"].get("timeout_s")))
+FIT_ARGS = _args(*((f"--{key}", config["limits"].get(key, schema_default("limits", key)))
+                   for key in ("method", "fallback", "verify")),
+                 ("--fit-maxiter", config["fit"].get("maxiter")), ("--fit-tolerance", config["fit"].get("tolerance")),
+                 ("--fit-timeout", config["fit"].get("timeout_s")))
+LIMITS_ARGS = f"{_args(('--cl', config['cl']))} {FIT_ARGS}"
 TABLE_ARGS = _args(("--cl", config["cl"]))
 UPPER_LIMITS = _SELECTED["upper_limits"]
 FIT_PLOTS = sorted(_SELECTED["fit_plots"])
@@ -149,6 +167,7 @@ wildcard_constraints:
     detector=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     analysis=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     batch=r"b[0-9][0-9][0-9]+",
+    round=r"\d+",
 
 
 def fetched(analysis_id):
@@ -242,7 +261,8 @@ def detector_card(wildcards):
 
 
 def selection_file(wildcards):
-    return str(ANALYSES[GRIDS[wildcards.grid].analysis].selection)
+    grid = GRIDS[wildcards.grid]
+    return str(ANALYSES[grid.analysis].selection_for(grid.workspace))
 
 
 def handoff_inputs(wildcards):
@@ -479,3 +499,104 @@ def print_run_summary():
     page = Path("results/report/index.html")
     if page.is_file():
         print(f"report: {page.resolve()}")
+
+
+# -- adaptive scan (config 'adaptive'): points and chunks decided as the run goes ------------------------
+# A point's chunk k is followed by its decision k (checkpoint adaptive_decide); the point is done at the
+# first decision that says stop. A round's points done, the checkpoint adaptive_round names the next
+# round's points. The input functions below walk these files, so Snakemake adds the jobs they need as the
+# checkpoints finish, and a resumed run finds the files a killed one left.
+ADAPTIVE_OUT = "results/adaptive/points/{point}/{name}"
+ADAPTIVE_ROUND = "results/adaptive/rounds/round{round}.json"
+ADAPTIVE_ARGS = _args(
+    *((f"--{key}", (config.get("adaptive") or {}).get(key)) for key in ("scan", "analysis", "workspace", "process",
+                                                                         "detector", "seed")),
+    ("--cl", config["cl"]),
+)
+ADAPTIVE_SUMMARY = {"scan": "results/adaptive/scan.json", "table": "results/adaptive/scan.csv",
+                    "plot": "results/adaptive/scan.png"}
+ADAPTIVE_TARGETS = list(ADAPTIVE_SUMMARY.values()) if ADAPTIVE is not None else []
+
+
+def _read_json(path):
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
+
+def adaptive_scan_file(wildcards):
+    return config["adaptive"]["scan"]
+
+
+def adaptive_chunks(wildcards):
+    """The reconstructed chunks 0..k a point's decision k selects."""
+    return [ADAPTIVE_OUT.format(point=wildcards.point, name=f"emulate/chunk{i}.parquet")
+            for i in range(int(wildcards.chunk) + 1)]
+
+
+def adaptive_selection(wildcards):
+    """The selection the scan's workspace is filled with (a change decides every point again)."""
+    return str(ADAPTIVE.analysis.selection_for(ADAPTIVE.workspace))
+
+
+def adaptive_published(wildcards):
+    """The fetch manifest of the scan's bundle (its likelihood is published), or nothing."""
+    return [fetched(ADAPTIVE.analysis.id)] if ADAPTIVE.analysis.sources else []
+
+
+def _final_decision(point):
+    """A point's last decision: the first that says stop, from the minimum's chunk on."""
+    chunk = ADAPTIVE.spec.min_chunks - 1
+    while True:
+        path = checkpoints.adaptive_decide.get(point=point, chunk=chunk).output.decision
+        if _read_json(path)["stop"] or chunk + 1 >= ADAPTIVE.spec.max_chunks:
+            return path
+        chunk += 1
+
+
+def _round_points(index):
+    """The points of a round: the coarse grid's, or those the round before named."""
+    if index == 0:
+        return [p.name for p in ADAPTIVE.scan.points]
+    return _read_json(checkpoints.adaptive_round.get(round=index - 1).output.round)["next"]
+
+
+def adaptive_earlier_rounds(wildcards):
+    return [ADAPTIVE_ROUND.format(round=k) for k in range(int(wildcards.round))]
+
+
+def _final_decisions(points):
+    """The final decisions of several points. Points still deciding are asked for all at once: raising at the
+    first would let Snakemake see one point's next chunk at a time, and the points would run one by one."""
+    from snakemake.exceptions import IncompleteCheckpointException
+
+    done, pending = [], []
+    for point in points:
+        try:
+            done.append(_final_decision(point))
+        except IncompleteCheckpointException as exc:
+            pending.append(exc.targetfile)
+    if pending:
+        raise IncompleteCheckpointException(checkpoints.adaptive_decide.rule, pending)
+    return done
+
+
+def adaptive_round_decisions(wildcards):
+    """The final decisions of every point of rounds 0..round."""
+    return _final_decisions([p for k in range(int(wildcards.round) + 1) for p in _round_points(k)])
+
+
+def _last_round():
+    index = 0
+    while not _read_json(checkpoints.adaptive_round.get(round=index).output.round)["done"]:
+        index += 1
+    return index
+
+
+def adaptive_all_rounds(wildcards):
+    return [ADAPTIVE_ROUND.format(round=k) for k in range(_last_round() + 1)]
+
+
+def adaptive_all_decisions(wildcards):
+    return _final_decisions([p for k in range(_last_round() + 1) for p in _round_points(k)])

@@ -404,6 +404,10 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"unknown key(s) {', '.join(map(repr, extra))}; allowed: {', '.join(allowed)}"
     if v == "required":
         return f"missing required key: {err.message.split(' is a required')[0]}"
+    if v == "anyOf" and all(isinstance(o, dict) and list(o) == ["required"] for o in s.get("anyOf", [])):
+        # {"anyOf": [{"required": ["grids"]}, {"required": ["adaptive"]}]}: one of several keys must be given
+        keys = [repr(k) for o in s["anyOf"] for k in o["required"]]
+        return f"missing required key: {' or '.join(keys)}"
     if (
         v == "type"
         and isinstance(err.instance, int)

@@ -150,7 +150,9 @@ def read_events(path: Path, formats: tuple[str, ...] = FORMATS) -> tuple[ak.Arra
     return ak.from_arrow(table), header
 
 
-def merge_events(paths: list[Path], formats: tuple[str, ...] = FORMATS) -> tuple[ak.Array, dict[str, Any]]:
+def merge_events(
+    paths: list[Path], formats: tuple[str, ...] = FORMATS, *, prefix: bool = False
+) -> tuple[ak.Array, dict[str, Any]]:
     """Concatenate the chunks of one point into one array with a combined header.
 
     Chunks must share format, point, cross-section and forced-decay factor, and together
@@ -159,6 +161,7 @@ def merge_events(paths: list[Path], formats: tuple[str, ...] = FORMATS) -> tuple
     Args:
         paths: chunk files, in any order.
         formats: formats the caller accepts.
+        prefix: accept the first chunks ``0..k`` of the ``count`` (an adaptive scan's point so far).
     """
     if not paths:
         raise RecastError("no event files to merge")
@@ -178,8 +181,11 @@ def merge_events(paths: list[Path], formats: tuple[str, ...] = FORMATS) -> tuple
                 )
     count = (first.get("chunk") or {}).get("count", 1)
     indices = sorted((h.get("chunk") or {}).get("index", 0) for _, h in parts)
+    if prefix and len(indices) <= count:
+        count = len(indices)
     if indices != list(range(count)):
-        raise RecastError(f"chunks {indices} given, expected all of 0..{count - 1}", path=str(paths[0]), field="chunk")
+        expected = f"0..{count - 1}" + (" (the first chunks)" if prefix else "")
+        raise RecastError(f"chunks {indices} given, expected all of {expected}", path=str(paths[0]), field="chunk")
     header = dict(first)
     header["n_events"] = sum(h["n_events"] for _, h in parts)
     header["sum_weights"] = sum(h["sum_weights"] for _, h in parts)

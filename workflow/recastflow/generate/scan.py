@@ -112,6 +112,7 @@ class Scan:
         template: the SLHA template, or None.
         cross_section: ``"tables"``, ``"slha"`` or ``"pythia-lo"``.
         final_states: for a template with ``tables``: the pairs whose XSECTION blocks are written.
+        adaptive: the file's ``adaptive`` section as written (read by :mod:`recastflow.adaptive.spec`), or None.
     """
 
     name: str
@@ -128,6 +129,7 @@ class Scan:
     template: Path | None
     cross_section: str
     final_states: tuple[tuple[int, int], ...] | None
+    adaptive: Mapping[str, Any] | None = None
 
     def axis_label(self, axis: str) -> str:
         """The label of an axis for tables and plots (the file's ``label``, default ``<name> [GeV]``).
@@ -249,12 +251,52 @@ def load_scan(path: Path) -> Scan:
         template=target if has_template else None,
         cross_section=cross_section,
         final_states=final_states,
+        adaptive=doc.get("adaptive"),
     )
     if has_model:
         _check_model_points(scan)
     else:
         _check_template(scan)
     return scan
+
+
+def admits(scan: Scan, values: Mapping[str, float]) -> bool:
+    """Whether values of the scan's axes meet every constraint of the scan file.
+
+    Args:
+        scan: the scan.
+        values: a value for every axis.
+    """
+    where = str(scan.path)
+    return all(
+        _evaluate(_compile(text, scan.axes, where, f"constraints[{k}]"), values, where, f"constraints[{k}]")
+        for k, text in enumerate(scan.constraints)
+    )
+
+
+def new_point(scan: Scan, values: Mapping[str, float]) -> ScanPoint:
+    """A point that is not on the scan file's grid (an adaptive scan's refinement), checked like the grid's.
+
+    Args:
+        scan: the scan.
+        values: a value for every axis (they must meet the constraints).
+
+    Returns:
+        The point, named like the grid's points.
+
+    Raises:
+        RecastError: a constraint or the model refuses the values.
+    """
+    ordered = {a: float(values[a]) for a in scan.axes}
+    point = ScanPoint(point_name(scan.name, list(ordered.values())), MappingProxyType(ordered))
+    if not admits(scan, ordered):
+        raise RecastError(f"point {point.name} does not meet the constraints", path=str(scan.path), field="constraints")
+    one = dataclasses.replace(scan, points=(point,))
+    if scan.model is not None:
+        _check_model_points(one)
+    else:
+        _check_template(one)
+    return point
 
 
 def _card_name(card: Path) -> str:

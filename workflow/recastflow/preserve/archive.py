@@ -230,7 +230,7 @@ def input_files(project: Path, config: dict[str, Any], config_path: Path, tracke
     # relative folders in the configuration are relative to the project, wherever we are called from
     signals_dir = project / config.get("signals_dir", "config/signals")
     analyses_dir = project / config.get("analyses_dir", "config/analyses")
-    for grid_name in config["grids"]:
+    for grid_name in config.get("grids", []):
         grid = load_grid(grid_name, signals_dir)
         analysis = load_analysis(grid.analysis, analyses_dir)
         files = [grid.path, analysis.folder / "analysis.yaml", analysis.workspace(grid.workspace).path]
@@ -389,7 +389,9 @@ def crate_metadata(
         from rocrate.model.contextentity import ContextEntity
         from rocrate.rocrate import ROCrate
     except ImportError:
-        raise RecastError("the 'rocrate' package is not installed (it is pinned in pyproject.toml)") from None
+        raise RecastError(
+            "the 'rocrate' package is not installed (a dependency of recastflow: reinstall it with `pip install -c requirements.lock -e .`)"
+        ) from None
 
     crate = ROCrate()
     # RO-Crate requires datePublished; the commit date is fixed for a checkout, "now" is not
@@ -607,7 +609,7 @@ def create_archive(
         config_name=config_name,
         results_dir=results_dir,
         analyses_dir=analyses_dir,
-        grids=list(config["grids"]),
+        grids=list(config.get("grids", [])),
         git=git,
     )
     sums = result_sums({n: p.sha256 for n, p in sections["results"].items()}, results_dir)

@@ -17,13 +17,22 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: the workflow has no display
 
+import itertools
+
 import matplotlib.tri as mtri
 import numpy as np
 from matplotlib.figure import Figure
 
 from recastflow.core.errors import RecastError
 
-__all__ = ["Contour", "contour_distance_along", "crossings_along", "interpolated_contour", "triangulate"]
+__all__ = [
+    "Contour",
+    "contour_distance_along",
+    "contour_separation",
+    "crossings_along",
+    "interpolated_contour",
+    "triangulate",
+]
 
 
 @dataclass(frozen=True)
@@ -182,3 +191,48 @@ def contour_distance_along(
     if not a or not b:
         return None
     return abs(max(a) - max(b))
+
+
+def _segments_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Distance of each point to the nearest segment of a polyline."""
+    a, b = line[:-1], line[1:]
+    ab = b - a
+    length2 = np.maximum((ab**2).sum(axis=1), 1e-300)
+    ap = points[:, None, :] - a[None, :, :]
+    t = np.clip((ap * ab[None, :, :]).sum(axis=2) / length2[None, :], 0.0, 1.0)
+    nearest = a[None, :, :] + t[:, :, None] * ab[None, :, :]
+    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(axis=2)).min(axis=1)
+
+
+def _densified(contour: Contour, step: float) -> np.ndarray:
+    out = []
+    for line in contour.lines:
+        for p, q in itertools.pairwise(line):
+            n = max(1, math.ceil(float(np.hypot(*(q - p))) / step))
+            out.append(p + np.linspace(0.0, 1.0, n, endpoint=False)[:, None] * (q - p))
+        out.append(line[-1:])
+    return np.concatenate(out) if out else np.empty((0, 2))
+
+
+def contour_separation(a: Contour, b: Contour, *, step: float = 1.0) -> float | None:
+    """The largest distance from a point on either contour to the other (symmetric Hausdorff distance).
+
+    "Within 25 GeV of each other everywhere along the contour" is ``contour_separation(a, b) <= 25``. Both
+    contours must be in the same plane with both axes in the same unit (masses in GeV).
+
+    Args:
+        a: one contour.
+        b: the other.
+        step: spacing of the points taken along each contour's segments.
+
+    Returns:
+        The distance, or None when either contour has no line.
+    """
+    if (a.x, a.y) != (b.x, b.y):
+        raise RecastError(f"contours in different planes: ({a.x}, {a.y}) and ({b.x}, {b.y})", field="contour")
+    if not a or not b:
+        return None
+    pa, pb = _densified(a, step), _densified(b, step)
+    near_b = np.min([_segments_distance(pa, line) for line in b.lines if len(line) >= 2], axis=0)
+    near_a = np.min([_segments_distance(pb, line) for line in a.lines if len(line) >= 2], axis=0)
+    return float(max(near_b.max(), near_a.max()))
