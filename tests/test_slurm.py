@@ -134,3 +134,31 @@ def test_model_run_through_slurm(slurm_cluster: Path, tmp_path: Path) -> None:
     assert "verdict:" in proc.stdout
     log = (tmp_path / "run" / "logs" / "snakemake.log").read_text()
     assert len(re.findall(r"has been submitted with SLURM jobid (\d+)", log)) >= 6, log[-3000:]
+
+
+@pytest.mark.slow
+def test_adaptive_scan_through_slurm(slurm_cluster: Path, tmp_path: Path) -> None:
+    """`recastflow run --scan --adaptive --profile slurm`: chunks, decisions and a refinement round as Slurm jobs."""
+    import yaml
+
+    scan = tmp_path / "scan.yaml"
+    scan.write_text(yaml.safe_dump({
+        "name": "S",
+        "model": str(REPO / "config" / "spectra" / "TChiWH.yaml"),
+        # corners on both sides of the 1Lbb contour: one round adds the points between them
+        "axes": {"m_C1N2": {"values": [500, 900]}, "m_N1": {"values": [0, 200]}},
+        "cross_section": "tables",
+        "adaptive": {"events": {"chunk": 100, "min": 100, "max": 200},
+                     "refine": {"resolution": {"m_C1N2": 200, "m_N1": 200}, "max_rounds": 1}},
+    }))  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "recastflow"), "run", "--scan", str(scan), "--adaptive", "--analyses", "ATLAS-SUSY-2019-08:Wh",
+         "--profile", "slurm", "--cores", "2", "--run-dir", "run"],
+        cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    # the same scan as tests/adaptive/test_adaptive_workflow.py: four corners, one round adds two points
+    assert "S through ATLAS-SUSY-2019-08 (Wh): 6 points in 2 round(s)" in proc.stdout, proc.stdout
+    log = (tmp_path / "run" / "logs" / "snakemake.log").read_text()
+    # each point's generation, emulation and decision went to Slurm (spectra and rounds are local rules)
+    assert len(re.findall(r"has been submitted with SLURM jobid (\d+)", log)) >= 18, log[-3000:]

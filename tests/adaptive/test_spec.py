@@ -80,6 +80,13 @@ def test_a_scan_without_the_section_or_with_one_axis_is_refused(tmp_path: Path) 
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(RecastError, match="has no 'adaptive' section"):
         adaptive_spec(load_scan(path))
+    one = scan(tmp_path, "one.yaml")
+    doc = yaml.safe_load(one.read_text())
+    doc["axes"]["m_N1"] = {"values": [0]}
+    one.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RecastError, match="at least two values on each axis") as err:
+        adaptive_spec(load_scan(one))
+    assert err.value.field == "axes.m_N1"
 
 
 def test_run_refuses_bad_input_in_one_line_before_any_job(tmp_path: Path) -> None:

@@ -104,6 +104,13 @@ def adaptive_spec(scan: Scan) -> AdaptiveSpec:
             path=where,
             field="axes",
         )
+    for axis in scan.axes:
+        if len(scan.axis_values[axis]) < 2:
+            raise RecastError(
+                "an adaptive scan's coarse grid needs at least two values on each axis (its cells lie between them)",
+                path=where,
+                field=f"axes.{axis}",
+            )
     events = doc["events"]
     chunk, lo, hi = int(events["chunk"]), int(events["min"]), int(events["max"])
     if lo > hi:
