@@ -16,7 +16,9 @@ scan's everywhere along them (symmetric Hausdorff distance, :func:`recastflow.re
 CPU time is the sum of Snakemake's per-job ``cpu_time`` (benchmark files), split by stage, with the number of
 jobs per stage; the two runs go one after the other on the same machine. Snakemake samples ``cpu_time`` and
 undercounts short jobs (a 2,000-event generation job: 5.5 s against 9.5 s user + sys from ``time``), so the
-measurements page multiplies the job counts printed here by per-job CPU measured with ``time``.
+measurements page multiplies the job counts printed here by per-job CPU measured with ``time``. An adaptive
+run this script starts also gets its exact whole-run CPU (Snakemake and every job, from ``getrusage``).
+``--name`` runs further adaptive settings against the same dense folder (``--skip-dense``).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_adaptive.py [--workdir DIR] [--cores 2] [options]
 """
@@ -32,6 +34,7 @@ import csv  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import resource  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
@@ -62,6 +65,13 @@ def stage_cpu(folder: Path, jobs: dict[str, int] | None = None) -> dict[str, flo
         if jobs is not None:
             jobs[Path(stage).stem] = jobs.get(Path(stage).stem, 0) + 1
     return dict(out)
+
+
+def children_cpu() -> float:
+    """User + system CPU seconds of every finished child process (Snakemake and, through it, every job it
+    waited for): the whole run's CPU, exactly, where the benchmark files undercount short jobs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def scan_doc(name: str, xs: list[float], ys: list[float], adaptive: dict | None) -> dict:
@@ -107,11 +117,13 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=50.0, help="dense spacing in both masses (GeV)")
     parser.add_argument("--coarse-x", type=float, default=200.0)
     parser.add_argument("--coarse-y", type=float, default=100.0)
-    parser.add_argument("--resolution", type=float, default=50.0)
+    parser.add_argument("--resolution", type=float, default=50.0, help="refinement resolution in m_C1N2 (GeV)")
+    parser.add_argument("--resolution-y", type=float, help="in m_N1 (default: as --resolution)")
     parser.add_argument("--chunk", type=int, default=2000)
     parser.add_argument("--min", type=int, default=2000)
     parser.add_argument("--max", type=int, default=10000)
     parser.add_argument("--criterion", type=float, default=25.0, help="contour distance that counts as equal (GeV)")
+    parser.add_argument("--name", default="adaptive", help="the adaptive run's folder (and scan file) in --workdir")
     parser.add_argument("--skip-dense", action="store_true", help="reuse the dense run folder of --workdir")
     parser.add_argument(
         "--report-only",
@@ -122,25 +134,31 @@ def main() -> None:
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_adaptive_"))
     work.mkdir(parents=True, exist_ok=True)
     (xl, xh), (yl, yh) = args.x_range, args.y_range
-    dense_file, adaptive_file = work / "dense.yaml", work / "adaptive.yaml"
+    dense_file, adaptive_file = work / "dense.yaml", work / f"{args.name}.yaml"
     dense_file.write_text(
         yaml.safe_dump(scan_doc("TChiWH", values(xl, xh, args.step), values(yl, yh, args.step), None))
     )
     adaptive = {
         "events": {"chunk": args.chunk, "min": args.min, "max": args.max},
         "stop": {"confidence": 0.95, "decide": ["observed", "expected"]},
-        "refine": {"resolution": {"m_C1N2": args.resolution, "m_N1": args.resolution}, "max_rounds": 6},
+        "refine": {
+            "resolution": {"m_C1N2": args.resolution, "m_N1": args.resolution_y or args.resolution},
+            "max_rounds": 6,
+        },
     }
     adaptive_file.write_text(
         yaml.safe_dump(scan_doc("TChiWH", values(xl, xh, args.coarse_x), values(yl, yh, args.coarse_y), adaptive))
     )
     t0 = time.time()
+    run_cpu_a = None
     if args.report_only:
         plan_a = None
-        summary = json.loads((work / "adaptive" / "results" / "adaptive" / "scan.json").read_text())
+        summary = json.loads((work / args.name / "results" / "adaptive" / "scan.json").read_text())
     else:
-        plan_a = plan_adaptive(adaptive_file, analyses=[ANALYSIS], seed=1, run_dir=work / "adaptive")
+        plan_a = plan_adaptive(adaptive_file, analyses=[ANALYSIS], seed=1, run_dir=work / args.name)
+        before = children_cpu()
         summary = execute_adaptive(plan_a, cores=args.cores)
+        run_cpu_a = children_cpu() - before
     wall_a = time.time() - t0
     dense_dir = work / "dense"
     t0 = time.time()
@@ -160,7 +178,7 @@ def main() -> None:
     wall_d = time.time() - t0
     jobs_a: dict[str, int] = {}
     jobs_d: dict[str, int] = {}
-    cpu_a, cpu_d = stage_cpu(work / "adaptive", jobs_a), stage_cpu(dense_dir, jobs_d)
+    cpu_a, cpu_d = stage_cpu(work / args.name, jobs_a), stage_cpu(dense_dir, jobs_d)
     ours = {
         k: Contour("m_C1N2", "m_N1", tuple(np.asarray(line, dtype=float) for line in v))
         for k, v in summary["contours"].items()
@@ -176,6 +194,7 @@ def main() -> None:
             "done": summary["done"],
             "flagged": summary["flagged"],
             "cpu_s": cpu_a,
+            "run_cpu_s": run_cpu_a,
             "wall_s": wall_a,
         },
         "contours": {},
@@ -184,7 +203,7 @@ def main() -> None:
         sep = contour_separation(ours[kind], dense[kind])
         reach = [max(crossings_along(c, {"m_N1": yl}, "m_C1N2") or [math.nan]) for c in (ours[kind], dense[kind])]
         result_doc["contours"][kind] = {"separation_gev": sep, "reach_at_lowest_m_N1": reach}
-    (work / "bench_adaptive.json").write_text(json.dumps(result_doc, indent=1))
+    (work / f"bench_{args.name}.json").write_text(json.dumps(result_doc, indent=1))
     total_a, total_d = sum(cpu_a.values()), sum(cpu_d.values())
     print(f"plane m_C1N2 {xl:g}-{xh:g}, m_N1 {yl:g}-{yh:g} GeV; TChiWH through {ANALYSIS}; run folders in {work}")
     print(f"| | dense ({args.step:g} GeV, {args.max} events) | adaptive (coarse {args.coarse_x:g}x{args.coarse_y:g}, "
@@ -198,6 +217,8 @@ def main() -> None:
               f"({jobs_a.get(stage, 0)} jobs) |")  # fmt: skip
     if not args.report_only:
         print(f"| wall | {wall_d:.0f} s | {wall_a:.0f} s |")
+    if run_cpu_a is not None:
+        print(f"adaptive run, whole-run CPU of Snakemake and every job (getrusage): {run_cpu_a:.0f} s")
     print(f"CPU ratio dense / adaptive: {total_d / total_a:.2f}x")
     for kind, c in result_doc["contours"].items():
         sep = c["separation_gev"]

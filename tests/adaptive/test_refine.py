@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from recastflow.adaptive.refine import Cell, Outcome, coarse_cells, leaves, refine
+from recastflow.adaptive.refine import Cell, Outcome, Split, coarse_cells, leaves, refine, split_axes
 from recastflow.report.contours import interpolated_contour
 
 ALPHA = 0.05
@@ -37,7 +37,7 @@ def run_scan(resolution: float, max_rounds: int = 8, max_points: int | None = No
     xs, ys = [200.0 + 200 * i for i in range(5)], [0.0, 200.0, 400.0]
     known = {(x, y): outcome((x, y)) for x in xs for y in ys if admits((x, y))}
     coarse = coarse_cells(xs, ys)
-    history: list[tuple[Cell, ...]] = []
+    history: list[tuple[Split, ...]] = []
     rounds = [len(known)]
     while True:
         r = refine(coarse, history, known, admits=admits, resolution=(resolution, resolution), alpha=ALPHA,
@@ -101,12 +101,36 @@ def test_rounds_limit():
 
 def test_leaves_split_only_the_named_cells():
     coarse = coarse_cells([0, 100, 200], [0, 100])
-    split = [coarse[0]]
-    out = leaves(coarse, [split], (10.0, 10.0))
+    out = leaves(coarse, [[Split(coarse[0], True, True)]])
     assert len(out) == 5 and Cell(0, 50, 0, 50) in out and coarse[1] in out
-    # a cell already at the resolution along y is split along x only
-    out = leaves(coarse, [split], (10.0, 200.0))
+    # a split along x only makes halves
+    out = leaves(coarse, [[Split(coarse[0], True, False)]])
     assert Cell(0, 50, 0, 100) in out and len(out) == 3
+
+
+def _plane(edge) -> dict:
+    """The corners of the cell [0, 200] x [0, 200] for a contour x = edge(y), excluded left of it."""
+    def one(x, y):
+        v = (x - edge(y)) / 100.0
+        return Outcome(excluded={"observed": v < 0}, cls={"observed": ALPHA * 10**v})
+
+    return {(x, y): one(x, y) for x in (0.0, 200.0) for y in (0.0, 200.0)}
+
+
+def test_a_straight_contour_is_split_across_it_only_and_a_slanted_one_both_ways():
+    cell = Cell(0.0, 200.0, 0.0, 200.0)
+    # vertical: located by halving x; y is not needed
+    assert split_axes(cell, _plane(lambda y: 110.0), (25.0, 25.0), ALPHA) == (True, False)
+    # slanted by 60 across the cell (more than the 25 resolution): both
+    assert split_axes(cell, _plane(lambda y: 70.0 + 0.3 * y), (25.0, 25.0), ALPHA) == (True, True)
+    # slanted by less than the resolution: x only
+    assert split_axes(cell, _plane(lambda y: 100.0 + 0.1 * y), (25.0, 25.0), ALPHA) == (True, False)
+    # a corner cut off (the contour crosses the bottom and the left edges): both
+    corner = _plane(lambda y: 150.0 - y)
+    assert split_axes(cell, corner, (25.0, 25.0), ALPHA) == (True, True)
+    # already at the resolution across the contour: no split
+    assert split_axes(Cell(0.0, 20.0, 0.0, 200.0), {(x * 0.1, y): o for (x, y), o in _plane(lambda y: 110.0).items()},
+                      (25.0, 25.0), ALPHA) == (False, False)  # fmt: skip
 
 
 @pytest.mark.parametrize("value", [math.inf])
@@ -121,3 +145,41 @@ def test_axis_without_resolution_is_never_split(value):
     r = refine(coarse, [], known, admits=lambda p: True, resolution=(10.0, value), alpha=ALPHA, max_rounds=3,
                max_points=None)  # fmt: skip
     assert r.points == ((50.0, 0.0), (50.0, 100.0))
+
+
+def test_a_round_of_a_three_parameter_model_keeps_the_fixed_one(tmp_path):
+    """next_round on decision files: new points carry the fixed parameter in their values and names."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from recastflow.adaptive.jobs import AdaptiveRun, next_round
+    from recastflow.adaptive.spec import adaptive_spec
+    from recastflow.generate.scan import load_scan
+
+    root = Path(__file__).resolve().parents[2]
+    doc = {
+        "name": "T6bbHH",
+        "model": str(root / "config" / "spectra" / "T6bbHH.yaml"),
+        "axes": {"m_sbottom": {"values": [800, 1200]}, "m_neutralino2": {"values": [300, 700]},
+                 "m_neutralino1": {"values": [60]}},
+        "constraints": ["m_neutralino2 <= m_sbottom - 50"],
+        "cross_section": "tables",
+        "adaptive": {"events": {"chunk": 1000, "min": 1000, "max": 2000},
+                     "refine": {"resolution": {"m_sbottom": 200, "m_neutralino2": 400}}},
+    }  # fmt: skip
+    path = tmp_path / "t6bbhh.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    scan = load_scan(path)
+    run = AdaptiveRun(scan, adaptive_spec(scan), None, "RegionA", tmp_path, tmp_path, 1, 0.95)
+    decisions = []
+    for point in scan.points:
+        excluded = point.values["m_sbottom"] < 1000  # the contour between the two columns
+        cls = 0.01 if excluded else 0.3
+        decision = {"values": dict(point.values), "cls": {"nominal": {"observed": cls, "expected": cls}},
+                    "excluded": {"observed": excluded, "expected": excluded}}  # fmt: skip
+        decisions.append(tmp_path / f"{point.name}.json")
+        decisions[-1].write_text(json.dumps(decision))
+    out = next_round(run, 0, [], decisions, tmp_path / "round0.json", log=lambda line: None)
+    assert sorted(out["next"]) == ["T6bbHH_1000_300_60", "T6bbHH_1000_700_60"]

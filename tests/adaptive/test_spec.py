@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recastflow.adaptive.spec import adaptive_spec, points_needed
+from recastflow.adaptive.spec import adaptive_spec, fixed_values, plane_axes, points_needed
 from recastflow.core.errors import RecastError
 from recastflow.generate.scan import load_scan
 from recastflow.run.folder import project_root
@@ -58,7 +58,7 @@ def test_settings(tmp_path: Path) -> None:
         ({"events": {"chunk": 1000, "min": 5000, "max": 2000}}, "adaptive.events.min", "min (5000) is above max (2000)"),
         ({"events": {"chunk": 1000, "min": 1500, "max": 2000}}, "adaptive.events.min", "not a whole number of chunks"),
         ({"refine": {"resolution": {"m_C1N2": 25, "m_stop": 10}}}, "adaptive.refine.resolution.m_stop",
-         "no axis 'm_stop' to refine: the scan's axes are m_C1N2, m_N1"),
+         "no axis 'm_stop' to refine (not an axis): the scan's plane is m_C1N2, m_N1"),
         ({"refine": {"resolution": {"m_C1N2": 1, "m_N1": 1}, "max_rounds": 8, "max_points": 100}},
          "adaptive.refine.max_points", "cannot reach the resolution"),
         ({"stop": {"confidence": 1.5}}, "adaptive.stop.confidence", ""),
@@ -84,9 +84,43 @@ def test_a_scan_without_the_section_or_with_one_axis_is_refused(tmp_path: Path) 
     doc = yaml.safe_load(one.read_text())
     doc["axes"]["m_N1"] = {"values": [0]}
     one.write_text(yaml.safe_dump(doc))
-    with pytest.raises(RecastError, match="at least two values on each axis") as err:
+    with pytest.raises(RecastError, match="give two axes at least two values each") as err:
         adaptive_spec(load_scan(one))
     assert err.value.field == "axes.m_N1"
+
+
+def t6bbhh(tmp_path: Path, n1: list[float], **refine: object) -> Path:
+    """A three-parameter model: the (m_sbottom, m_neutralino2) plane at a fixed m_neutralino1."""
+    doc = {
+        "name": "T6bbHH",
+        "model": str(ROOT / "config" / "spectra" / "T6bbHH.yaml"),
+        "axes": {"m_sbottom": {"values": [800, 1200]}, "m_neutralino2": {"values": [300, 700]},
+                 "m_neutralino1": {"values": n1}},
+        "constraints": ["m_neutralino2 <= m_sbottom - 50", "m_neutralino1 <= m_neutralino2 - 130"],
+        "cross_section": "tables",
+        "adaptive": {"events": {"chunk": 1000, "min": 1000, "max": 4000},
+                     "refine": {"resolution": {"m_sbottom": 100, "m_neutralino2": 100}, **refine}},
+    }  # fmt: skip
+    path = tmp_path / "t6bbhh.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_a_third_parameter_with_one_value_is_fixed(tmp_path: Path) -> None:
+    s = load_scan(t6bbhh(tmp_path, [60]))
+    adaptive_spec(s)
+    assert plane_axes(s) == ("m_sbottom", "m_neutralino2")
+    assert fixed_values(s) == {"m_neutralino1": 60.0}
+
+
+def test_three_axes_of_several_values_or_a_fixed_axis_to_refine_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RecastError, match="the scan has 3 axis/axes with several values") as err:
+        adaptive_spec(load_scan(t6bbhh(tmp_path, [60, 100])))
+    assert err.value.field == "axes" and len(str(err.value).splitlines()) == 1
+    bad = t6bbhh(tmp_path, [60], resolution={"m_sbottom": 100, "m_neutralino1": 10})
+    with pytest.raises(RecastError, match="'m_neutralino1' to refine \\(a fixed parameter") as err:
+        adaptive_spec(load_scan(bad))
+    assert err.value.field == "adaptive.refine.resolution.m_neutralino1"
 
 
 def test_run_refuses_bad_input_in_one_line_before_any_job(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recastflow.adaptive.spec import AdaptiveSpec, StopRule
-from recastflow.adaptive.stopping import OPEN, Evidence, decide, scales
+from recastflow.adaptive.stopping import OPEN, Evidence, decide, needed_scales, scales
 
 CL = 0.95
 
@@ -137,3 +137,24 @@ def test_signal_uncertainty_weighs_bins_by_their_sensitivity():
     two = {"regions": {"SR": {"yields": [10.0, 10.0], "stat": [2.0, 2.0]}}}
     assert signal_uncertainty(two, background, regions)[2] == pytest.approx(0.2 / math.sqrt(2))
     assert signal_uncertainty({"regions": {"SR": {"yields": [0.0, 0.0], "stat": [0.0, 0.0]}}}, background, regions) is None
+
+
+@pytest.mark.parametrize("nominal", [(1e-5, 1e-6), (0.3, 0.2), (0.2, 0.01), (0.049, 0.051)])
+@pytest.mark.parametrize("delta", [0.05, 0.2, 0.5])
+def test_only_the_scaled_fits_that_can_change_a_verdict_are_needed(nominal, delta):
+    """With CLs falling in the signal, leaving out the fits needed_scales leaves out changes no decision."""
+    sp = spec()
+    z = sp.stop.z
+    low, high = scales(delta, z)
+
+    def cls_at(c0: float, factor: float) -> float:  # a CLs that falls as the signal grows
+        return min(1.0, c0 * math.exp(-3.0 * (factor - 1.0)))
+
+    full = {label: {"observed": cls_at(nominal[0], f), "expected": cls_at(nominal[1], f)}
+            for label, f in (("low", low), ("nominal", 1.0), ("high", high))}  # fmt: skip
+    wanted = needed_scales(full["nominal"], ("observed", "expected"), 1 - CL, low)
+    below = [c < 1 - CL for c in nominal]
+    assert ("high" in wanted) == (not all(below))
+    assert ("low" in wanted) == (any(below) and low > 0)
+    partial = {label: values for label, values in full.items() if label == "nominal" or label in wanted}
+    assert decide(Evidence(2000, delta, partial, True), sp, CL) == decide(Evidence(2000, delta, full, True), sp, CL)

@@ -283,3 +283,14 @@ def test_fetch_bundles_writes_manifest_and_workspace_loads(tmp_path, monkeypatch
     # the bundle's workspace resolves into the cache and loads, digest-checked
     ws = load_analysis("ATLAS-SUSY-2018-04", REPO / "config" / "analyses").workspace("Region-combined")
     assert ws.path.is_relative_to(cache) and len(ws.load()["channels"]) == 5
+
+
+def test_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch):
+    # a file where the cache folder should be: the error names the setting to change, and nothing is fetched
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("RECASTFLOW_CACHE", str(blocked))
+    monkeypatch.delenv("RECASTFLOW_MIRROR", raising=False)
+    with pytest.raises(RecastError, match="RECASTFLOW_CACHE.*cannot write the cache folder") as err:
+        fetch.obtain(staus_source("http://127.0.0.1:9/SUSY.tar.gz"))
+    assert err.value.field == "RECASTFLOW_CACHE"

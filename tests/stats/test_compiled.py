@@ -302,3 +302,29 @@ def test_exact_mode_is_pyhf_hypotest_bit_for_bit(sbottom):
     r = Likelihood(model, data).cls(1.0)
     assert [r.obs, *r.exp] == [float(obs)] + [float(e) for e in exp]
     assert math.isfinite(r.obs)
+
+
+_CACHE_PROBE = """
+import json, sys
+from recastflow.stats.compiled import _jax
+jax = _jax()
+print(json.dumps(jax.config.jax_compilation_cache_dir))
+"""
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_compilations_are_kept_in_recastflows_cache_when_it_can_be_written(tmp_path, writable):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "cache"
+    if not writable:
+        root.write_text("")  # a file where the folder should be: the cache is left unused, nothing fails
+    env = {**os.environ, "RECASTFLOW_CACHE": str(root)}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", _CACHE_PROBE], env=env, capture_output=True, text=True, check=True)
+    folder = json.loads(out.stdout)
+    assert folder == (str(root / "jax") if writable else None)
+    assert out.stderr == ""

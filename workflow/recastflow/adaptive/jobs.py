@@ -8,7 +8,7 @@ workflow's checkpoints (``workflow/rules/adaptive.smk``) can be resumed after a 
   ``max_events`` in ``max_events / chunk`` chunks (an adaptive point's events are the first chunks of the
   plain point's);
 - :func:`decide_point` -- after chunk ``k``: select chunks ``0..k``, patch the signal into the published
-  likelihood, CLs as selected and scaled by ``1 -+ z delta``, and the stopping rule
+  likelihood, CLs as selected and scaled by ``1 - z delta`` or ``1 + z delta``, and the stopping rule
   (:mod:`recastflow.adaptive.stopping`);
 - :func:`next_round` -- after a round's points are decided: the cells to split and the next round's points
   (:mod:`recastflow.adaptive.refine`);
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recastflow.adaptive.refine import Cell, Outcome, coarse_cells, refine
-from recastflow.adaptive.spec import AdaptiveSpec, adaptive_spec
-from recastflow.adaptive.stopping import Evidence, decide, scales
+from recastflow.adaptive.refine import Cell, Outcome, Split, coarse_cells, refine
+from recastflow.adaptive.spec import AdaptiveSpec, adaptive_spec, fixed_values, plane_axes
+from recastflow.adaptive.stopping import Evidence, decide, needed_scales, scales
 from recastflow.core.errors import RecastError
 from recastflow.core.io import write_json_atomic, write_text_atomic
 from recastflow.core.seeds import derive_seed
@@ -292,9 +292,11 @@ def decide_point(
     compiler = LikelihoodCompiler()
     cls: dict[str, dict[str, float]] = {}
     nominal: PointResult | None = None
+    wanted: tuple[str, ...] = ()
+    scaled_issues: list[str] = []
+    scaled_trusted = True
     for label, factor in (("nominal", 1.0), ("low", low), ("high", high)):
-        if factor == 0.0:
-            cls[label] = {"observed": 1.0, "expected": 1.0}
+        if label != "nominal" and (delta is None or label not in wanted):
             continue
         record = PointResult(
             analysis=analysis.id,
@@ -321,13 +323,22 @@ def decide_point(
             analysis=analysis,
             wsref=wsref,
         )
-        if label == "nominal":
-            nominal = record
         obs = record.cls_obs if record.cls_obs is not None else math.nan
         exp = record.cls_exp[2] if record.cls_exp is not None else math.nan
         cls[label] = {"observed": obs, "expected": exp}
+        if label != "nominal":
+            # a verdict confirmed by a scaled fit is only as good as that fit: its flags block the decision too
+            scaled_issues += [f"signal x {factor:.3g}: {issue}" for issue in record.issues]
+            scaled_trusted = scaled_trusted and record.status == "trusted"
+        if label == "nominal":
+            nominal = record
+            wanted = needed_scales(cls["nominal"], run.spec.stop.on, 1.0 - run.cl, low)
     assert nominal is not None
-    trusted = nominal.status == "trusted" and all(math.isfinite(v) for d in cls.values() for v in d.values())
+    trusted = (
+        nominal.status == "trusted"
+        and scaled_trusted
+        and all(math.isfinite(v) for d in cls.values() for v in d.values())
+    )
     n_events = int(header["n_events"])
     decision = decide(Evidence(n_events, delta, cls, trusted), run.spec, run.cl)
     doc = {
@@ -345,6 +356,7 @@ def decide_point(
         "cls": cls,
         "status": nominal.status,
         "issues": list(nominal.issues),
+        "scaled_issues": scaled_issues,
         "excluded": {"observed": nominal.excluded_obs, "expected": nominal.excluded_exp},
         "yields": yields,
     }
@@ -360,6 +372,14 @@ def decide_point(
 # -- rounds ----------------------------------------------------------------------------------------------
 def _cell_doc(cell: Cell) -> list[float]:
     return [cell.x0, cell.x1, cell.y0, cell.y1]
+
+
+def _splits(round_doc: Mapping[str, Any], resolution: tuple[float, float]) -> list[Split]:
+    cells = [Cell(*c) for c in round_doc["split"]]
+    if "along" in round_doc:
+        return [Split(cell, bool(ax), bool(ay)) for cell, (ax, ay) in zip(cells, round_doc["along"], strict=True)]
+    # a round file written before splits had directions: every split went as far as the resolution allowed
+    return [Split(c, c.x1 - c.x0 > resolution[0], c.y1 - c.y0 > resolution[1]) for c in cells]
 
 
 def _outcome(doc: Mapping[str, Any]) -> Outcome:
@@ -400,16 +420,17 @@ def next_round(
     rounds = [json.loads(Path(p).read_text()) for p in earlier]
     if [r["round"] for r in rounds] != list(range(index)):
         raise RecastError(f"round files {[str(p) for p in earlier]} are not rounds 0..{index - 1}", field="rounds")
-    xa, ya = run.scan.axes
+    xa, ya = plane_axes(run.scan)
+    fixed = fixed_values(run.scan)
     known: dict[tuple[float, float], Outcome] = {}
     for path in decisions:
         doc = json.loads(Path(path).read_text())
         known[(float(doc["values"][xa]), float(doc["values"][ya]))] = _outcome(doc)
     coarse = coarse_cells(run.scan.axis_values[xa], run.scan.axis_values[ya])
-    history = [[Cell(*c) for c in r["split"]] for r in rounds]
+    history = [_splits(r, (run.spec.resolution[xa], run.spec.resolution[ya])) for r in rounds]
 
     def allowed(p: tuple[float, float]) -> bool:
-        return admits(run.scan, {xa: p[0], ya: p[1]})
+        return admits(run.scan, {xa: p[0], ya: p[1], **fixed})
 
     ref = refine(
         coarse,
@@ -423,13 +444,14 @@ def next_round(
     )
     names = []
     for x, y in ref.points:
-        names.append(new_point(run.scan, {xa: x, ya: y}).name)
+        names.append(new_point(run.scan, {xa: x, ya: y, **fixed}).name)
     done = ref.done or ("" if names or ref.split else "nothing left to refine")
     doc = {
         "format": ROUND_FORMAT,
         "round": index,
         "points": len(known),
-        "split": [_cell_doc(c) for c in ref.split],
+        "split": [_cell_doc(c.cell) for c in ref.split],
+        "along": [[c.along_x, c.along_y] for c in ref.split],
         "next": names,
         "done": done,
     }
@@ -490,7 +512,7 @@ def summarise(
             }
         )
     points.sort(key=lambda p: (p["round"], p["point"]))
-    xa, ya = run.scan.axes
+    xa, ya = plane_axes(run.scan)
     level = math.log10(1.0 - run.cl)
     contours = {}
     for kind, key in (("observed", "cls_obs"), ("expected", "cls_exp")):
@@ -512,6 +534,7 @@ def summarise(
         "workspace": run.workspace,
         "cl": run.cl,
         "axes": [xa, ya],
+        "fixed": fixed_values(run.scan),
         "rounds": len(round_docs),
         "done": round_docs[-1]["done"] if round_docs else "",
         "points": points,
@@ -545,6 +568,12 @@ def summarise(
         f"{len(doc['flagged'])} flagged; done: {doc['done']} -> {json_out}"
     )
     return doc
+
+
+def _fixed_text(label: str, value: float) -> str:
+    """A fixed parameter for a title: the label ``m(x) [GeV]`` and 60 read ``m(x) = 60 GeV``."""
+    name, bracket, unit = label.partition(" [")
+    return f"{name} = {value:g} {unit.rstrip(']')}" if bracket else f"{label} = {value:g}"
 
 
 def _plot(run: AdaptiveRun, doc: Mapping[str, Any], output: Path) -> None:
@@ -585,12 +614,14 @@ def _plot(run: AdaptiveRun, doc: Mapping[str, Any], output: Path) -> None:
             ax.plot(xs, ys, style, color=color, label=f"{kind} {doc['cl']:.0%} CL" if i == 0 else None)
     ax.set_xlabel(run.scan.axis_label(xa))
     ax.set_ylabel(run.scan.axis_label(ya))
+    fixed = "".join(f", {_fixed_text(run.scan.axis_label(axis), value)}" for axis, value in doc["fixed"].items())
     ax.set_title(
-        f"{doc['scan']} through {doc['analysis']}: {len(doc['points'])} points, {doc['events']} events", fontsize=10
+        f"{doc['scan']} through {doc['analysis']}{fixed}: {len(doc['points'])} points, {doc['events']} events",
+        fontsize=10,
     )
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left")
+    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp" + output.suffix)
     fig.savefig(tmp, metadata={"Software": None} if output.suffix == ".png" else {"CreationDate": None})

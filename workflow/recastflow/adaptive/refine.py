@@ -3,10 +3,18 @@
 The coarse grid (the scan file's axes) cuts the plane into rectangular cells between neighbouring axis
 values. A cell is *open* when its corner points (those that meet the scan's constraints) disagree on the
 observed or on the expected verdict: the contour passes through it. Each round splits every open cell that is
-still larger than the resolution along an axis into halves (along that axis) or quarters (along both), and
-the new corners become the next round's points. Cells are split in order of how close their corners' CLs are
-to 1 - CL, so that a point budget is spent where the contour is most likely to be; the order, and so the
-points, are a function of the verdicts alone (deterministic).
+still larger than the resolution, in the directions that locate the contour (:func:`split_axes`):
+
+- along x where the contour crosses a bottom or top edge (neighbours along x disagree), along y where it
+  crosses a side;
+- along the other axis too where the contour is slanted across the cell: its crossings of the two opposite
+  edges (log CLs interpolated along each edge) lie further apart than the resolution.
+
+A contour that runs straight across a cell is so located with half the points of splitting the cell into
+quarters, and a bend or a tip still gets quarters. The new corners become the next round's points. Cells are
+split in order of how close their corners' CLs are to 1 - CL, so that a point budget is spent where the
+contour is most likely to be; the order, and so the points, are a function of the verdicts alone
+(deterministic).
 
 A contour that enters and leaves a coarse cell through the same edge, or an island smaller than a cell, is not
 seen: the coarse grid must be fine enough for the contour's shape.
@@ -19,7 +27,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Cell", "Outcome", "Refinement", "coarse_cells", "leaves", "refine"]
+__all__ = ["Cell", "Outcome", "Refinement", "Split", "coarse_cells", "leaves", "refine", "split_axes"]
 
 Point = tuple[float, float]
 
@@ -58,16 +66,35 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Split:
+    """A cell split in a round, and along which axes (halves along one, quarters along both).
+
+    Attributes:
+        cell: the cell.
+        along_x: split at the middle of its x range.
+        along_y: split at the middle of its y range.
+    """
+
+    cell: Cell
+    along_x: bool
+    along_y: bool
+
+    def children(self) -> tuple[Cell, ...]:
+        """The cells the split makes."""
+        return self.cell.children(self.along_x, self.along_y)
+
+
+@dataclass(frozen=True)
 class Refinement:
     """One round's split cells and new points.
 
     Attributes:
-        split: the cells split, in order.
+        split: the cells split, in order, with their directions.
         points: the new points, in order (each once, none already known).
         done: no further round: the reason (resolution reached, rounds or budget used up), or "".
     """
 
-    split: tuple[Cell, ...]
+    split: tuple[Split, ...]
     points: tuple[Point, ...]
     done: str
 
@@ -83,24 +110,81 @@ def coarse_cells(xs: Iterable[float], ys: Iterable[float]) -> list[Cell]:
     return [Cell(a, b, c, d) for a, b in itertools.pairwise(gx) for c, d in itertools.pairwise(gy)]
 
 
-def _split_axes(cell: Cell, resolution: tuple[float, float]) -> tuple[bool, bool]:
+def _wide(cell: Cell, resolution: tuple[float, float]) -> tuple[bool, bool]:
     return cell.x1 - cell.x0 > resolution[0], cell.y1 - cell.y0 > resolution[1]
 
 
-def leaves(coarse: Sequence[Cell], history: Iterable[Iterable[Cell]], resolution: tuple[float, float]) -> list[Cell]:
+def _crossing(a: Point, b: Point, oa: Outcome, ob: Outcome, kind: str, alpha: float) -> float | None:
+    """Where along the edge a -> b the contour of ``kind`` crosses (0..1), or None if the ends agree."""
+    if kind not in oa.excluded or kind not in ob.excluded or oa.excluded[kind] == ob.excluded[kind]:
+        return None
+    la = math.log10(max(oa.cls.get(kind, alpha), 1e-300) / alpha)
+    lb = math.log10(max(ob.cls.get(kind, alpha), 1e-300) / alpha)
+    return min(1.0, max(0.0, la / (la - lb))) if la != lb else 0.5
+
+
+def split_axes(
+    cell: Cell, known: Mapping[Point, Outcome], resolution: tuple[float, float], alpha: float
+) -> tuple[bool, bool]:
+    """Along which axes an open cell is split: those that locate its contour (see the module's description).
+
+    Args:
+        cell: an open cell.
+        known: the decided points (the cell's corners among them).
+        resolution: cell size per axis below which a cell is not split along it.
+        alpha: 1 - CL.
+
+    Returns:
+        ``(along_x, along_y)``; both False when the cell needs no split at this resolution.
+    """
+    wide_x, wide_y = _wide(cell, resolution)
+    bl, br, tl, tr = cell.corners()
+    kinds = sorted({k for c in (bl, br, tl, tr) if c in known for k in known[c].excluded})
+
+    def crossings(a: Point, b: Point) -> dict[str, float]:
+        if a not in known or b not in known:
+            return {}
+        out = {k: _crossing(a, b, known[a], known[b], k, alpha) for k in kinds}
+        return {k: v for k, v in out.items() if v is not None}
+
+    if any(c not in known for c in (bl, br, tl, tr)):
+        # a cell the constraints cut: where the contour meets the edge of the allowed region is not known from
+        # the corners, so the cell is split as far as the resolution allows
+        return wide_x, wide_y
+    bottom, top, left, right = crossings(bl, br), crossings(tl, tr), crossings(bl, tl), crossings(br, tr)
+    along_x = wide_x and bool(bottom or top)
+    along_y = wide_y and bool(left or right)
+    width, height = cell.x1 - cell.x0, cell.y1 - cell.y0
+    for k in kinds:
+        # a contour slanted across the cell: its crossings of opposite edges further apart than the resolution
+        if k in bottom and k in top and abs(bottom[k] - top[k]) * width > resolution[0]:
+            along_y = along_y or wide_y
+        if k in left and k in right and abs(left[k] - right[k]) * height > resolution[1]:
+            along_x = along_x or wide_x
+    # a split along one axis alone stops where the cell would become more than twice as long (in units of the
+    # resolution) along the contour as across it: the contour between the crossings is interpolated, and
+    # long thin cells interpolate it badly
+    nx, ny = width / resolution[0], height / resolution[1]
+    if along_x and not along_y and wide_y and ny > 2.0 * (nx / 2.0):
+        along_y = True
+    if along_y and not along_x and wide_x and nx > 2.0 * (ny / 2.0):
+        along_x = True
+    return along_x, along_y
+
+
+def leaves(coarse: Sequence[Cell], history: Iterable[Iterable[Split]]) -> list[Cell]:
     """The cells after the splits of earlier rounds.
 
     Args:
         coarse: the coarse grid's cells.
-        history: per earlier round, the cells it split.
-        resolution: cell size per axis below which a cell is not split along it.
+        history: per earlier round, its splits.
     """
     current = list(coarse)
-    for split in history:
-        done = set(split)
+    for splits in history:
+        done = {split.cell: split for split in splits}
         nxt: list[Cell] = []
         for cell in current:
-            nxt.extend(cell.children(*_split_axes(cell, resolution)) if cell in done else (cell,))
+            nxt.extend(done[cell].children() if cell in done else (cell,))
         current = nxt
     return current
 
@@ -112,7 +196,7 @@ def _distance(outcome: Outcome, alpha: float) -> float:
 
 def refine(
     coarse: Sequence[Cell],
-    history: Sequence[Sequence[Cell]],
+    history: Sequence[Sequence[Split]],
     known: Mapping[Point, Outcome],
     *,
     admits: Callable[[Point], bool],
@@ -125,7 +209,7 @@ def refine(
 
     Args:
         coarse: the coarse grid's cells.
-        history: the cells split by each earlier round (``len(history)`` rounds so far).
+        history: the splits of each earlier round (``len(history)`` rounds so far).
         known: every point decided so far (all earlier rounds) -> its outcome.
         admits: whether a point meets the scan's constraints (points that do not are never added).
         resolution: cell size per axis below which a cell is not split along it.
@@ -138,34 +222,34 @@ def refine(
     """
     if len(history) >= max_rounds:
         return Refinement((), (), f"all {max_rounds} refinement round(s) done")
-    candidates: list[tuple[float, Cell]] = []
-    for cell in leaves(coarse, history, resolution):
+    candidates: list[tuple[float, Cell, Split]] = []
+    for cell in leaves(coarse, history):
         outcomes = [known[c] for c in cell.corners() if c in known]
         if len(outcomes) < 2:
             continue
         kinds = {k for o in outcomes for k in o.excluded}
         open_ = any(len({o.excluded[k] for o in outcomes if k in o.excluded}) > 1 for k in kinds)
-        if open_ and any(_split_axes(cell, resolution)):
-            candidates.append((min(_distance(o, alpha) for o in outcomes), cell))
+        if not open_:
+            continue
+        along = split_axes(cell, known, resolution, alpha)
+        if any(along):
+            candidates.append((min(_distance(o, alpha) for o in outcomes), cell, Split(cell, *along)))
     if not candidates:
         return Refinement((), (), "resolution reached: no open cell is larger than the resolution")
-    candidates.sort()
+    candidates.sort(key=lambda c: (c[0], c[1]))
     budget = None if max_points is None else max_points - len(known)
-    split: list[Cell] = []
+    split: list[Split] = []
     new: dict[Point, None] = {}
     exhausted = False
-    for _, cell in candidates:
+    for _, _, chosen in candidates:
         corners = [
-            c
-            for child in cell.children(*_split_axes(cell, resolution))
-            for c in child.corners()
-            if c not in known and c not in new and admits(c)
+            c for child in chosen.children() for c in child.corners() if c not in known and c not in new and admits(c)
         ]
         fresh = list(dict.fromkeys(corners))
         if budget is not None and len(new) + len(fresh) > budget:
             exhausted = True
             break
-        split.append(cell)
+        split.append(chosen)
         new.update(dict.fromkeys(fresh))
     done = ""
     if exhausted and not split:

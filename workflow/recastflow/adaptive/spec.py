@@ -1,8 +1,10 @@
 """The ``adaptive`` section of a scan file, read and checked before any job runs.
 
-A scan file's axes give the coarse grid; the section says how many events a point gets (in chunks, between a
-minimum and a maximum), when its verdict counts as decided, and how finely and how far the grid is refined
-(see :mod:`recastflow.adaptive.stopping` and :mod:`recastflow.adaptive.refine`).
+A scan file's axes give the coarse grid: two axes with several values span the plane that is refined, and
+any further axis has one value, a fixed parameter of the model (a third mass, say). The section says how
+many events a point gets (in chunks, between a minimum and a maximum), when its verdict counts as decided,
+and how finely and how far the grid is refined (see :mod:`recastflow.adaptive.stopping` and
+:mod:`recastflow.adaptive.refine`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from recastflow.core.errors import RecastError
 from recastflow.generate.scan import Scan
 
-__all__ = ["AdaptiveSpec", "StopRule", "adaptive_spec", "points_needed"]
+__all__ = ["AdaptiveSpec", "StopRule", "adaptive_spec", "fixed_values", "plane_axes", "points_needed"]
 
 
 @dataclass(frozen=True)
@@ -91,26 +93,28 @@ def adaptive_spec(scan: Scan) -> AdaptiveSpec:
 
     Raises:
         RecastError: one line naming the scan file and the field: no section, a minimum above the maximum,
-            event counts that are not whole chunks, a resolution on an axis the scan does not have, a scan
-            with other than two axes, or a resolution finer than the point budget can reach.
+            event counts that are not whole chunks, a resolution on an axis the scan does not have or on a fixed
+            parameter, a scan without exactly two axes of several values, or a resolution finer than the point
+            budget can reach.
     """
     where = str(scan.path)
     doc: Mapping[str, Any] | None = scan.adaptive
     if doc is None:
         raise RecastError("the scan has no 'adaptive' section; add one to run it adaptively", path=where)
-    if len(scan.axes) != 2:
-        raise RecastError(
-            f"an adaptive scan refines a plane: give exactly two axes (the scan has {len(scan.axes)})",
-            path=where,
-            field="axes",
+    several = [axis for axis in scan.axes if len(scan.axis_values[axis]) > 1]
+    if len(several) != 2:
+        field = (
+            "axes"
+            if len(several) > 2 or len(scan.axes) < 2
+            else f"axes.{next(a for a in scan.axes if a not in several)}"
         )
-    for axis in scan.axes:
-        if len(scan.axis_values[axis]) < 2:
-            raise RecastError(
-                "an adaptive scan's coarse grid needs at least two values on each axis (its cells lie between them)",
-                path=where,
-                field=f"axes.{axis}",
-            )
+        raise RecastError(
+            f"an adaptive scan refines a plane: give two axes at least two values each (the coarse grid; its cells "
+            f"lie between them) and any other axis one value (a fixed parameter); the scan has {len(several)} "
+            f"axis/axes with several values",
+            path=where,
+            field=field,
+        )
     events = doc["events"]
     chunk, lo, hi = int(events["chunk"]), int(events["min"]), int(events["max"])
     if lo > hi:
@@ -131,14 +135,16 @@ def adaptive_spec(scan: Scan) -> AdaptiveSpec:
     )
     refine = doc["refine"]
     resolution = {str(k): float(v) for k, v in refine["resolution"].items()}
+    plane = plane_axes(scan)
     for axis in resolution:
-        if axis not in scan.axes:
+        if axis not in plane:
+            what = "a fixed parameter (one value)" if axis in scan.axes else "not an axis"
             raise RecastError(
-                f"no axis {axis!r} to refine: the scan's axes are {', '.join(scan.axes)}",
+                f"no axis {axis!r} to refine ({what}): the scan's plane is {', '.join(plane)}",
                 path=where,
                 field=f"adaptive.refine.resolution.{axis}",
             )
-    for axis in scan.axes:
+    for axis in plane:
         resolution.setdefault(axis, math.inf)  # an axis without a resolution is never split
     spec = AdaptiveSpec(
         chunk=chunk,
@@ -173,7 +179,8 @@ def points_needed(scan: Scan, spec: AdaptiveSpec) -> int:
 
     The coarse grid's points, and for each round the points added along a contour that crosses the plane
     once from side to side: it crosses about ``extent / cell size`` cells of each round, and a split cell
-    adds about three points that no neighbour shares (two edge midpoints and its centre).
+    adds at least one point that no neighbour shares (a straight contour's cell is halved across it: two edge
+    midpoints, each shared with the next cell along the contour; a bend's cell is quartered and adds three).
 
     Args:
         scan: the scan (two axes).
@@ -183,14 +190,32 @@ def points_needed(scan: Scan, spec: AdaptiveSpec) -> int:
         The estimate.
     """
     total = len(scan.points)
-    a, b = scan.axes
+    a, b = plane_axes(scan)
     widths = {ax: _largest_gap(scan.axis_values[ax]) for ax in (a, b)}
     extents = {ax: max(scan.axis_values[ax]) - min(scan.axis_values[ax]) for ax in (a, b)}
     rounds = max(_rounds_to(widths[ax], spec.resolution[ax], spec.max_rounds) for ax in (a, b))
     for r in range(1, rounds + 1):
         cells = max(extents[ax] / (widths[ax] / 2**r) for ax in (a, b) if widths[ax] > 0)
-        total += 3 * math.ceil(cells)
+        total += math.ceil(cells)
     return total
+
+
+def plane_axes(scan: Scan) -> tuple[str, str]:
+    """The two axes an adaptive scan refines: those with several values, in the scan's order.
+
+    Args:
+        scan: a scan that :func:`adaptive_spec` accepted.
+
+    Returns:
+        The names of the two axes; every other axis has one value (a fixed parameter).
+    """
+    a, b = (axis for axis in scan.axes if len(scan.axis_values[axis]) > 1)
+    return a, b
+
+
+def fixed_values(scan: Scan) -> dict[str, float]:
+    """The fixed parameters of an adaptive scan: axis -> its one value (empty for a plain two-axis scan)."""
+    return {axis: scan.axis_values[axis][0] for axis in scan.axes if len(scan.axis_values[axis]) == 1}
 
 
 def _largest_gap(values: tuple[float, ...]) -> float:

@@ -44,6 +44,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from recastflow.core.errors import RecastError
+from recastflow.core.io import cache_root as cache_dir
+from recastflow.core.io import mirror_roots as mirror_dirs
 
 CHUNK = 1 << 16
 HEPDATA_ACCEPT = "application/x-tar"
@@ -56,20 +58,6 @@ ARCHIVE_SUFFIXES = {
     ".zip": "zip",
     ".gz": "gzip",
 }
-
-
-def cache_dir() -> Path:
-    """The cache folder: ``RECASTFLOW_CACHE``, else ``$XDG_CACHE_HOME/recastflow``, else ``~/.cache/recastflow``."""
-    if os.environ.get("RECASTFLOW_CACHE"):
-        return Path(os.environ["RECASTFLOW_CACHE"]).expanduser().absolute()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser().absolute() / "recastflow"
-
-
-def mirror_dirs() -> list[Path]:
-    """The mirror folders of ``RECASTFLOW_MIRROR`` (``os.pathsep``-separated; missing ones are skipped)."""
-    value = os.environ.get("RECASTFLOW_MIRROR", "")
-    return [Path(p).expanduser().absolute() for p in value.split(os.pathsep) if p.strip()]
 
 
 def unpack_kind(file: str) -> str:
@@ -528,7 +516,14 @@ def obtain(
                 raise RecastError(f"member {member!r} is not in {source.file}", path=source.file, field=source.where)
         return final, "cache"
     root = cache_dir()
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    try:
+        (root / "tmp").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecastError(
+            f"cannot write the cache folder {root} ({exc.strerror}); set RECASTFLOW_CACHE to a writable folder",
+            path=source.file,
+            field="RECASTFLOW_CACHE",
+        ) from None
     with _locked(source):
         if final.is_dir():  # another process fetched it while this one waited for the lock
             return obtain(source, members)
