@@ -152,10 +152,11 @@ def test_sbottom_bundle_names_a_selection_per_workspace() -> None:
     folder = REPO / "config" / "analyses" / "ATLAS-SUSY-2018-31"
     assert a.selection_for("RegionA") == folder / "selection.yaml"
     assert a.selection_for("RegionB") == folder / "selection_B.yaml"
-    assert a.selection_for("RegionC") == folder / "selection.yaml"  # none of its own yet: not run
+    assert a.selection_for("RegionC") == folder / "selection_C.yaml"  # SRC binned in met.significance
     assert missing_regions(a, "RegionA") == [] and missing_regions(a, "RegionB") == []
-    assert missing_regions(a, "RegionC") == ["SR_metsigST", "CRtt_cuts", "CRz_cuts"]
+    assert missing_regions(a, "RegionC") == []
     assert list(unfilled_regions(a, "RegionB")) == ["CRtt_cuts"]
+    assert list(unfilled_regions(a, "RegionC")) == ["CRtt_cuts", "CRz_cuts"]
 
 
 def test_sbottom_region_b_grid_passes_the_region_check() -> None:

@@ -347,7 +347,8 @@ def test_output_conforms_to_the_reco_format(card: DetectorCard) -> None:
         assert reco[name].fields == list(fields)
         for field, dtype in fields.items():
             assert str(ak.flatten(reco[name][field]).type.content) == dtype, (name, field)
-    assert reco.met.fields == ["pt", "phi"] and str(reco.met.pt.type.content) == "float64"
+    # met.significance: the card's met_significance section (recastflow.emulate.metsig), added with region C
+    assert reco.met.fields == ["pt", "phi", "significance"] and str(reco.met.pt.type.content) == "float64"
     assert str(reco.weight.type.content) == "float64"
     assert ak.to_list(reco.weight) == ak.to_list(events.weight)
     assert ak.to_list(reco.weights) == ak.to_list(events.weights)

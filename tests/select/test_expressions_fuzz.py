@@ -110,7 +110,8 @@ def make_events(n: int, seed: int, max_objects: int, extreme: bool) -> dict[str,
             values[hit] = rng.choice(specials, int(hit.sum()))
         return values
     out: dict[str, Any] = {"n": n, "weight": rng.uniform(-10, 10, n),
-                           "met": {"pt": special(rng.uniform(0, 500, n), SPECIAL_PT), "phi": rng.uniform(-np.pi, np.pi, n)}}
+                           "met": {"pt": special(rng.uniform(0, 500, n), SPECIAL_PT), "phi": rng.uniform(-np.pi, np.pi, n),
+                                   "significance": rng.uniform(0, 40, n)}}
     for name, fields in INPUT_COLLECTIONS.items():
         counts = rng.integers(0, max_objects + 1, n).astype(np.int64)
         total = int(counts.sum())

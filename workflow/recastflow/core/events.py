@@ -19,7 +19,9 @@ Formats (``header["format"]``), one row per event:
     - ``jets``: var * {pt, eta, phi, m: float64, btag: bool, flavour: int8 (5 b, 4 c, 15 tau, 0 light)}.
     - ``electrons``, ``muons``: var * {pt, eta, phi: float64, charge: int8}.
     - ``photons``: var * {pt, eta, phi: float64}.
-    - ``met``: {pt, phi: float64}.
+    - ``met``: {pt, phi: float64}, and ``significance`` (float64: the object-based MET significance S of
+      ATLAS-CONF-2018-038, :mod:`recastflow.emulate.metsig`) when the card has a ``met_significance``
+      section; files emulated without one (or read from Delphes) lack it.
     - ``truth``: passed through unchanged.
 
 ``recastflow-selected/1`` (written by ``select``): the reco columns of the events that

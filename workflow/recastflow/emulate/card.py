@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recastflow.core.config import load_validated
 from recastflow.core.errors import RecastError
+
+if TYPE_CHECKING:
+    from recastflow.emulate.metsig import MetSigSettings
 
 #: Flavour labels of jets, as stored in the reco format.
 FLAVOURS = {"b": 5, "c": 4, "tau": 15, "light": 0}
@@ -439,6 +442,9 @@ class DetectorCard:
     sha256: str = ""
     #: hadronic-tau settings (recastflow.emulate.taus.TauCard), None when the card has no ``taus`` section
     taus: Any = None
+    #: MET-significance settings (recastflow.emulate.metsig.MetSigSettings), None when the card has no
+    #: ``met_significance`` section (its reco events then carry no ``met.significance``)
+    met_significance: MetSigSettings | None = None
 
 
 def _isolation(doc: dict[str, Any]) -> Isolation:
@@ -517,7 +523,22 @@ def card_from_doc(doc: dict[str, Any], source: str = "<card>", sha256: str = "")
         path=source,
         sha256=sha256,
         taus=_taus(doc, source),
+        met_significance=_met_significance(doc, source),
     )
+
+
+def _met_significance(doc: dict[str, Any], source: str) -> MetSigSettings | None:
+    """The card's MET-significance settings, or None without a ``met_significance`` section.
+
+    Raises:
+        RecastError: the section's pT edges do not increase or do not match its values.
+    """
+    if "met_significance" not in doc:
+        return None
+    # imported here: metsig needs awkward, which reading a card otherwise does not
+    from recastflow.emulate.metsig import settings_from_doc
+
+    return settings_from_doc(doc["met_significance"], doc, source)
 
 
 def _taus(doc: dict[str, Any], source: str) -> Any:

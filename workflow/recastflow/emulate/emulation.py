@@ -29,6 +29,7 @@ from recastflow.core.errors import RecastError
 from recastflow.core.events import EVENTS, RECO, read_events, write_events
 from recastflow.emulate.card import DetectorCard, Resolution, Scratch, load_card
 from recastflow.emulate.clustering import build_truth_objects, flat_fields, offsets_of
+from recastflow.emulate.metsig import MetSigSettings, event_met_significance
 
 if TYPE_CHECKING:
     from recastflow.analyses.bundle import Grid
@@ -338,6 +339,8 @@ def respond(truth_objects: ak.Array, card: DetectorCard, rng: np.random.Generato
     Missing pT is minus the vector sum of the reconstructed (smeared) objects and of the
     soft term: the truth momentum of everything visible that was not reconstructed, times
     ``met.soft_term.scale``, plus Gaussian noise of ``met.soft_term.resolution`` in x and y.
+    With a ``met_significance`` card section, ``met`` also gets ``significance``, the object-based
+    significance S of ATLAS-CONF-2018-038 (:mod:`recastflow.emulate.metsig`).
 
     Args:
         truth_objects: output of :func:`recastflow.emulate.clustering.build_truth_objects`.
@@ -345,7 +348,8 @@ def respond(truth_objects: ak.Array, card: DetectorCard, rng: np.random.Generato
         rng: generator; two draws of it seed the streams of the response (:func:`_streams`).
 
     Returns:
-        ``jets``, ``electrons``, ``muons``, ``photons`` and ``met`` columns of recastflow-reco/1.
+        ``jets``, ``electrons``, ``muons``, ``photons`` and ``met`` columns of recastflow-reco/1
+        (``met.significance`` with a ``met_significance`` card section).
     """
     n = len(truth_objects)
     draws = _streams(rng)
@@ -393,8 +397,36 @@ def respond(truth_objects: ak.Array, card: DetectorCard, rng: np.random.Generato
     met_x *= met_x
     met_y *= met_y
     met_x += met_y
-    result["met"] = ak.zip({"pt": np.sqrt(met_x, out=met_x), "phi": phi})
+    met = {"pt": np.sqrt(met_x, out=met_x), "phi": phi}
+    if card.met_significance is not None:
+        met["significance"] = _significance(result, met["pt"], phi, card, card.met_significance)
+    result["met"] = ak.zip(met)
     return result
+
+
+def _significance(
+    objects: dict[str, ak.Array], met_pt: np.ndarray, met_phi: np.ndarray, card: DetectorCard, settings: MetSigSettings
+) -> np.ndarray:
+    """The object-based MET significance of each event (:mod:`recastflow.emulate.metsig`).
+
+    It is computed from the reconstructed objects with the resolutions they were smeared with, so it
+    draws no random numbers: the emulation's streams, and so its other columns, are those of a card
+    without a ``met_significance`` section.
+
+    Args:
+        objects: the reconstructed ``jets``, ``electrons`` and ``muons``.
+        met_pt, met_phi: the reconstructed missing pT per event.
+        card: the detector card (its object resolutions).
+        settings: its ``met_significance`` section.
+
+    Returns:
+        S per event (float64).
+    """
+    reco = {name: objects[name] for name in ("jets", "electrons", "muons")}
+    reco["met"] = ak.zip({"pt": met_pt, "phi": met_phi})
+    # every reconstructed jet is a hard object: the card's jets.min_pt (20 GeV in ATLAS-Run2) is where
+    # ATLAS's hard jets of the significance start too
+    return event_met_significance(ak.zip(reco, depth_limit=1), card, settings)
 
 
 def _lists(fields: dict[str, np.ndarray], offsets: np.ndarray) -> ak.Array:

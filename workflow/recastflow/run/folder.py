@@ -346,8 +346,9 @@ def write_run_folder(
             },
             "points": [{"name": p.name, "values": p.values, "slha": f"slha/{p.name}.slha"} for p in local_points],
         }
-        if not references_apply(analysis, axes):
-            # the bundle's reference patches are for its own model's parameters: a model of others has none
+        if not references_apply(analysis, axes) or not references_cover(analysis, workspace):
+            # the bundle's reference patches are for its own model's parameters: a model of others has none;
+            # and they are one workspace's (e.g. RegionA's SR_meff): another workspace's yields have none either
             grid["check_yields"] = False
         if len(axes) >= 2:
             grid["plot"] = {"x": axes[0], "y": axes[1]}
@@ -377,6 +378,27 @@ def references_apply(analysis: Any, parameters: Sequence[str]) -> bool:
     if refs.patch_pattern:
         names |= {f for _, f, _, _ in string.Formatter().parse(refs.patch_pattern) if f}
     return names <= set(parameters)
+
+
+def references_cover(analysis: Any, workspace: str) -> bool:
+    """Whether the bundle's yield references are about this workspace: its regions hold all their signal regions.
+
+    References are matched to points by their parameter values alone, and the same masses can have published
+    patches in several workspaces (ATLAS-SUSY-2018-31: RegionA, B and C); the references' signal regions say
+    which workspace they were taken from.
+
+    Args:
+        analysis: the bundle (:class:`recastflow.analyses.bundle.Analysis`).
+        workspace: one of its workspaces.
+
+    Returns:
+        False without references or when a reference signal region is not a region of ``workspace``.
+    """
+    refs = analysis.yield_references
+    if refs is None:
+        return False
+    regions = {r.name for r in analysis.workspaces[workspace].regions}
+    return set(refs.signal_regions) <= regions
 
 
 def check_run_folder(folder: Path) -> None:

@@ -38,7 +38,8 @@ The expression language, including how missing objects behave, is documented in
 btag, flavour}, ``electrons``/``muons`` {pt, eta, phi, charge, m}, ``photons`` {pt, eta, phi,
 m} (lepton and photon masses are the PDG values, added here), ``taus`` {pt, eta, phi, m, charge,
 prongs, loose, medium, tight} and ``triggers`` {ditau, ditau_met} (from cards with hadronic-tau
-emulation, :mod:`recastflow.emulate.taus`), ``met`` {pt, phi}, ``weight``;
+emulation, :mod:`recastflow.emulate.taus`), ``met`` {pt, phi, significance (from cards with a
+``met_significance`` section)}, ``weight``;
 and from the generator record, ``truth_bhadrons``, ``truth_chadrons``, ``truth_taus`` {pt, eta, phi}.
 
 Outputs (:func:`select_file`):
@@ -140,7 +141,9 @@ TRUTH_COLLECTIONS: dict[str, dict[str, str]] = {
 INPUT_COLLECTIONS: dict[str, dict[str, str]] = {**RECO_COLLECTIONS, **TRUTH_COLLECTIONS}
 #: Masses (GeV) of collections whose files carry none, so that m(...) of leptons is exact.
 IMPLICIT_MASS = {"electrons": 0.000510999, "muons": 0.1056584, "photons": 0.0}
-MET_FIELDS = {"pt": NUM, "phi": NUM}
+#: Fields of ``met``; ``significance`` (recastflow.emulate.metsig) is only in reco files emulated with a card that has
+#: a ``met_significance`` section, and is read (and found missing) only when a selection uses it.
+MET_FIELDS = {"pt": NUM, "phi": NUM, "significance": NUM}
 #: Trigger decisions per event (recastflow.emulate.taus.TRIGGER_PATHS), read as ``triggers.<path>``.
 TRIGGER_FIELDS = {"ditau": BOOL, "ditau_met": BOOL}
 RESERVED = (
@@ -838,7 +841,17 @@ class _Input:
             layout = self._plain(name)
             if key is not None:
                 if key not in column.fields:
-                    raise RecastError(f"the {name!r} column has no field {key!r}", field=f"{name}.{key}")
+                    # met.significance is the one field older reco files lack: say where it comes from
+                    hint = (
+                        "; reco files get it from 'recastflow emulate' with a detector card that has a "
+                        "met_significance section (emulate the events again)"
+                        if (name, key) == ("met", "significance")
+                        else ""
+                    )
+                    raise RecastError(
+                        f"the {name!r} column has no field {key!r} (fields: {', '.join(column.fields)}){hint}",
+                        field=f"{name}.{key}",
+                    )
                 column = column[key]
                 layout = layout.content(key) if isinstance(layout, ak.contents.RecordArray) else None
             values = _plain_numbers(layout)
