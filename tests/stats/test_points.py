@@ -10,7 +10,7 @@ from recastflow.core.errors import RecastError
 from recastflow.stats.points import point_record, reweight_verdicts
 
 GRID = SimpleNamespace(name="G", workspace="main")
-ANALYSIS = SimpleNamespace(id="TOY")
+ANALYSIS = SimpleNamespace(id="TOY", events_caveat=lambda workspace: None)
 
 
 def _point(tmp_path: Path, *, xsec_pb: float | None = None, reweight: object = None) -> SimpleNamespace:
@@ -47,3 +47,38 @@ def test_diagnostics_files_are_matched_by_the_point_they_name(tmp_path: Path) ->
     b.write_text(json.dumps({"verdict": "flagged"}))
     with pytest.raises(RecastError, match=r"b\.json: point: names no 'point'"):
         reweight_verdicts([b])
+
+
+def test_points_from_events_through_an_unvalidated_workspace_are_flagged(tmp_path: Path) -> None:
+    """The bundle's reason reaches every point made here; published patches and validated workspaces are clean."""
+    from recastflow.analyses.bundle import load_analysis
+
+    analyses = Path(__file__).resolve().parents[2] / "config" / "analyses"
+    sbottom = load_analysis("ATLAS-SUSY-2018-31", analyses)
+    region_c = SimpleNamespace(name="T6bbHH_RegionC", workspace="RegionC")
+    rec = point_record(region_c, sbottom, _point(tmp_path), cl=0.95)
+    assert len(rec.issues) == 1
+    assert rec.issues[0].startswith("signal from events through ATLAS-SUSY-2018-31 RegionC not validated: SRC yields")
+    published = SimpleNamespace(name="P", values={}, xsec_pb=1.0, xsec_source="grid", from_events=False, reweight=None)
+    assert point_record(region_c, sbottom, published, cl=0.95).issues == []
+    region_a = SimpleNamespace(name="T6bbHH_RegionA", workspace="RegionA")
+    assert point_record(region_a, sbottom, _point(tmp_path), cl=0.95).issues == []
+
+
+def test_an_empty_reason_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    from recastflow.analyses.bundle import load_analysis
+
+    analyses = Path(__file__).resolve().parents[2] / "config" / "analyses"
+    shutil.copytree(analyses / "ATLAS-SUSY-2018-31", tmp_path / "ATLAS-SUSY-2018-31")
+    path = tmp_path / "ATLAS-SUSY-2018-31" / "analysis.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["workspaces"]["RegionA"]["unvalidated"] = ""
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(RecastError) as err:
+        load_analysis("ATLAS-SUSY-2018-31", tmp_path)
+    assert "workspaces" in str(err.value) and "unvalidated" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1

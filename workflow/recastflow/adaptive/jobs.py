@@ -290,6 +290,8 @@ def decide_point(
     low, high = scales(delta, run.spec.stop.z)
     bkg = shared_copy(bkg)
     compiler = LikelihoodCompiler()
+    # an unvalidated workspace flags every fit, so that its points never count as decided (they run to the maximum)
+    caveat = analysis.events_caveat(run.workspace)
     cls: dict[str, dict[str, float]] = {}
     nominal: PointResult | None = None
     wanted: tuple[str, ...] = ()
@@ -308,6 +310,8 @@ def decide_point(
             xsec_source=yields.get("normalisation", {}).get("xsec_source"),
             cl=run.cl,
         )
+        if caveat is not None:
+            record.issues.append(caveat)
         ops = patch_from_yields(_scaled(yields, factor), bkg, wsref, analysis, point)
         evaluate_point(
             bkg,

@@ -47,6 +47,8 @@ class WorkspaceRef:
     digest: str | None = None
     #: the workspace's own event selection (``workspaces.<name>.selection``); None: the bundle's ``selection``
     selection: Path | None = None
+    #: why its signal from events is not trusted yet (``workspaces.<name>.unvalidated``); None: validated
+    unvalidated: str | None = None
 
     def fetch(self) -> Path:
         """Make a published workspace available (cache, mirror or network) and return its path."""
@@ -339,6 +341,15 @@ class Analysis:
         own = self.workspace(workspace, source=source).selection
         return own if own is not None else self.selection
 
+    def events_caveat(self, workspace: str) -> str | None:
+        """The flag every CLs computed from events through a workspace carries, or None if it is validated.
+
+        Args:
+            workspace: the workspace's name.
+        """
+        reason = self.workspace(workspace).unvalidated
+        return None if reason is None else f"signal from events through {self.id} {workspace} not validated: {reason}"
+
     @property
     def has_selection(self) -> bool:
         """Whether some workspace of the bundle can be filled from events (a bundle or a workspace selection)."""
@@ -429,6 +440,7 @@ def load_analysis(
             selection=inside(folder, ws["selection"], source=path, field=f"workspaces.{name}.selection")
             if "selection" in ws
             else None,
+            unvalidated=ws.get("unvalidated"),
         )
     refs = tuple(
         Reference(

@@ -57,6 +57,12 @@ def entry(analysis: Analysis, signals_dir: Path) -> Entry:
             f"front-end yields vs ATLAS patches at {len(analysis.yield_references.points)} points "
             f"(rtol {analysis.yield_references.rtol:g})"
         )
+    # a workspace whose signal from events is not validated says so here as in every CLs it gives
+    checks += [
+        f"{name} from events NOT validated ({ws.unvalidated})"
+        for name, ws in analysis.workspaces.items()
+        if ws.unvalidated
+    ]
     validation = "; ".join(checks) or "unverified: no reference values"
     sources = tuple(
         f"{src.file} ({src.origin or 'no origin'}; sha256 {src.sha256[:12]}...)" for src in analysis.sources.values()

@@ -91,6 +91,11 @@ def point_record(
         xsec_source=xsec_source,
         cl=cl,
     )
+    # a workspace whose signal from events is not validated flags every point made here (published patches are
+    # ATLAS's own signal and are not affected)
+    caveat = analysis.events_caveat(grid.workspace) if made_here else None
+    if caveat is not None:
+        record.issues.append(caveat)
     # a reweighting that cannot be trusted (too small an effective sample) flags the point's limits too
     if point.reweight is not None and diagnostics is not None and diagnostics.get("verdict") not in (None, "ok"):
         reasons = diagnostics.get("reasons") or [diagnostics["verdict"]]
