@@ -123,6 +123,13 @@ def main() -> None:
     parser.add_argument("--min", type=int, default=2000)
     parser.add_argument("--max", type=int, default=10000)
     parser.add_argument("--criterion", type=float, default=25.0, help="contour distance that counts as equal (GeV)")
+    parser.add_argument(
+        "--caps",
+        nargs="*",
+        type=int,
+        default=[],
+        help="also redraw the adaptive contours from each point's decision at no more than these events",
+    )
     parser.add_argument("--name", default="adaptive", help="the adaptive run's folder (and scan file) in --workdir")
     parser.add_argument("--skip-dense", action="store_true", help="reuse the dense run folder of --workdir")
     parser.add_argument(
@@ -203,6 +210,23 @@ def main() -> None:
         sep = contour_separation(ours[kind], dense[kind])
         reach = [max(crossings_along(c, {"m_N1": yl}, "m_C1N2") or [math.nan]) for c in (ours[kind], dense[kind])]
         result_doc["contours"][kind] = {"separation_gev": sep, "reach_at_lowest_m_N1": reach}
+    for cap in args.caps:
+        # what a lower maximum would have given: each point's CLs as its decision at min(events, cap) had it
+        # (the refinement's choices could differ slightly with fewer events; the points are kept)
+        capped, events = [], 0
+        for p in summary["points"]:
+            k = min(p["n_events"], cap) // args.chunk - 1
+            d = json.loads((work / args.name / "results" / "adaptive" / "points" / p["point"] /
+                            f"decision{k}.json").read_text())  # fmt: skip
+            capped.append((p["values"]["m_C1N2"], p["values"]["m_N1"], d["cls"]["nominal"]))
+            events += d["n_events"]
+        seps = {}
+        for kind in ("observed", "expected"):
+            c = interpolated_contour([x for x, _, _ in capped], [y for _, y, _ in capped],
+                                     [math.log10(max(v[kind], 1e-12)) for _, _, v in capped],
+                                     math.log10(1 - summary["cl"]), names=("m_C1N2", "m_N1"))  # fmt: skip
+            seps[kind] = contour_separation(c, dense[kind])
+        result_doc["contours"][f"cap_{cap}"] = {"events": events, "separation_gev": seps}
     (work / f"bench_{args.name}.json").write_text(json.dumps(result_doc, indent=1))
     total_a, total_d = sum(cpu_a.values()), sum(cpu_d.values())
     print(f"plane m_C1N2 {xl:g}-{xh:g}, m_N1 {yl:g}-{yh:g} GeV; TChiWH through {ANALYSIS}; run folders in {work}")
@@ -220,12 +244,18 @@ def main() -> None:
     if run_cpu_a is not None:
         print(f"adaptive run, whole-run CPU of Snakemake and every job (getrusage): {run_cpu_a:.0f} s")
     print(f"CPU ratio dense / adaptive: {total_d / total_a:.2f}x")
-    for kind, c in result_doc["contours"].items():
+    for kind in ("observed", "expected"):
+        c = result_doc["contours"][kind]
         sep = c["separation_gev"]
         verdict = "n/a" if sep is None else ("within" if sep <= args.criterion else "NOT within")
         print(f"{kind} contours: largest separation {sep if sep is None else round(sep, 1)} GeV ({verdict} "
               f"{args.criterion:g} GeV); reach at m_N1 = {yl:g}: adaptive {c['reach_at_lowest_m_N1'][0]:.0f}, "
               f"dense {c['reach_at_lowest_m_N1'][1]:.0f} GeV")  # fmt: skip
+
+    for cap in args.caps:
+        c = result_doc["contours"][f"cap_{cap}"]
+        seps = " / ".join(f"{v:.1f}" if v is not None else "n/a" for v in c["separation_gev"].values())
+        print(f"at most {cap} events per point: {c['events']} events, observed / expected separation {seps} GeV")
 
 
 if __name__ == "__main__":
