@@ -149,7 +149,7 @@ def test_adaptive_scan_through_slurm(slurm_cluster: Path, tmp_path: Path) -> Non
         "axes": {"m_C1N2": {"values": [500, 900]}, "m_N1": {"values": [0, 200]}},
         "cross_section": "tables",
         "adaptive": {"events": {"chunk": 100, "min": 100, "max": 200},
-                     "refine": {"resolution": {"m_C1N2": 200, "m_N1": 200}, "max_rounds": 1}},
+                     "refine": {"resolution": {"m_C1N2": 100, "m_N1": 100}, "max_rounds": 1}},
     }))  # fmt: skip
     proc = subprocess.run(
         [str(BIN / "recastflow"), "run", "--scan", str(scan), "--adaptive", "--analyses", "ATLAS-SUSY-2019-08:Wh",
@@ -157,8 +157,10 @@ def test_adaptive_scan_through_slurm(slurm_cluster: Path, tmp_path: Path) -> Non
         cwd=tmp_path, capture_output=True, text=True, env=_env(), timeout=1200,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    # the same scan as tests/adaptive/test_adaptive_workflow.py: four corners, one round adds two points
-    assert "S through ATLAS-SUSY-2019-08 (Wh): 6 points in 2 round(s)" in proc.stdout, proc.stdout
+    # four corners; the cell is open (on the observed or the expected verdict) and larger than the resolution
+    # along both axes, so one round adds points: two or five, depending on which edges the contour crosses
+    added = re.search(r"S through ATLAS-SUSY-2019-08 \(Wh\): (\d+) points in 2 round\(s\)", proc.stdout)
+    assert added and int(added.group(1)) in (6, 9), proc.stdout
     log = (tmp_path / "run" / "logs" / "snakemake.log").read_text()
     # each point's generation, emulation and decision went to Slurm (spectra and rounds are local rules)
     assert len(re.findall(r"has been submitted with SLURM jobid (\d+)", log)) >= 18, log[-3000:]
