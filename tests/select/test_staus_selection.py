@@ -151,3 +151,5 @@ def test_reco_files_without_taus_name_the_column() -> None:
     with pytest.raises(RecastError) as err:
         run_selection(reco, HEADER, load_selection(SELECTION), 139.0)
     assert err.value.field in ("taus", "triggers")
+    # and says which detector cards make it
+    assert "with a detector card that has a 'taus' section (emulate the events again)" in str(err.value)

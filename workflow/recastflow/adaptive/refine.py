@@ -138,19 +138,17 @@ def split_axes(
         ``(along_x, along_y)``; both False when the cell needs no split at this resolution.
     """
     wide_x, wide_y = _wide(cell, resolution)
-    bl, br, tl, tr = cell.corners()
-    kinds = sorted({k for c in (bl, br, tl, tr) if c in known for k in known[c].excluded})
-
-    def crossings(a: Point, b: Point) -> dict[str, float]:
-        if a not in known or b not in known:
-            return {}
-        out = {k: _crossing(a, b, known[a], known[b], k, alpha) for k in kinds}
-        return {k: v for k, v in out.items() if v is not None}
-
-    if any(c not in known for c in (bl, br, tl, tr)):
+    bl, br, tl, tr = corners = cell.corners()
+    if any(c not in known for c in corners):
         # a cell the constraints cut: where the contour meets the edge of the allowed region is not known from
         # the corners, so the cell is split as far as the resolution allows
         return wide_x, wide_y
+    kinds = sorted({k for c in corners for k in known[c].excluded})
+
+    def crossings(a: Point, b: Point) -> dict[str, float]:
+        out = {k: _crossing(a, b, known[a], known[b], k, alpha) for k in kinds}
+        return {k: v for k, v in out.items() if v is not None}
+
     bottom, top, left, right = crossings(bl, br), crossings(tl, tr), crossings(bl, tl), crossings(br, tr)
     along_x = wide_x and bool(bottom or top)
     along_y = wide_y and bool(left or right)
@@ -161,13 +159,13 @@ def split_axes(
             along_y = along_y or wide_y
         if k in left and k in right and abs(left[k] - right[k]) * height > resolution[1]:
             along_x = along_x or wide_x
-    # a split along one axis alone stops where the cell would become more than twice as long (in units of the
-    # resolution) along the contour as across it: the contour between the crossings is interpolated, and
-    # long thin cells interpolate it badly
+    # a split along one axis alone stops where the halves would be more than twice as long (in units of the
+    # resolution) along the contour as across it: the contour between the crossings is interpolated, and long
+    # thin cells interpolate it badly
     nx, ny = width / resolution[0], height / resolution[1]
-    if along_x and not along_y and wide_y and ny > 2.0 * (nx / 2.0):
+    if along_x and not along_y and wide_y and ny / (nx / 2.0) > 2.0:
         along_y = True
-    if along_y and not along_x and wide_x and nx > 2.0 * (ny / 2.0):
+    if along_y and not along_x and wide_x and nx / (ny / 2.0) > 2.0:
         along_x = True
     return along_x, along_y
 

@@ -144,6 +144,20 @@ IMPLICIT_MASS = {"electrons": 0.000510999, "muons": 0.1056584, "photons": 0.0}
 #: Fields of ``met``; ``significance`` (recastflow.emulate.metsig) is only in reco files emulated with a card that has
 #: a ``met_significance`` section, and is read (and found missing) only when a selection uses it.
 MET_FIELDS = {"pt": NUM, "phi": NUM, "significance": NUM}
+#: Inputs only some detector cards make: where they come from, for the error on events without them.
+OPTIONAL_INPUTS = {
+    "taus": "a detector card that has a 'taus' section",
+    "triggers": "a detector card that has a 'taus' section",
+    "met.significance": "a detector card that has a 'met_significance' section",
+}
+
+
+def _origin(what: str) -> str:
+    """The end of a missing-input error: where an optional input comes from, else nothing."""
+    source = OPTIONAL_INPUTS.get(what)
+    return f"; reco files get it from 'recastflow emulate' with {source} (emulate the events again)" if source else ""
+
+
 #: Trigger decisions per event (recastflow.emulate.taus.TRIGGER_PATHS), read as ``triggers.<path>``.
 TRIGGER_FIELDS = {"ditau": BOOL, "ditau_met": BOOL}
 RESERVED = (
@@ -749,7 +763,7 @@ class _Input:
         if name not in self.reco.fields:
             raise RecastError(
                 f"the events have no {name!r} column, which the selection needs "
-                f"(columns: {', '.join(self.reco.fields)}); is this a {RECO} file?",
+                f"(columns: {', '.join(self.reco.fields)})" + (_origin(name) or f"; is this a {RECO} file?"),
                 field=name,
             )
         return self.reco[name]
@@ -841,15 +855,9 @@ class _Input:
             layout = self._plain(name)
             if key is not None:
                 if key not in column.fields:
-                    # met.significance is the one field older reco files lack: say where it comes from
-                    hint = (
-                        "; reco files get it from 'recastflow emulate' with a detector card that has a "
-                        "met_significance section (emulate the events again)"
-                        if (name, key) == ("met", "significance")
-                        else ""
-                    )
                     raise RecastError(
-                        f"the {name!r} column has no field {key!r} (fields: {', '.join(column.fields)}){hint}",
+                        f"the {name!r} column has no field {key!r} (fields: {', '.join(column.fields)})"
+                        + _origin(f"{name}.{key}"),
                         field=f"{name}.{key}",
                     )
                 column = column[key]
