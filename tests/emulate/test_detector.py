@@ -46,10 +46,13 @@ def test_atlas_card_loads_with_its_digest() -> None:
 def test_atlas_card_cites_sources() -> None:
     doc = atlas_doc()
     used = " ".join(s["used_for"] for s in doc["sources"])
-    for section in ("jets", "electrons", "muons", "photons", "btag", "met", "taus"):
+    for section in ("jets", "electrons", "muons", "photons", "btag", "met", "taus", "met_significance.jet_resolution"):
         assert section in used
-    # papers by arXiv number; ATLAS public notes (not on arXiv) by report number
-    assert all("arXiv:" in s["ref"] or "ATL-PHYS-PUB-" in s["ref"] for s in doc["sources"])
+    # papers by arXiv number; ATLAS public notes (not on arXiv) by report number; code by repository and commit
+    assert all(
+        "arXiv:" in s["ref"] or "ATL-PHYS-PUB-" in s["ref"] or "ATLAS-CONF-" in s["ref"] or "commit" in s["ref"]
+        for s in doc["sources"]
+    )
 
 
 def test_unknown_nested_key_names_key_and_file(tmp_path: Path) -> None:
