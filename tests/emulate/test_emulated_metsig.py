@@ -68,16 +68,27 @@ def test_emulated_events_carry_the_significance(card: DetectorCard) -> None:
 
 
 def test_significance_by_hand_on_one_event(card: DetectorCard) -> None:
-    # the objects of event 0 with the card's resolutions, written out: the jets' relative pT resolution
-    # sqrt(N^2/pT^2 + S^2/pT + C^2) at their |eta|, their azimuthal resolution from the card's pT bins
+    # the objects of event 0 with the card's met_significance resolutions, written out: the jets' relative pT
+    # resolution interpolated linearly in ln pT between the table's points in their |eta| bin, their
+    # azimuthal resolution from the card's pT bins
     reco = emulate(EVENTS, card, 3)
     ev = reco[0]
     settings = card.met_significance
     assert settings is not None and len(ev.electrons) == 0 and len(ev.muons) == 0 and len(ev.jets) == 2
+    table = settings.jet_resolution
+    assert table is not None
     pt = np.array(ev.jets.pt)
     eta = np.abs(np.array(ev.jets.eta))
-    rel = card.jets.resolution.relative(pt, eta)  # the card's jets use a pT resolution
-    assert card.jets.resolution.variable == "pt"
+    rel = []
+    for p, e in zip(pt, eta):
+        i = max(k for k, x in enumerate(table.pt_points) if x <= p)
+        j = max(k for k, x in enumerate(table.eta_edges[:-1]) if x <= e)
+        lo, hi = table.pt_points[i], table.pt_points[i + 1]
+        f = math.log(p / lo) / math.log(hi / lo)
+        rel.append((1 - f) * table.values[i][j] + f * table.values[i + 1][j])
+    rel = np.array(rel)
+    # ATLAS's significance assumes more than the smearing resolution (the larger of data and simulation)
+    assert np.all(rel > card.jets.resolution.relative(pt, eta))
     sigma_phi = np.array([settings.jet_phi(np.array([p]))[0] for p in pt])
     cxx = cyy = settings.soft_resolution**2
     cxy = 0.0

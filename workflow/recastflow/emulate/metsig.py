@@ -17,11 +17,15 @@ region C cuts on and bins in this S (arXiv:1908.03122). A correlation with |rho|
 ``max_abs_rho`` is set to 0, as CheckMATE's atlas_1908_03122.cc does (ATLAS's code is not public;
 a near-singular covariance would otherwise make S diverge).
 
-The pT resolutions are the detector card's own (``jets.resolution``, ``electrons.resolution``,
-``muons.resolution``: the ones the emulation smears with), so that S measures the same resolution
-the emulated missing momentum has; the card's ``met_significance`` section adds what the emulation
-does not otherwise need: the jets' azimuthal resolution, the soft-term resolution (default: the
-card's ``met.soft_term.resolution``) and ``max_abs_rho``.
+S is what ATLAS's reconstruction computes, with the resolutions ATLAS's tool *assumes*, not the ones
+the detector has: ATLAS takes each jet's pT resolution as the larger of its data and simulation
+jet-energy-resolution tables (METUtilities' METSignificance; ATLAS's SimpleAnalysis does the same
+with tables extracted from the calibration files). The card's ``met_significance.jet_resolution``
+holds those tables (relative pT resolution at pT points, interpolated linearly in ln pT, per |eta|
+bin); without it S takes the card's smearing resolution ``jets.resolution``. Leptons use the card's
+``electrons.resolution`` and ``muons.resolution``. The section also holds what the emulation does
+not otherwise need: the jets' azimuthal resolution, the soft-term resolution (default: the card's
+``met.soft_term.resolution``) and ``max_abs_rho``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,65 @@ import numpy as np
 from recastflow.core.errors import RecastError
 
 
+@dataclass(frozen=True, eq=False)
+class JetResolutionTable:
+    """Relative jet pT resolution at pT points per |eta| bin, interpolated linearly in ln pT.
+
+    Below the first and above the last point the end values hold; a jet beyond the last |eta| edge
+    takes the last bin.
+
+    Attributes:
+        pt_points: increasing pT values (GeV).
+        eta_edges: increasing |eta| edges (n_eta + 1).
+        values: (n_pt, n_eta) relative resolutions sigma_pT / pT.
+    """
+
+    pt_points: np.ndarray
+    eta_edges: np.ndarray
+    values: np.ndarray
+    #: what :func:`_with_resolution` interpolates in (the table is in pT)
+    variable: str = "pt"
+
+    def relative(self, pt: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
+        """sigma_pT / pT of objects at these pT (GeV) and |eta| values."""
+        x = np.log(np.clip(pt, self.pt_points[0], self.pt_points[-1]))
+        logs = np.log(self.pt_points)
+        i = np.clip(np.searchsorted(logs, x, side="right") - 1, 0, len(logs) - 2)
+        f = (x - logs[i]) / (logs[i + 1] - logs[i])
+        j = np.clip(np.searchsorted(self.eta_edges, abs_eta, side="right") - 1, 0, self.values.shape[1] - 1)
+        return np.asarray((1.0 - f) * self.values[i, j] + f * self.values[i + 1, j], dtype=np.float64)
+
+
+def _jet_resolution(doc: Mapping[str, Any] | None, source: str) -> JetResolutionTable | None:
+    """The section's ``jet_resolution`` table, shapes checked, or None."""
+    if doc is None:
+        return None
+    where = "met_significance.jet_resolution"
+    points = np.asarray(doc["pt_points"], dtype=np.float64)
+    eta = np.asarray(doc["eta_edges"], dtype=np.float64)
+    for name, edges in (("pt_points", points), ("eta_edges", eta)):
+        if np.any(np.diff(edges) <= 0):
+            raise RecastError(f"{name} must increase", path=source, field=f"{where}.{name}")
+    rows = doc["values"]
+    if len(rows) != len(points):
+        raise RecastError(
+            f"{len(rows)} rows of values for {len(points)} pt_points; give one row per pT point",
+            path=source,
+            field=f"{where}.values",
+        )
+    for i, row in enumerate(rows):
+        if len(row) != len(eta) - 1:
+            raise RecastError(
+                f"{len(row)} values for {len(eta) - 1} |eta| bins ({len(eta)} eta_edges); give one per |eta| bin",
+                path=source,
+                field=f"{where}.values[{i}]",
+            )
+    values = np.asarray(rows, dtype=np.float64)
+    for a in (points, eta, values):
+        a.setflags(write=False)
+    return JetResolutionTable(points, eta, values)
+
+
 @dataclass(frozen=True)
 class MetSigSettings:
     """The card's ``met_significance`` section.
@@ -48,6 +111,7 @@ class MetSigSettings:
         lepton_phi: the leptons' azimuthal resolution (rad); tracks measure it to about a mrad.
         soft_resolution: soft-term resolution per component (GeV).
         max_abs_rho: correlations at or above this magnitude are set to 0.
+        jet_resolution: the jets' pT resolution S assumes; None: the card's ``jets.resolution``.
     """
 
     jet_phi_pt_edges: tuple[float, ...]
@@ -55,6 +119,7 @@ class MetSigSettings:
     lepton_phi: float
     soft_resolution: float
     max_abs_rho: float
+    jet_resolution: JetResolutionTable | None = None
 
     def jet_phi(self, pt: np.ndarray) -> np.ndarray:
         """The jets' azimuthal resolution (rad) at these pT values (GeV)."""
@@ -71,7 +136,7 @@ def settings_from_doc(doc: Mapping[str, Any], card_doc: Mapping[str, Any], sourc
         source: the card file, for messages.
 
     Raises:
-        RecastError: pT edges that do not increase, or as many values as edges not given.
+        RecastError: pT edges or points that do not increase, or values that do not match them.
     """
     jets = doc["jet_phi_resolution"]
     edges, values = tuple(float(x) for x in jets["pt_edges"]), tuple(float(x) for x in jets["values"])
@@ -91,6 +156,7 @@ def settings_from_doc(doc: Mapping[str, Any], card_doc: Mapping[str, Any], sourc
         lepton_phi=float(doc.get("lepton_phi_resolution", 0.0)),
         soft_resolution=float(soft),
         max_abs_rho=float(doc.get("max_abs_rho", 0.9)),
+        jet_resolution=_jet_resolution(doc.get("jet_resolution"), source),
     )
 
 
@@ -144,7 +210,7 @@ def _per_event(term: Any) -> np.ndarray:
 
 
 def event_met_significance(reco: ak.Array, card: Any, settings: MetSigSettings, jet_min_pt: float = 0.0) -> np.ndarray:
-    """S for reconstructed events, with the card's resolutions (the ones the emulation smeared with).
+    """S for reconstructed events, with the resolutions of the card's ``met_significance`` section.
 
     Args:
         reco: recastflow-reco/1 events (``jets``, ``electrons``, ``muons``, ``met``).
@@ -158,7 +224,8 @@ def event_met_significance(reco: ak.Array, card: Any, settings: MetSigSettings, 
     objects = []
     jets = reco["jets"]
     jets = jets[jets.pt > jet_min_pt]
-    objects.append(_with_resolution(jets, card.jets.resolution, lambda pt: settings.jet_phi(pt)))
+    jet_res = settings.jet_resolution if settings.jet_resolution is not None else card.jets.resolution
+    objects.append(_with_resolution(jets, jet_res, lambda pt: settings.jet_phi(pt)))
     for name in ("electrons", "muons"):
         res = getattr(card, name).resolution
         objects.append(_with_resolution(reco[name], res, lambda pt: np.full(len(pt), settings.lepton_phi)))
@@ -195,4 +262,4 @@ def _with_resolution(coll: ak.Array, resolution: Any, phi_res: Any) -> tuple[Any
     )
 
 
-__all__ = ["MetSigSettings", "event_met_significance", "met_significance", "settings_from_doc"]
+__all__ = ["JetResolutionTable", "MetSigSettings", "event_met_significance", "met_significance", "settings_from_doc"]
