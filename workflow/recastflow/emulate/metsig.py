@@ -14,8 +14,8 @@ in the frame of the missing momentum (L along it, T across it):
 
 with u the unit vector of the missing momentum and w perpendicular to it. ATLAS-SUSY-2018-31's
 region C cuts on and bins in this S (arXiv:1908.03122). A correlation with |rho| at or above
-``max_abs_rho`` is set to 0, as CheckMATE's atlas_1908_03122.cc does (ATLAS's code is not public;
-a near-singular covariance would otherwise make S diverge).
+``max_abs_rho`` is set to 0, as ATLAS's METSignificance tool, ATLAS's SimpleAnalysis and CheckMATE's
+atlas_1908_03122.cc do (a near-singular covariance would otherwise make S diverge).
 
 S is what ATLAS's reconstruction computes, with the resolutions ATLAS's tool *assumes*, not the ones
 the detector has: ATLAS takes each jet's pT resolution as the larger of its data and simulation
