@@ -74,8 +74,11 @@ def test_adaptive_scan_killed_and_resumed_gives_the_same_bytes(tmp_path: Path) -
 
     # the same scan, killed (SIGINT to the whole run, as Ctrl-C does) once three decisions exist, then resumed
     killed = tmp_path / "killed"
+    # a shell starts background commands with SIGINT ignored and children inherit that (a CI job started with
+    # `&`): restore the default, or the SIGINT below is lost and the run goes on to the end
     run = subprocess.Popen(_command(scan, killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
-                           start_new_session=True)  # fmt: skip
+                           start_new_session=True,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.time() + 900
     while time.time() < deadline and run.poll() is None:
         if len(list((killed / "results" / "adaptive" / "points").glob("*/decision*.json"))) >= 3:
@@ -84,7 +87,9 @@ def test_adaptive_scan_killed_and_resumed_gives_the_same_bytes(tmp_path: Path) -
     assert run.poll() is None, "the run ended before it could be killed"
     os.killpg(run.pid, signal.SIGINT)
     run.wait(timeout=300)
-    assert not (killed / "results" / "adaptive" / "scan.json").exists()
+    assert not (killed / "results" / "adaptive" / "scan.json").exists(), (
+        f"the run went on after SIGINT (this process's SIGINT handler: {signal.getsignal(signal.SIGINT)!r})"
+    )
     again = subprocess.run(_command(scan, killed), capture_output=True, text=True, env=_env(), timeout=1500)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert _results(killed) == ref
