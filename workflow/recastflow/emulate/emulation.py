@@ -409,14 +409,15 @@ def _significance(
 ) -> np.ndarray:
     """The object-based MET significance of each event (:mod:`recastflow.emulate.metsig`).
 
-    It is computed from the reconstructed objects with the resolutions they were smeared with, so it
+    It is computed from the reconstructed objects with the resolutions of the card's
+    ``met_significance`` section (those ATLAS's tool assumes; the smearing ones where it gives none) and
     draws no random numbers: the emulation's streams, and so its other columns, are those of a card
     without a ``met_significance`` section.
 
     Args:
         objects: the reconstructed ``jets``, ``electrons`` and ``muons``.
         met_pt, met_phi: the reconstructed missing pT per event.
-        card: the detector card (its object resolutions).
+        card: the detector card (its lepton resolutions, and the jets' without a ``jet_resolution`` table).
         settings: its ``met_significance`` section.
 
     Returns:

@@ -30,15 +30,15 @@ not otherwise need: the jets' azimuthal resolution, the soft-term resolution (de
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from recastflow.core.errors import RecastError
+from recastflow.emulate.card import _check_edges, _frozen_array
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,45 +59,46 @@ class JetResolutionTable:
     values: np.ndarray
     #: what :func:`_with_resolution` interpolates in (the table is in pT)
     variable: str = "pt"
+    _log_points: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_log_points", np.log(self.pt_points))
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], source: str) -> JetResolutionTable:
+        """Build from the card's ``met_significance.jet_resolution``, checking the shapes.
+
+        Raises:
+            RecastError: points or edges that do not increase, or rows / values that do not match them.
+        """
+        where = "met_significance.jet_resolution"
+        points, eta = _frozen_array(doc["pt_points"]), _frozen_array(doc["eta_edges"])
+        _check_edges(points, f"{where}.pt_points", source)
+        _check_edges(eta, f"{where}.eta_edges", source)
+        rows = doc["values"]
+        if len(rows) != len(points):
+            raise RecastError(
+                f"{len(rows)} rows of values for {len(points)} pt_points; give one row per pT point",
+                path=source,
+                field=f"{where}.values",
+            )
+        for i, row in enumerate(rows):
+            if len(row) != len(eta) - 1:
+                raise RecastError(
+                    f"{len(row)} values for {len(eta) - 1} |eta| bins ({len(eta)} eta_edges); give one per |eta| bin",
+                    path=source,
+                    field=f"{where}.values[{i}]",
+                )
+        return cls(points, eta, _frozen_array(rows))
 
     def relative(self, pt: np.ndarray, abs_eta: np.ndarray) -> np.ndarray:
         """sigma_pT / pT of objects at these pT (GeV) and |eta| values."""
+        logs = self._log_points
         x = np.log(np.clip(pt, self.pt_points[0], self.pt_points[-1]))
-        logs = np.log(self.pt_points)
         i = np.clip(np.searchsorted(logs, x, side="right") - 1, 0, len(logs) - 2)
         f = (x - logs[i]) / (logs[i + 1] - logs[i])
         j = np.clip(np.searchsorted(self.eta_edges, abs_eta, side="right") - 1, 0, self.values.shape[1] - 1)
         return np.asarray((1.0 - f) * self.values[i, j] + f * self.values[i + 1, j], dtype=np.float64)
-
-
-def _jet_resolution(doc: Mapping[str, Any] | None, source: str) -> JetResolutionTable | None:
-    """The section's ``jet_resolution`` table, shapes checked, or None."""
-    if doc is None:
-        return None
-    where = "met_significance.jet_resolution"
-    points = np.asarray(doc["pt_points"], dtype=np.float64)
-    eta = np.asarray(doc["eta_edges"], dtype=np.float64)
-    for name, edges in (("pt_points", points), ("eta_edges", eta)):
-        if np.any(np.diff(edges) <= 0):
-            raise RecastError(f"{name} must increase", path=source, field=f"{where}.{name}")
-    rows = doc["values"]
-    if len(rows) != len(points):
-        raise RecastError(
-            f"{len(rows)} rows of values for {len(points)} pt_points; give one row per pT point",
-            path=source,
-            field=f"{where}.values",
-        )
-    for i, row in enumerate(rows):
-        if len(row) != len(eta) - 1:
-            raise RecastError(
-                f"{len(row)} values for {len(eta) - 1} |eta| bins ({len(eta)} eta_edges); give one per |eta| bin",
-                path=source,
-                field=f"{where}.values[{i}]",
-            )
-    values = np.asarray(rows, dtype=np.float64)
-    for a in (points, eta, values):
-        a.setflags(write=False)
-    return JetResolutionTable(points, eta, values)
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,7 @@ def settings_from_doc(doc: Mapping[str, Any], card_doc: Mapping[str, Any], sourc
     jets = doc["jet_phi_resolution"]
     edges, values = tuple(float(x) for x in jets["pt_edges"]), tuple(float(x) for x in jets["values"])
     where = "met_significance.jet_phi_resolution"
-    if any(b <= a for a, b in itertools.pairwise(edges)):
-        raise RecastError("pt_edges must increase", path=source, field=f"{where}.pt_edges")
+    _check_edges(np.asarray(edges), f"{where}.pt_edges", source)
     if len(values) != len(edges):
         raise RecastError(
             f"{len(values)} values for {len(edges)} pt_edges (one value per lower edge)",
@@ -156,7 +156,7 @@ def settings_from_doc(doc: Mapping[str, Any], card_doc: Mapping[str, Any], sourc
         lepton_phi=float(doc.get("lepton_phi_resolution", 0.0)),
         soft_resolution=float(soft),
         max_abs_rho=float(doc.get("max_abs_rho", 0.9)),
-        jet_resolution=_jet_resolution(doc.get("jet_resolution"), source),
+        jet_resolution=JetResolutionTable.from_doc(doc["jet_resolution"], source) if "jet_resolution" in doc else None,
     )
 
 
