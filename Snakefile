@@ -47,7 +47,7 @@ rule all:
         # the other outputs of those jobs: Snakemake redoes a job only for outputs that something
         # asks for, so without these a deleted CSV or PDF would never be made again
         companions=expand("results/limits/{grid}/{name}", grid=GRIDS, name=("limits.csv", "exclusion.pdf", *HEPDATA_FILES))
-        + CHECK_JSONS + YIELD_CHECK_JSONS + YIELD_CHECK_PLOTS + YIELD_CHECK_PDFS + REWEIGHT_CHECK_JSONS
+        + CHECK_JSONS + YIELD_CHECK_JSONS + YIELD_CHECK_PLOTS + YIELD_CHECK_PDFS + YIELD_CHECK_SUMMARY_PDFS + REWEIGHT_CHECK_JSONS
         + MODEL_CHECK_JSONS + (["results/summary/verdicts.json", "results/summary/verdicts.csv"] if GRIDS else []),
         # the PatchSets and limits batches are results too (the archive packs them): a run interrupted after
         # the tables were made but before one of them was complete must still make it again

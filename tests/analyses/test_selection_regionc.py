@@ -13,7 +13,7 @@ from recastflow.analyses.bundle import load_analysis, load_grid
 from recastflow.checks.preflight import check_selection_regions
 from recastflow.core.errors import RecastError
 from recastflow.core.events import RECO, write_events
-from recastflow.run.folder import missing_regions, references_cover, unfilled_regions
+from recastflow.run.folder import missing_regions, references_apply, unfilled_regions
 from recastflow.select.selection import load_selection, run_selection, select_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,8 +78,12 @@ def test_older_reco_file_without_the_significance_names_file_and_field(tmp_path:
     assert not (tmp_path / "y.json").exists()
 
 
-def test_yield_references_belong_to_regiona_only() -> None:
-    # the RegionA patches are the references; a RegionB or RegionC run of the same masses must not compare with them
+def test_each_region_is_compared_with_its_own_patches() -> None:
+    # the same masses have a patch in RegionA, B and C: each workspace's grid must compare with its own folder
     a = load_analysis("ATLAS-SUSY-2018-31", REPO / "config" / "analyses")
-    assert references_cover(a, "RegionA")
-    assert not references_cover(a, "RegionB") and not references_cover(a, "RegionC")
+    axes = ["m_sbottom", "m_neutralino2", "m_neutralino1"]
+    for ws, sr in (("RegionA", "SR_meff"), ("RegionB", "SR_cuts"), ("RegionC", "SR_metsigST")):
+        refs = a.references_for(ws)
+        assert refs is not None and refs.signal_regions == (sr,)
+        assert f"/{ws}/patch." in refs.patch_pattern and references_apply(a, ws, axes)
+    assert not references_apply(a, "RegionA", ["m_C1N2", "m_N1"])  # another model's parameters

@@ -10,8 +10,10 @@ from recastflow.analyses.bundle import load_analysis, load_grid
 from recastflow.checks.runner import CheckOutputs, check_yields, yields_verdict
 from recastflow.checks.yields import (
     compare_yields,
+    fidelity,
     format_yield_table,
     low_stat_warning,
+    plot_yield_summary,
     plot_yields,
     published_yields,
     rows_to_json,
@@ -54,12 +56,12 @@ def test_agreement_passes_and_a_30_percent_excess_fails(bundle, tmp_path):
     rows = {r.point: r for r in compare_yields(grid, analysis, files, bkg)}
     assert rows["TChiWH_700_0"].passed and rows["TChiWH_700_0"].deviation == pytest.approx(0.0, abs=1e-12)
     assert not rows["TChiWH_900_0"].passed and rows["TChiWH_900_0"].deviation == pytest.approx(0.3)
-    text = format_yield_table(list(rows.values()), analysis)
+    text = format_yield_table(list(rows.values()), analysis, analysis.yield_references)
     assert "1 of 2 gated points within tolerance" in text and "FAIL" in text
     # stat 0.01 per bin: the allowed deviation is rtol plus twice that, relative to ATLAS's total
     row = rows["TChiWH_900_0"]
     assert row.allowed == pytest.approx(row.rtol + 2 * row.sr_total_stat / row.sr_total_atlas)
-    plot_yields(list(rows.values()), analysis, tmp_path / "y.png")
+    plot_yields(list(rows.values()), analysis, analysis.yield_references, tmp_path / "y.png")
     assert (tmp_path / "y.png").stat().st_size > 1000 and (tmp_path / "y.pdf").is_file()
 
 
@@ -95,14 +97,14 @@ def test_control_regions_are_compared_and_ours_shown_where_atlas_has_none(bundle
     assert regions["TRHMEM_cuts"].ratio == pytest.approx(2.0) and not regions["TRHMEM_cuts"].signal_region
     assert regions["EXTRA_cuts"].atlas is None and regions["EXTRA_cuts"].ours == pytest.approx(0.5)
     assert row.passed  # control regions are reported, not gated
-    text = format_yield_table([row], analysis)
+    text = format_yield_table([row], analysis, analysis.yield_references)
     per_region = text.split("Per region")[1].split("Per bin")[0]
     assert "TRHMEM_cuts" in per_region and "2.00 ±" in per_region
     assert "EXTRA_cuts" in per_region and "—" in per_region.split("EXTRA_cuts")[1].splitlines()[0]
     assert "EXTRA_cuts" in text.split("Per bin")[1]
     rec = rows_to_json([row])[0]
     assert {g["region"]: g["ratio"] for g in rec["regions"]}["EXTRA_cuts"] is None
-    plot_yields([row], analysis, tmp_path / "y.png")
+    plot_yields([row], analysis, analysis.yield_references, tmp_path / "y.png")
     assert (tmp_path / "y.png").stat().st_size > 1000
 
 
@@ -183,3 +185,70 @@ def test_verdict_command_fails_with_one_line_and_passes_with_a_marker(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "c.passed").read_text() == "yield check passed: 1 of 1 gated points within tolerance\n"
+
+
+def test_an_unvalidated_workspace_is_reported_not_gated_and_counted(bundle, tmp_path):
+    from dataclasses import replace
+
+    analysis, grid, bkg = bundle
+    ws = analysis.workspace("Wh")
+    flagged = replace(analysis, workspaces={**analysis.workspaces, "Wh": replace(ws, unvalidated="yields not yet checked")})
+    files = {}
+    for point, scale in (("TChiWH_700_0", 1.1), ("TChiWH_900_0", 1.6)):
+        ref = analysis.yield_references.for_values(grid.point(point).values)
+        files[point] = write_yields(tmp_path / point, published_yields(ref.patch, bkg, ws, analysis), scale)
+    rows = {r.point: r for r in compare_yields(grid, flagged, files, bkg)}
+    assert not any(r.gated for r in rows.values()) and all(r.passed for r in rows.values())
+    assert rows["TChiWH_700_0"].within and not rows["TChiWH_900_0"].within
+    assert "marked unvalidated" in rows["TChiWH_900_0"].note
+    f = fidelity(list(rows.values()))
+    assert (f.n, f.within_rtol, f.within_allowed) == (2, 1, 1) and f.median == pytest.approx(1.35)
+    text = format_yield_table(list(rows.values()), flagged, analysis.yield_references)
+    assert "0 of 0 gated points" in text and "fidelity: 1 of 2 points" in text and "median 1.35" in text
+    lines = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith("TChiWH_")}
+    assert " in " in lines["TChiWH_700_0"] and " out " in lines["TChiWH_900_0"]
+    # the run is not failed by it: the verdict sees no gated point
+    out = CheckOutputs(table=tmp_path / "c.txt", json=tmp_path / "c.json", summary=tmp_path / "s.png")
+    g = replace(grid, points=tuple(replace(q, yields=files[q.name]) if q.name in files else q for q in grid.points))
+    check_yields(g, flagged, list(files.values()), out)
+    yields_verdict(tmp_path / "c.json", tmp_path / "c.passed")
+    assert (tmp_path / "s.png").stat().st_size > 1000 and (tmp_path / "s.pdf").is_file()
+
+
+def test_fidelity_counts_points_with_enough_published_events_only():
+    from recastflow.checks.yields import YieldRow
+
+    def row(name, ours, atlas, enough=True):
+        return YieldRow(name, {}, {}, {}, {}, ours, 0.0, atlas, 0.25, enough, True, "", enough_events=enough,
+                        within=abs(ours / atlas - 1) <= 0.25)
+
+    rows = [row("a", 10, 10), row("b", 12, 10), row("c", 7, 10), row("d", 1, 2, enough=False)]
+    f = fidelity(rows)
+    assert (f.n, f.within_rtol) == (3, 2) and f.median == pytest.approx(1.0)
+    assert fidelity([row("d", 1, 2, enough=False)]).median is None
+
+
+def test_summary_plot_draws_the_plane_and_the_deviations(bundle, tmp_path):
+    analysis, grid, bkg = bundle
+    files = {}
+    for point, scale in (("TChiWH_700_0", 1.0), ("TChiWH_900_0", 1.3), ("TChiWH_500_0", 0.8)):
+        ref = analysis.yield_references.for_values(grid.point(point).values)
+        files[point] = write_yields(tmp_path / point, published_yields(ref.patch, bkg, analysis.workspace("Wh"), analysis), scale)
+    rows = compare_yields(grid, analysis, files, bkg)
+    plot_yield_summary(rows, analysis, analysis.yield_references, grid, tmp_path / "s.png", tmp_path / "s.pdf")
+    assert (tmp_path / "s.png").stat().st_size > 5000 and (tmp_path / "s.pdf").is_file()
+
+
+def test_a_workspace_reference_region_of_another_workspace_is_one_line_error(tmp_path):
+    import shutil
+
+    import yaml
+
+    folder = tmp_path / "ATLAS-SUSY-2018-31"
+    shutil.copytree(REPO / "config" / "analyses" / "ATLAS-SUSY-2018-31", folder)
+    doc = yaml.safe_load((folder / "analysis.yaml").read_text())
+    doc["workspaces"]["RegionB"]["yield_references"]["signal_regions"] = ["SR_meff"]  # RegionA's
+    (folder / "analysis.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(RecastError, match="'SR_meff' is not a region of this workspace") as exc:
+        load_analysis("ATLAS-SUSY-2018-31", tmp_path)
+    assert exc.value.field == "workspaces.RegionB.yield_references.signal_regions" and "\n" not in str(exc.value)

@@ -60,6 +60,14 @@ rule check_yields:
             labels={"result": "signal-yield plot"},
         ),
         pdf="results/check/yields/{grid}.pdf",
+        summary=report(
+            "results/check/yields/{grid}.summary.png",
+            caption="../report/check_yields.rst",
+            category="Regression checks",
+            subcategory="{grid}",
+            labels={"result": "signal-yield ratio over the plane"},
+        ),
+        summary_pdf="results/check/yields/{grid}.summary.pdf",
     params:
         settings=SETTINGS_ARGS,
     log:
@@ -78,7 +86,7 @@ rule check_yields:
         # --record-failure: the outputs are written and the job succeeds when points fail; the verdict fails the run
         "recastflow {params.settings} check-yields --grid {wildcards.grid} --inputs {input.yields}"
         " --output {output.table} --json {output.json} --plot {output.plot} --plot-pdf {output.pdf}"
-        " --record-failure 2>&1 | tee {log}"
+        " --summary-plot {output.summary} --summary-plot-pdf {output.summary_pdf} --record-failure 2>&1 | tee {log}"
 
 
 rule check_yields_verdict:

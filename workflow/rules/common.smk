@@ -149,14 +149,16 @@ CHECK_JSONS = expand("results/check/{analysis}.json", analysis=CHECKED_ANALYSES)
 # grids whose front-end yields are compared with the bundle's published signal patches
 YIELD_CHECK_GRIDS = sorted(
     name for name, g in GRIDS.items()
-    if config.get("checks", True) and g.check_yields and ANALYSES[g.analysis].yield_references is not None
-    and any(p.from_events and ANALYSES[g.analysis].yield_references.for_values(p.values) for p in g.points)
+    if config.get("checks", True) and g.check_yields and ANALYSES[g.analysis].references_for(g.workspace) is not None
+    and any(p.from_events and ANALYSES[g.analysis].references_for(g.workspace).for_values(p.values) for p in g.points)
 )
 # the tables, and the verdicts that fail the run at its end if a yield check failed (rule check_yields_verdict)
 YIELD_CHECK_OUTPUTS = expand("results/check/yields/{grid}.{ext}", grid=YIELD_CHECK_GRIDS, ext=("txt", "passed"))
 YIELD_CHECK_JSONS = expand("results/check/yields/{grid}.json", grid=YIELD_CHECK_GRIDS)
 YIELD_CHECK_PLOTS = expand("results/check/yields/{grid}.png", grid=YIELD_CHECK_GRIDS)
 YIELD_CHECK_PDFS = expand("results/check/yields/{grid}.pdf", grid=YIELD_CHECK_GRIDS)
+YIELD_CHECK_SUMMARY_PLOTS = expand("results/check/yields/{grid}.summary.png", grid=YIELD_CHECK_GRIDS)
+YIELD_CHECK_SUMMARY_PDFS = expand("results/check/yields/{grid}.summary.pdf", grid=YIELD_CHECK_GRIDS)
 
 
 wildcard_constraints:

@@ -33,6 +33,7 @@ rule report:
         checks=CHECK_JSONS,
         yield_checks=YIELD_CHECK_JSONS,
         yield_plots=YIELD_CHECK_PLOTS,
+        yield_summaries=YIELD_CHECK_SUMMARY_PLOTS,
         cutflows=front_end_cutflows,
         reweight=reweight_diagnostics,
         reweight_checks=REWEIGHT_CHECK_JSONS,
@@ -61,7 +62,7 @@ rule report:
     shell:
         "recastflow {params.settings} report --tables {input.tables} --exclusion-plots {input.plots}"
         " --checks {input.checks} --fitplots {input.fitplots} --yield-checks {input.yield_checks}"
-        " --yield-plots {input.yield_plots} --cutflows {input.cutflows} --reweight {input.reweight}"
+        " --yield-plots {input.yield_plots} --yield-summaries {input.yield_summaries} --cutflows {input.cutflows} --reweight {input.reweight}"
         " --reweight-checks {input.reweight_checks} --catalogue {input.catalogue} --output {output.html} > {log} 2>&1"
 
 

@@ -49,6 +49,8 @@ class WorkspaceRef:
     selection: Path | None = None
     #: why its signal from events is not trusted yet (``workspaces.<name>.unvalidated``); None: validated
     unvalidated: str | None = None
+    #: its own published signal yields (``workspaces.<name>.yield_references``); None: the bundle's, if they cover it
+    yield_references: YieldReferences | None = None
 
     def fetch(self) -> Path:
         """Make a published workspace available (cache, mirror or network) and return its path."""
@@ -282,6 +284,28 @@ class Analysis:
     #: ATLAS's official exclusions by simplified model (``official_limits``)
     official_limits: dict[str, OfficialLimitsRef] = field(default_factory=dict)
 
+    def references_for(self, workspace: str) -> YieldReferences | None:
+        """The published signal yields a grid of ``workspace`` is compared with, if any.
+
+        The workspace's own ``yield_references`` win; the bundle's apply when the workspace's regions hold all
+        their signal regions (references are matched to points by parameter values alone, and the same masses
+        can have published patches in several workspaces).
+        """
+        ws = self.workspaces.get(workspace)
+        if ws is None:
+            return None
+        if ws.yield_references is not None:
+            return ws.yield_references
+        refs = self.yield_references
+        if refs is None or not set(refs.signal_regions) <= {r.name for r in ws.regions}:
+            return None
+        return refs
+
+    def all_yield_references(self) -> list[YieldReferences]:
+        """Every ``yield_references`` section of the bundle: its own and its workspaces'."""
+        out = [self.yield_references] if self.yield_references is not None else []
+        return out + [ws.yield_references for ws in self.workspaces.values() if ws.yield_references is not None]
+
     def mcstat_name(self, channel: str, sample: str) -> str:
         """The name of the signal's MC-statistics modifier in ``channel`` for the sample ``sample``."""
         return self.mcstat_modifier.format(channel=channel, sample=sample)
@@ -292,8 +316,8 @@ class Analysis:
         for ws in self.workspaces.values():
             if ws.source is not None:
                 out[ws.source.name][ws.member or ws.source.content_name] = ws.digest
-        if self.yield_references is not None:
-            for ref in self.yield_references.points:
+        for refs in self.all_yield_references():
+            for ref in refs.points:
                 for name, source in self.sources.items():
                     if ref.patch.is_relative_to(source.directory):
                         out[name].setdefault(ref.patch.relative_to(source.directory).as_posix(), None)
@@ -441,6 +465,16 @@ def load_analysis(
             if "selection" in ws
             else None,
             unvalidated=ws.get("unvalidated"),
+            yield_references=_yield_references(
+                ws["yield_references"],
+                f"workspaces.{name}.yield_references",
+                {r.name for r in regions},
+                folder,
+                sources,
+                path,
+            )
+            if "yield_references" in ws
+            else None,
         )
     refs = tuple(
         Reference(
@@ -457,35 +491,8 @@ def load_analysis(
     sig = doc["signal"]
     yrefs = None
     if "yield_references" in doc:
-        yr = doc["yield_references"]
-        where = "yield_references"
-        yrefs = YieldReferences(
-            signal_regions=tuple(yr["signal_regions"]),
-            rtol=yr.get("rtol", 0.25),
-            min_events=yr.get("min_events", 5),
-            source=yr["source"],
-            points=tuple(
-                YieldReference(
-                    values=dict(p["values"]),
-                    patch=resolve_path(p["patch"], folder, sources, source=path, field=f"{where}.points[{i}].patch"),
-                    rtol=p.get("rtol", yr.get("rtol", 0.25)),
-                    note=p.get("note", ""),
-                )
-                for i, p in enumerate(yr.get("points", []))
-            ),
-            patch_pattern=yr.get("patch_pattern"),
-            resolve_pattern=_pattern_resolver(yr["patch_pattern"], folder, sources, path, f"{where}.patch_pattern")
-            if "patch_pattern" in yr
-            else None,
-        )
         known = {r.name for ws in workspaces.values() for r in ws.regions}
-        for name in yrefs.signal_regions:
-            if name not in known:
-                raise RecastError(
-                    f"{name!r} is not a region of any workspace (regions: {', '.join(sorted(known))})",
-                    path=str(path),
-                    field=f"{where}.signal_regions",
-                )
+        yrefs = _yield_references(doc["yield_references"], "yield_references", known, folder, sources, path)
     return Analysis(
         id=doc["id"],
         title=doc["title"],
@@ -596,6 +603,51 @@ def _official_limits(
 
 
 SOURCE_PREFIX = "source:"
+
+
+def _yield_references(
+    yr: dict[str, Any], where: str, regions: set[str], folder: Path, sources: dict[str, Source], path: Path
+) -> YieldReferences:
+    """Parse a ``yield_references`` section (the bundle's or a workspace's).
+
+    Args:
+        yr: the section as read.
+        where: its key, for messages.
+        regions: the region names its ``signal_regions`` must be among.
+        folder: the bundle folder.
+        sources: the bundle's sources.
+        path: analysis.yaml (for messages).
+
+    Raises:
+        RecastError: a signal region that is not one of ``regions``, or a patch outside the bundle.
+    """
+    for name in yr["signal_regions"]:
+        if name not in regions:
+            raise RecastError(
+                f"{name!r} is not a region of {'this workspace' if where.startswith('workspaces.') else 'any workspace'}"
+                f" (regions: {', '.join(sorted(regions))})",
+                path=str(path),
+                field=f"{where}.signal_regions",
+            )
+    return YieldReferences(
+        signal_regions=tuple(yr["signal_regions"]),
+        rtol=yr.get("rtol", 0.25),
+        min_events=yr.get("min_events", 5),
+        source=yr["source"],
+        points=tuple(
+            YieldReference(
+                values=dict(p["values"]),
+                patch=resolve_path(p["patch"], folder, sources, source=path, field=f"{where}.points[{i}].patch"),
+                rtol=p.get("rtol", yr.get("rtol", 0.25)),
+                note=p.get("note", ""),
+            )
+            for i, p in enumerate(yr.get("points", []))
+        ),
+        patch_pattern=yr.get("patch_pattern"),
+        resolve_pattern=_pattern_resolver(yr["patch_pattern"], folder, sources, path, f"{where}.patch_pattern")
+        if "patch_pattern" in yr
+        else None,
+    )
 
 
 def _pattern_resolver(

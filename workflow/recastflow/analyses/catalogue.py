@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from recastflow.analyses.bundle import Analysis, load_analysis
+from recastflow.analyses.bundle import Analysis, YieldReferences, load_analysis
 from recastflow.core.config import read_document
 from recastflow.core.errors import RecastError
 
@@ -37,6 +37,14 @@ def _grids_of(analysis_id: str, signals_dir: Path) -> list[str]:
     return names
 
 
+def _reference_points(refs: YieldReferences) -> str:
+    """Which points a yield check compares: listed ones, and any with a published patch if a pattern names them."""
+    parts = [f"{len(refs.points)} listed points"] if refs.points else []
+    if refs.patch_pattern:
+        parts.append("every point with a published patch")
+    return " and ".join(parts)
+
+
 def entry(analysis: Analysis, signals_dir: Path) -> Entry:
     """The catalogue line of a loaded bundle."""
     supports = []
@@ -44,7 +52,7 @@ def entry(analysis: Analysis, signals_dir: Path) -> Entry:
         published = any(ws.source is not None for ws in analysis.workspaces.values())
         supports.append("published likelihood" if published else "likelihood (own workspace)")
     patch_sources = [s for s in analysis.doc.get("sources", {}).values() if s.get("members", {}).get("patches")]
-    if patch_sources or analysis.yield_references is not None:
+    if patch_sources or analysis.all_yield_references():
         supports.append("published signal patches")
     if analysis.has_selection:
         supports.append("event selection")
@@ -52,11 +60,10 @@ def entry(analysis: Analysis, signals_dir: Path) -> Entry:
     if analysis.references:
         quantities = sorted({r.quantity for r in analysis.references})
         checks.append(f"{len(analysis.references)} reference values ({', '.join(quantities)})")
-    if analysis.yield_references is not None:
-        checks.append(
-            f"front-end yields vs ATLAS patches at {len(analysis.yield_references.points)} points "
-            f"(rtol {analysis.yield_references.rtol:g})"
-        )
+    for ws in analysis.workspaces:
+        refs = analysis.references_for(ws)
+        if refs is not None:
+            checks.append(f"{ws} front-end yields vs ATLAS patches ({_reference_points(refs)}; rtol {refs.rtol:g})")
     # a workspace whose signal from events is not validated says so here as in every CLs it gives
     checks += [
         f"{name} from events NOT validated ({ws.unvalidated})"

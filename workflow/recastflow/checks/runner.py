@@ -32,6 +32,8 @@ class CheckResult:
     records: Any
     failure: str | None = None
     plot: Callable[[Path, Path | None], None] | None = None
+    #: draws a second figure, a summary (PNG, PDF), for checks that have one
+    summary: Callable[[Path, Path | None], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,16 @@ class CheckOutputs:
         json: the rows as JSON.
         plot: the figure as PNG (checks with a figure).
         plot_pdf: the figure as PDF.
+        summary: the summary figure as PNG (checks with one).
+        summary_pdf: the summary figure as PDF.
     """
 
     table: Path | None = None
     json: Path | None = None
     plot: Path | None = None
     plot_pdf: Path | None = None
+    summary: Path | None = None
+    summary_pdf: Path | None = None
 
 
 def run_check(result: CheckResult, outputs: CheckOutputs, *, write_failed: bool = False, fail: bool = True) -> None:
@@ -82,6 +88,8 @@ def _write_outputs(result: CheckResult, outputs: CheckOutputs, text: str) -> Non
     """Write plot, JSON and table (last: its presence means the others are complete)."""
     if outputs.plot is not None and result.plot is not None:
         result.plot(outputs.plot, outputs.plot_pdf)
+    if outputs.summary is not None and result.summary is not None:
+        result.summary(outputs.summary, outputs.summary_pdf)
     if outputs.json is not None:
         write_json_atomic(outputs.json, result.records)
     if outputs.table is not None:
@@ -140,7 +148,7 @@ def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOut
 
     Args:
         grid: the grid.
-        analysis: its bundle (with ``yield_references``).
+        analysis: its bundle (with ``yield_references`` for the grid's workspace).
         inputs: yields files of the grid's front-end points.
         outputs: where the table, JSON and plot go.
         fail: raise when a point is outside tolerance (False: the workflow's verdict step,
@@ -151,11 +159,21 @@ def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOut
     """
     import sys
 
-    from recastflow.checks.yields import compare_yields, failure_of, format_yield_table, plot_yields, rows_to_json
+    from recastflow.checks.yields import (
+        compare_yields,
+        failure_of,
+        format_yield_table,
+        plot_yield_summary,
+        plot_yields,
+        rows_to_json,
+    )
 
-    if analysis.yield_references is None:
+    refs = analysis.references_for(grid.workspace)
+    if refs is None:
         raise RecastError(
-            f"analysis {analysis.id} has no 'yield_references'", path=str(analysis.folder / "analysis.yaml")
+            f"analysis {analysis.id} has no 'yield_references' for workspace {grid.workspace}",
+            path=str(analysis.folder / "analysis.yaml"),
+            field=f"workspaces.{grid.workspace}.yield_references",
         )
     given = {Path(p) for p in inputs}
     files = {p.name: p.yields for p in grid.points if p.from_events and p.yields in given}
@@ -170,10 +188,11 @@ def check_yields(grid: Any, analysis: Any, inputs: list[Path], outputs: CheckOut
             print(f"[recastflow] warning: {grid.name}/{r.point}: {r.warning}", file=sys.stderr)
     run_check(
         CheckResult(
-            text=format_yield_table(rows, analysis),
+            text=format_yield_table(rows, analysis, refs),
             records=rows_to_json(rows),
             failure=failure_of(rows),
-            plot=lambda png, pdf: plot_yields(rows, analysis, png, pdf),
+            plot=lambda png, pdf: plot_yields(rows, analysis, refs, png, pdf),
+            summary=lambda png, pdf: plot_yield_summary(rows, analysis, refs, grid, png, pdf),
         ),
         outputs,
         write_failed=True,

@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recastflow.analyses.bundle import Analysis, Grid, WorkspaceRef
+from recastflow.analyses.bundle import Analysis, Grid, WorkspaceRef, YieldReferences
 from recastflow.core.config import read_document
-from recastflow.core.errors import RecastError
 
 #: Our MC-statistical uncertainty (relative, 1 sigma) of the signal-region total above which a point is
 #: warned about: twice it (what the check allows on top of rtol) would then exceed rtol itself.
@@ -67,6 +66,10 @@ class YieldRow:
     #: a warning for the reader (e.g. too few MC events for the tolerance), or ""
     warning: str = ""
     regions: tuple[RegionRow, ...] = field(default=())
+    #: ATLAS's signal-region total is at least the references' ``min_events`` (the fidelity statistics count it)
+    enough_events: bool = True
+    #: within the allowed deviation, gated or not
+    within: bool = True
 
     @property
     def deviation(self) -> float | None:
@@ -141,14 +144,16 @@ def compare_yields(
 
     Args:
         grid: the front-end grid.
-        analysis: its bundle, with ``yield_references``.
+        analysis: its bundle, with ``yield_references`` for the grid's workspace.
         yields_files: our yields file per point name.
         bkg: the background-only workspace the published patches apply to.
 
     Returns:
-        One row per point with a reference and a yields file.
+        One row per point with a reference and a yields file. In a workspace marked ``unvalidated`` no
+        row is gated: its yields are known to be off (the reason says how far), and every CLs from them is
+        flagged already; the table still says which points are within tolerance.
     """
-    refs = analysis.yield_references
+    refs = analysis.references_for(grid.workspace)
     if refs is None:
         return []
     wsref = analysis.workspace(grid.workspace, source=grid.path)
@@ -164,32 +169,41 @@ def compare_yields(
         total = sum(sum(ours.get(r, [])) for r in refs.signal_regions)
         total_stat = math.sqrt(sum(s * s for r in refs.signal_regions for s in stat.get(r, [])))
         total_atlas = sum(sum(atlas.get(r, [])) for r in refs.signal_regions)
-        gated = total_atlas >= refs.min_events
+        enough = total_atlas >= refs.min_events
+        gated = enough and wsref.unvalidated is None
         # rtol is the fidelity asked of the emulation; our own sample's statistical precision comes on top
         # (two standard deviations): a check must not fail because a few thousand events fluctuated
         allowed = ref.rtol + 2.0 * total_stat / total_atlas if total_atlas > 0 else ref.rtol
         ok = total_atlas > 0 and abs(total / total_atlas - 1.0) <= allowed
-        note = ref.note or ("" if gated else f"fewer than {refs.min_events:g} ATLAS events: reported, not gated")
+        note = ref.note or (
+            ""
+            if gated
+            else f"fewer than {refs.min_events:g} ATLAS events: reported, not gated"
+            if not enough
+            else f"workspace {wsref.name} marked unvalidated: reported, not gated"
+        )
         n_events = doc.get("normalisation", {}).get("n_events")
         n_eff, warning = low_stat_warning(total, total_stat, ref.rtol, n_events)
         rows.append(
             YieldRow(
-                point.name,
-                dict(point.values),
-                ours,
-                stat,
-                atlas,
-                total,
-                total_stat,
-                total_atlas,
-                ref.rtol,
-                gated,
-                ok or not gated,
-                note,
-                allowed,
-                n_eff,
-                warning,
-                region_rows(ours, stat, atlas, refs.signal_regions),
+                point=point.name,
+                values=dict(point.values),
+                ours=ours,
+                ours_stat=stat,
+                atlas=atlas,
+                sr_total=total,
+                sr_total_stat=total_stat,
+                sr_total_atlas=total_atlas,
+                rtol=ref.rtol,
+                gated=gated,
+                passed=ok or not gated,
+                note=note,
+                allowed=allowed,
+                sr_effective_events=n_eff,
+                warning=warning,
+                regions=region_rows(ours, stat, atlas, refs.signal_regions),
+                enough_events=enough,
+                within=ok,
             )
         )
     return rows
@@ -201,15 +215,62 @@ def _ratio(r: RegionRow) -> str:
     return f"{r.ratio:.2f} ± {r.ratio_stat:.2f}"
 
 
-def format_yield_table(rows: list[YieldRow], analysis: Analysis) -> str:
-    """Plain-text tables: per-point SR totals, every region's total, then every bin of every region."""
-    refs = analysis.yield_references
-    if refs is None:
-        raise RecastError(
-            f"analysis {analysis.id} declares no yield references (yield_references)",
-            path=str(analysis.folder / "analysis.yaml"),
-            field="yield_references",
-        )
+@dataclass(frozen=True)
+class Fidelity:
+    """How well the front end reproduces the published totals over a set of points (gated or not).
+
+    Attributes:
+        n: points with at least ``min_events`` published signal-region events.
+        within_rtol: of those, points whose total is within ``rtol`` itself (no MC-statistical allowance).
+        within_allowed: of those, points within ``rtol`` plus twice our MC-statistical uncertainty.
+        median: median of ours / published over those points (None if ``n`` is 0).
+        low: 16th percentile of the ratio (None if ``n`` is 0).
+        high: 84th percentile of the ratio (None if ``n`` is 0).
+    """
+
+    n: int
+    within_rtol: int
+    within_allowed: int
+    median: float | None
+    low: float | None
+    high: float | None
+
+
+def fidelity(rows: list[YieldRow]) -> Fidelity:
+    """The fidelity statistics of the rows with enough published events."""
+    import numpy as np
+
+    used = [r for r in rows if r.enough_events and r.deviation is not None]
+    ratios = np.array([r.sr_total / r.sr_total_atlas for r in used])
+    if not used:
+        return Fidelity(0, 0, 0, None, None, None)
+    within = sum(1 for r in used if r.deviation is not None and abs(r.deviation) <= r.rtol)
+    low, median, high = (float(q) for q in np.percentile(ratios, [16, 50, 84]))
+    return Fidelity(len(used), within, sum(1 for r in used if r.within), median, low, high)
+
+
+def format_fidelity(f: Fidelity, refs: YieldReferences) -> str:
+    """One line: how many points are within tolerance and the spread of ours / published."""
+    if f.n == 0 or f.median is None:
+        return f"fidelity: no point has {refs.min_events:g} or more published signal-region events"
+    return (
+        f"fidelity: {f.within_rtol} of {f.n} points with >= {refs.min_events:g} published signal-region events "
+        f"within ±{refs.rtol:.0%} ({f.within_allowed} with our MC-stat allowance); ours/ATLAS median "
+        f"{f.median:.2f}, 68 % of points in {f.low:.2f}-{f.high:.2f}"
+    )
+
+
+def format_yield_table(rows: list[YieldRow], analysis: Analysis, refs: YieldReferences) -> str:
+    """Plain-text tables: per-point SR totals, every region's total, then every bin of every region.
+
+    Args:
+        rows: the comparison of :func:`compare_yields`.
+        analysis: the bundle (for the title).
+        refs: the references the rows were compared with.
+
+    Returns:
+        The tables, with the gated result and the fidelity statistics (:func:`fidelity`).
+    """
     lines = [
         f"Signal yields of {analysis.id} against ATLAS's signal patches "
         f"({', '.join(refs.signal_regions)} summed; {refs.source.split(',')[0].strip()})"
@@ -218,7 +279,13 @@ def format_yield_table(rows: list[YieldRow], analysis: Analysis) -> str:
     lines += [head, "-" * len(head)]
     for r in rows:
         dev = "—" if r.deviation is None else f"{r.deviation:+.1%}"
-        res = ("pass" if r.passed else "FAIL") if r.gated else "info"
+        res = (
+            ("pass" if r.passed else "FAIL")
+            if r.gated
+            else ("in" if r.within else "out")
+            if r.enough_events
+            else "info"
+        )
         line = (
             f"{r.point:<22} {r.sr_total:>9.3f} {r.sr_total_stat:>7.3f} {r.sr_total_atlas:>9.3f} {dev:>8} {r.rtol:>6.0%}"
             f" {r.allowed:>8.1%}  {res}"
@@ -226,7 +293,9 @@ def format_yield_table(rows: list[YieldRow], analysis: Analysis) -> str:
         lines.append(line + (f"  ({r.note})" if r.note else ""))
     gated = [r for r in rows if r.gated]
     lines.append(f"yield check: {sum(r.passed for r in gated)} of {len(gated)} gated points within tolerance")
-    lines.append("(allowed: |rel.dev| <= rtol + 2 x our MC-statistical uncertainty of the total, relative to ATLAS's)")
+    lines.append("(allowed: |rel.dev| <= rtol + 2 x our MC-statistical uncertainty of the total, relative to ATLAS's;")
+    lines.append(" in / out: the same test on a point that is reported, not gated)")
+    lines.append(format_fidelity(fidelity(rows), refs))
     warned = [r for r in rows if r.warning]
     if warned:
         lines += ["", "Warnings:"] + [f"  {r.point}: {r.warning}" for r in warned]
@@ -279,7 +348,15 @@ def failure_of(rows: list[YieldRow]) -> str | None:
     )
 
 
-def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path, pdf: Path | None = None) -> None:
+def _panel_grid(n: int) -> tuple[int, int]:
+    """Rows and columns of per-point panels: one column for a few points, up to three for a scan."""
+    cols = 1 if n <= 6 else 2 if n <= 20 else 3
+    return math.ceil(n / cols), cols
+
+
+def plot_yields(
+    rows: list[YieldRow], analysis: Analysis, refs: YieldReferences, output: Path, pdf: Path | None = None
+) -> None:
     """One panel per point: our yields (with MC-stat error) and ATLAS's, bin by bin, every region.
 
     Bins of a region that ATLAS's patch has no signal in show our bar only (marked "no ATLAS").
@@ -288,6 +365,7 @@ def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path, pdf: Pat
     Args:
         rows: the comparison of :func:`compare_yields`.
         analysis: the bundle (title and luminosity).
+        refs: the references compared with (their signal regions come first).
         output: the PNG file.
         pdf: the PDF file (default: ``output`` with the suffix ``.pdf``).
     """
@@ -299,10 +377,12 @@ def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path, pdf: Pat
 
     from recastflow.report.plots import save_png_and_pdf
 
-    srs = analysis.yield_references.signal_regions if analysis.yield_references is not None else ()
-    n = max(len(rows), 1)
-    fig, axes = plt.subplots(n, 1, figsize=(10, 2.6 * n + 0.6), squeeze=False)
-    for ax, r in zip(axes[:, 0], rows):
+    srs = refs.signal_regions
+    nrows, ncols = _panel_grid(max(len(rows), 1))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(10 * ncols, 2.6 * nrows + 0.6), squeeze=False)
+    for ax in axes.flat[len(rows) :]:
+        ax.set_visible(False)
+    for ax, r in zip(axes.flat, rows):
         labels, ours, errs, atlas = [], [], [], []
         for region in region_order(set(r.ours) | set(r.atlas), srs):
             nbins = max(len(r.ours.get(region, [])), len(r.atlas.get(region, [])))
@@ -330,4 +410,102 @@ def plot_yields(rows: list[YieldRow], analysis: Analysis, output: Path, pdf: Pat
     fig.suptitle(f"{analysis.id}: signal yields, {analysis.luminosity_ifb:g} fb⁻¹", fontsize=10)
     fig.tight_layout()
     save_png_and_pdf(fig, output, pdf)  # PNG for the report, PDF for papers; both atomic and reproducible
+    plt.close(fig)
+
+
+def plane_axes(grid: Grid) -> tuple[str, str] | None:
+    """The grid's two plot parameters (``plot``, else its first two parameters); None for a one-parameter grid."""
+    if grid.plot is not None:
+        return grid.plot
+    names = list(grid.parameters)
+    return (names[0], names[1]) if len(names) >= 2 else None
+
+
+def plot_yield_summary(
+    rows: list[YieldRow], analysis: Analysis, refs: YieldReferences, grid: Grid, output: Path, pdf: Path | None = None
+) -> None:
+    """The total-yield ratio over the grid's plane and the distribution of deviations, side by side.
+
+    Left: every compared point at its two plot parameters, coloured by ours / ATLAS's signal-region total
+    (log scale, 0.5-2), the ratio written next to it; hollow markers for points with fewer than
+    ``min_events`` published events (not counted). Right: the deviations of the counted points, with the
+    tolerance band and the fidelity line of :func:`format_fidelity`. A one-parameter grid gets the ratio
+    against its parameter instead of a plane.
+
+    Args:
+        rows: the comparison of :func:`compare_yields`.
+        analysis: the bundle (title).
+        refs: the references compared with.
+        grid: the grid (its plot parameters and labels).
+        output: the PNG file.
+        pdf: the PDF file (default: ``output`` with the suffix ``.pdf``).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import LogNorm
+
+    from recastflow.report.plots import save_png_and_pdf
+
+    def label(name: str) -> str:
+        return grid.parameters.get(name, {}).get("label", name)
+
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(14, 5.8), gridspec_kw={"width_ratios": [1.5, 1]})
+    with_ref = [r for r in rows if r.deviation is not None]
+    ratio = np.array([r.sr_total / r.sr_total_atlas for r in with_ref])
+    counted = np.array([r.enough_events for r in with_ref], dtype=bool)
+    norm = LogNorm(vmin=0.5, vmax=2.0)
+    axes_xy = plane_axes(grid)
+    if axes_xy is not None and with_ref:
+        x = np.array([r.values.get(axes_xy[0], np.nan) for r in with_ref])
+        y = np.array([r.values.get(axes_xy[1], np.nan) for r in with_ref])
+        xlabel, ylabel = label(axes_xy[0]), label(axes_xy[1])
+    else:
+        first = next(iter(grid.parameters), "")
+        x = np.array([r.values.get(first, np.nan) for r in with_ref])
+        y = ratio
+        xlabel, ylabel = label(first), "ours / ATLAS"
+    clipped = np.clip(ratio, 0.5, 2.0) if len(ratio) else ratio
+    sc = ax.scatter(x[counted], y[counted], c=clipped[counted], cmap="RdBu_r", norm=norm, s=90, edgecolors="k")
+    ax.scatter(
+        x[~counted],
+        y[~counted],
+        facecolors="none",
+        edgecolors="#888",
+        s=60,
+        label=f"< {refs.min_events:g} ATLAS SR events (not counted)",
+    )
+    for xi, yi, ri in zip(x, y, ratio):
+        ax.annotate(f"{ri:.2f}", (xi, yi), xytext=(0, 7), textcoords="offset points", fontsize=6, ha="center")
+    fig.colorbar(sc, ax=ax, label="ours / ATLAS, signal-region total (clipped to 0.5-2)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{grid.name}: {', '.join(refs.signal_regions)} total, ours / ATLAS", fontsize=10)
+    if (~counted).any():
+        ax.legend(fontsize=8, loc="upper left")
+    f = fidelity(rows)
+    dev = np.array([r.deviation for r in with_ref if r.enough_events and r.deviation is not None])
+    if len(dev):
+        hi = max(1.0, float(np.max(np.abs(dev))) + 0.05)
+        hx.hist(np.clip(dev, -hi, hi), bins=np.linspace(-hi, hi, 41), color="#1f77b4")
+    hx.axvspan(-refs.rtol, refs.rtol, color="#2ca02c", alpha=0.15, label=f"±{refs.rtol:.0%}")
+    hx.axvline(0.0, color="k", lw=0.8)
+    hx.set_xlabel("ours / ATLAS - 1 (signal-region total)")
+    hx.set_ylabel("points")
+    hx.set_title(
+        f"{f.within_rtol} of {f.n} points within ±{refs.rtol:.0%}"
+        + (f"; median ratio {f.median:.2f} ({f.low:.2f}-{f.high:.2f}, 68 %)" if f.median is not None else ""),
+        fontsize=9,
+    )
+    hx.legend(fontsize=8)
+    unvalidated = analysis.workspaces[grid.workspace].unvalidated
+    fig.suptitle(
+        f"{analysis.id} {grid.workspace}: front-end signal yields against ATLAS's signal patches"
+        + (" (workspace marked unvalidated)" if unvalidated else ""),
+        fontsize=11,
+    )
+    fig.tight_layout()
+    save_png_and_pdf(fig, output, pdf)
     plt.close(fig)

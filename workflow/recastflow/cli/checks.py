@@ -36,6 +36,8 @@ def cmd_check_yields(args: argparse.Namespace, ctx: Context) -> None:
             json=opt_path(args.json),
             plot=opt_path(args.plot),
             plot_pdf=opt_path(args.plot_pdf),
+            summary=opt_path(args.summary_plot),
+            summary_pdf=opt_path(args.summary_plot_pdf),
         ),
         fail=not args.record_failure,
     )
@@ -51,6 +53,11 @@ def _check_yields_parser(sub: Subparsers) -> None:
     p.add_argument("--json", help="the comparison as JSON (not written if not given)")
     p.add_argument("--plot", help="the per-bin plot (.png; not drawn if not given)")
     p.add_argument("--plot-pdf", help="the per-bin plot as PDF (default: --plot with the suffix .pdf)")
+    p.add_argument(
+        "--summary-plot",
+        help="the ratio of the totals over the grid's plane and the distribution of deviations (.png; not drawn if not given)",
+    )
+    p.add_argument("--summary-plot-pdf", help="the summary plot as PDF (default: --summary-plot with the suffix .pdf)")
     p.add_argument(
         "--record-failure",
         action="store_true",

@@ -18,6 +18,7 @@ def cmd_report(args: argparse.Namespace, ctx: Context) -> None:
         checks=paths(args.checks),
         yield_checks=paths(args.yield_checks),
         yield_plots=paths(args.yield_plots),
+        yield_summaries=paths(args.yield_summaries),
         cutflows=paths(args.cutflows),
         reweight=paths(args.reweight),
         reweight_checks=paths(args.reweight_checks),
@@ -45,6 +46,12 @@ def _report_parser(sub: Subparsers) -> None:
         nargs="*",
         default=[],
         help="yield-check plots (.png), one per yield check in the same order (or none)",
+    )
+    p.add_argument(
+        "--yield-summaries",
+        nargs="*",
+        default=[],
+        help="yield-check summary plots (.png: ratio over the plane, deviations), one per yield check (or none)",
     )
     p.add_argument("--cutflows", nargs="*", default=[], help="cutflow.json files of front-end points")
     p.add_argument("--reweight", nargs="*", default=[], help="diagnostics.json files of reweighted points")

@@ -304,12 +304,26 @@ PATH_OPTIONS: tuple[str, ...] = (
     "diagnostics",
     "exclusion_plots",
     "yield_plots",
+    "yield_summaries",
+    "summary_plot",
+    "summary_plot_pdf",
     "run_config",
     "text",
 )
 
 #: Options that name one file a command writes (each must be a regular file or a new path).
-OUTPUT_OPTIONS: tuple[str, ...] = ("output", "json", "csv", "plot", "plot_pdf", "cutflow", "selected", "text")
+OUTPUT_OPTIONS: tuple[str, ...] = (
+    "output",
+    "json",
+    "csv",
+    "plot",
+    "plot_pdf",
+    "summary_plot",
+    "summary_plot_pdf",
+    "cutflow",
+    "selected",
+    "text",
+)
 
 
 #: Options that name files a command reads (each, if it exists, must be a regular file, not a folder or a pipe).

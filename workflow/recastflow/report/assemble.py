@@ -118,7 +118,7 @@ def _fitplot_section(folder: Path) -> ReportSection:
     )
 
 
-def _yield_check_section(path: Path, plot: Path | None) -> ReportSection:
+def _yield_check_section(path: Path, plot: Path | None, summary: Path | None = None) -> ReportSection:
     rows: list[dict[str, Any]] = read_json(path)
     table = [
         {
@@ -128,7 +128,11 @@ def _yield_check_section(path: Path, plot: Path | None) -> ReportSection:
             "SR total (ATLAS)": r["sr_total_atlas"],
             "rel. deviation": r["deviation"],
             "rtol": r["rtol"],
-            "status": ("trusted" if r["passed"] else "failed") if r["gated"] else "info",
+            "status": ("trusted" if r["passed"] else "failed")
+            if r["gated"]
+            else ("info, within" if r.get("within") else "info, outside")
+            if r.get("enough_events")
+            else "info",
             "note": r["note"],
         }
         for r in rows
@@ -139,7 +143,8 @@ def _yield_check_section(path: Path, plot: Path | None) -> ReportSection:
         f"signal patches: {sum(r['passed'] for r in gated)} of {len(gated)} gated points agree within tolerance "
         "in the total over the signal-region bins. The plot compares every bin."
     )
-    images = [(plot, f"Signal yields per bin, {path.stem}")] if plot is not None else []
+    images = [(summary, f"Ours / ATLAS over the plane and the deviations, {path.stem}")] if summary is not None else []
+    images += [(plot, f"Signal yields per bin, {path.stem}")] if plot is not None else []
     return ReportSection(heading=f"Front-end validation: {path.stem}", text=text, table=table, images=images)
 
 
@@ -226,6 +231,7 @@ def build_report(
     checks: list[Path] | None = None,
     yield_checks: list[Path] | None = None,
     yield_plots: list[Path] | None = None,
+    yield_summaries: list[Path] | None = None,
     cutflows: list[Path] | None = None,
     reweight: list[Path] | None = None,
     reweight_checks: list[Path] | None = None,
@@ -241,6 +247,7 @@ def build_report(
         checks: reference checks (JSON of ``recastflow check``).
         yield_checks: signal-yield checks (JSON of ``recastflow check-yields``).
         yield_plots: the plot (PNG) of each yield check, in the same order (or none).
+        yield_summaries: the summary plot (PNG) of each yield check, in the same order (or none).
         cutflows: cutflow.json files of front-end points.
         reweight: diagnostics.json files of reweighted points.
         reweight_checks: reweighting closures (JSON of ``recastflow check-reweight``).
@@ -255,7 +262,8 @@ def build_report(
     sections += [_check_section(c) for c in (checks or [])]
     ycs = yield_checks or []
     yplots = _paired(ycs, yield_plots or [], option="--yield-checks", companion_option="--yield-plots")
-    sections += [_yield_check_section(c, p) for c, p in zip(ycs, yplots)]
+    ysums = _paired(ycs, yield_summaries or [], option="--yield-checks", companion_option="--yield-summaries")
+    sections += [_yield_check_section(c, p, q) for c, p, q in zip(ycs, yplots, ysums)]
     if cutflows:
         sections.append(_cutflow_section(cutflows))
     if reweight:

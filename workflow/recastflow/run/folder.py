@@ -346,9 +346,8 @@ def write_run_folder(
             },
             "points": [{"name": p.name, "values": p.values, "slha": f"slha/{p.name}.slha"} for p in local_points],
         }
-        if not references_apply(analysis, axes) or not references_cover(analysis, workspace):
-            # the bundle's reference patches are for its own model's parameters: a model of others has none;
-            # and they are one workspace's (e.g. RegionA's SR_meff): another workspace's yields have none either
+        if not references_apply(analysis, workspace, axes):
+            # the reference patches are for the bundle's own model's parameters: a model of others has none
             grid["check_yields"] = False
         if len(axes) >= 2:
             grid["plot"] = {"x": axes[0], "y": axes[1]}
@@ -368,37 +367,24 @@ def write_run_folder(
     return RunPlan(folder, config_path, tuple(grids), tuple(local_points), folder / "processes" / process.name)
 
 
-def references_apply(analysis: Any, parameters: Sequence[str]) -> bool:
-    """Whether the bundle's reference signal patches can match points of these parameters (their names are
-    the ones the patch pattern and the listed references use)."""
-    refs = analysis.yield_references
+def references_apply(analysis: Any, workspace: str, parameters: Sequence[str]) -> bool:
+    """Whether published signal patches of ``workspace`` can match points of these parameters.
+
+    The references are the workspace's (:meth:`recastflow.analyses.bundle.Analysis.references_for`); their
+    parameter names are the ones their patch pattern and listed points use: a model of other parameters has none.
+
+    Args:
+        analysis: the bundle (:class:`recastflow.analyses.bundle.Analysis`).
+        workspace: one of its workspaces.
+        parameters: the scan's or the spectrum's parameter names.
+    """
+    refs = analysis.references_for(workspace)
     if refs is None:
         return False
     names = {k for ref in refs.points for k in ref.values}
     if refs.patch_pattern:
         names |= {f for _, f, _, _ in string.Formatter().parse(refs.patch_pattern) if f}
     return names <= set(parameters)
-
-
-def references_cover(analysis: Any, workspace: str) -> bool:
-    """Whether the bundle's yield references are about this workspace: its regions hold all their signal regions.
-
-    References are matched to points by their parameter values alone, and the same masses can have published
-    patches in several workspaces (ATLAS-SUSY-2018-31: RegionA, B and C); the references' signal regions say
-    which workspace they were taken from.
-
-    Args:
-        analysis: the bundle (:class:`recastflow.analyses.bundle.Analysis`).
-        workspace: one of its workspaces.
-
-    Returns:
-        False without references or when a reference signal region is not a region of ``workspace``.
-    """
-    refs = analysis.yield_references
-    if refs is None:
-        return False
-    regions = {r.name for r in analysis.workspaces[workspace].regions}
-    return set(refs.signal_regions) <= regions
 
 
 def check_run_folder(folder: Path) -> None:
