@@ -75,9 +75,11 @@ def test_points_only_near_the_contour_and_fewer_than_a_dense_grid():
     assert "resolution reached" in last.done
     dense = sum(1 for x in np.arange(200, 1001, 25) for y in np.arange(0, 401, 25) if admits((x, y)))
     assert len(known) < dense / 3
-    # every refined point lies within two coarse cells of the contour
+    # every refined point lies within two coarse cells of the contour, but for the probes of the excluded cells
+    # the constraint cuts (within a coarse cell of its edge y = x - 100)
     coarse = {(200.0 + 200 * i, y) for i in range(5) for y in (0.0, 200.0, 400.0)}
-    assert all(abs(x - true_edge(y)) <= 400 for x, y in known if (x, y) not in coarse)
+    probes = [(x, y) for x, y in known if (x, y) not in coarse and y >= x - 300]
+    assert all(abs(x - true_edge(y)) <= 400 for x, y in known if (x, y) not in coarse and (x, y) not in probes)
     # every point meets the constraint
     assert all(admits(p) for p in known)
 
@@ -183,3 +185,32 @@ def test_a_round_of_a_three_parameter_model_keeps_the_fixed_one(tmp_path):
         decisions[-1].write_text(json.dumps(decision))
     out = next_round(run, 0, [], decisions, tmp_path / "round0.json", log=lambda line: None)
     assert sorted(out["next"]) == ["T6bbHH_1000_300_60", "T6bbHH_1000_700_60"]
+
+
+def test_an_exclusion_ending_before_the_kinematic_edge_is_found():
+    # excluded left of x = 700 and more than 150 GeV below the diagonal: the band between y = x - 150 and the
+    # constraint's edge y = x - 100 is allowed and not excluded. The cut coarse cells along the edge have all
+    # their allowed corners excluded; without a probe the band's contour would never be seen.
+    def band(p):
+        v = max(p[0] - 700.0, p[1] - p[0] + 150.0) / 100.0
+        cls = ALPHA * 10**v
+        return Outcome(excluded={"observed": v < 0}, cls={"observed": cls})
+
+    xs, ys = [200.0 + 200 * i for i in range(5)], [0.0, 200.0, 400.0]
+    known = {(x, y): band((x, y)) for x in xs for y in ys if admits((x, y))}
+    assert all(o.excluded["observed"] for (x, _), o in known.items() if x < 700)  # the coarse grid sees no band
+    coarse = coarse_cells(xs, ys)
+    history: list[tuple[Split, ...]] = []
+    while True:
+        r = refine(coarse, history, known, admits=admits, resolution=(25.0, 25.0), alpha=ALPHA, max_rounds=8,
+                   max_points=None)  # fmt: skip
+        if r.done or not r.points:
+            break
+        history.append(r.split)
+        known.update({p: band(p) for p in r.points})
+    assert all(admits(p) for p in known)
+    # along x = 300 the band's lower edge (y = 150) is bracketed within the resolution
+    column = sorted((y, o.excluded["observed"]) for (x, y), o in known.items() if x == 300.0)
+    last_excluded = max(y for y, e in column if e)
+    first_free = min(y for y, e in column if not e)
+    assert last_excluded < 150.0 <= first_free and first_free - last_excluded <= 25.0 + 1e-9

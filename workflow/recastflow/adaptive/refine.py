@@ -16,6 +16,13 @@ split in order of how close their corners' CLs are to 1 - CL, so that a point bu
 contour is most likely to be; the order, and so the points, are a function of the verdicts alone
 (deterministic).
 
+A coarse cell that the scan's constraints cut (a corner outside the allowed region, e.g. beyond a kinematic
+edge) is also split once when its allowed corners are all excluded (observed or expected): an exclusion often
+ends before the edge (compressed spectra), and the contour then enters the cell through the constraint's
+boundary, which no corner sees. The split's new corners (the allowed ones) probe that side; from then on the
+usual rule applies. A cut cell whose allowed corners are all allowed-and-not-excluded is left alone: an island
+of exclusion at the edge is not looked for.
+
 A contour that enters and leaves a coarse cell through the same edge, or an island smaller than a cell, is not
 seen: the coarse grid must be fine enough for the contour's shape.
 """
@@ -187,6 +194,17 @@ def leaves(coarse: Sequence[Cell], history: Iterable[Iterable[Split]]) -> list[C
     return current
 
 
+def _probe_cut_cell(cell: Cell, outcomes: Sequence[Outcome], kinds: set[str], admits: Callable[[Point], bool]) -> bool:
+    """Whether a cell the constraints cut is split to look for a contour entering through the constraint.
+
+    True when a corner is outside the allowed region and, for some CLs kind, every allowed corner is excluded
+    (see the module's description).
+    """
+    if all(admits(c) for c in cell.corners()):
+        return False
+    return any(all(o.excluded.get(k, False) for o in outcomes) for k in kinds)
+
+
 def _distance(outcome: Outcome, alpha: float) -> float:
     """How far a point's CLs is from the threshold (decades): small near the contour."""
     return min((abs(math.log10(max(v, 1e-300) / alpha)) for v in outcome.cls.values()), default=math.inf)
@@ -221,13 +239,14 @@ def refine(
     if len(history) >= max_rounds:
         return Refinement((), (), f"all {max_rounds} refinement round(s) done")
     candidates: list[tuple[float, Cell, Split]] = []
+    coarse_set = set(coarse)
     for cell in leaves(coarse, history):
         outcomes = [known[c] for c in cell.corners() if c in known]
         if len(outcomes) < 2:
             continue
         kinds = {k for o in outcomes for k in o.excluded}
         open_ = any(len({o.excluded[k] for o in outcomes if k in o.excluded}) > 1 for k in kinds)
-        if not open_:
+        if not open_ and not (cell in coarse_set and _probe_cut_cell(cell, outcomes, kinds, admits)):
             continue
         along = split_axes(cell, known, resolution, alpha)
         if any(along):
