@@ -498,6 +498,12 @@ def print_run_summary():
     verdicts = Path("results/summary/verdicts.txt")
     if verdicts.is_file():
         print(f"\n{verdicts.read_text()}", end="")
+    # each yield check's result and fidelity line: how far the front end is from the published signal
+    for table in sorted(Path(t) for t in expand("results/check/yields/{grid}.txt", grid=YIELD_CHECK_GRIDS)):
+        if table.is_file():
+            for line in table.read_text().splitlines():
+                if line.startswith(("yield check:", "fidelity:")):
+                    print(f"{table.stem}: {line}")
     page = Path("results/report/index.html")
     if page.is_file():
         print(f"report: {page.resolve()}")

@@ -479,7 +479,10 @@ def plot_yield_summary(
     )
     for xi, yi, ri in zip(x, y, ratio):
         ax.annotate(f"{ri:.2f}", (xi, yi), xytext=(0, 7), textcoords="offset points", fontsize=6, ha="center")
-    fig.colorbar(sc, ax=ax, label="ours / ATLAS, signal-region total (clipped to 0.5-2)")
+    bar = fig.colorbar(sc, ax=ax, label="ours / ATLAS, signal-region total (clipped to 0.5-2)")
+    ticks = [0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0]
+    bar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+    bar.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{grid.name}: {', '.join(refs.signal_regions)} total, ours / ATLAS", fontsize=10)
