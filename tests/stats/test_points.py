@@ -61,8 +61,9 @@ def test_points_from_events_through_an_unvalidated_workspace_are_flagged(tmp_pat
     assert rec.issues[0].startswith("signal from events through ATLAS-SUSY-2018-31 RegionC not validated: SRC yields")
     published = SimpleNamespace(name="P", values={}, xsec_pb=1.0, xsec_source="grid", from_events=False, reweight=None)
     assert point_record(region_c, sbottom, published, cl=0.95).issues == []
-    region_a = SimpleNamespace(name="T6bbHH_RegionA", workspace="RegionA")
-    assert point_record(region_a, sbottom, _point(tmp_path), cl=0.95).issues == []
+    onelbb = load_analysis("ATLAS-SUSY-2019-08", analyses)  # validated: its Wh workspace carries no reason
+    wh = SimpleNamespace(name="TChiWH_1Lbb", workspace="Wh")
+    assert point_record(wh, onelbb, _point(tmp_path), cl=0.95).issues == []
 
 
 def test_an_empty_reason_is_refused(tmp_path: Path) -> None:
