@@ -290,6 +290,12 @@ class Analysis:
         The workspace's own ``yield_references`` win; the bundle's apply when the workspace's regions hold all
         their signal regions (references are matched to points by parameter values alone, and the same masses
         can have published patches in several workspaces).
+
+        Args:
+            workspace: one of the bundle's workspaces.
+
+        Returns:
+            The references, or None (an unknown workspace, or none that cover it).
         """
         ws = self.workspaces.get(workspace)
         if ws is None:
@@ -617,6 +623,9 @@ def _yield_references(
         folder: the bundle folder.
         sources: the bundle's sources.
         path: analysis.yaml (for messages).
+
+    Returns:
+        The parsed references (a pattern is resolved per point, when a grid asks).
 
     Raises:
         RecastError: a signal region that is not one of ``regions``, or a patch outside the bundle.
