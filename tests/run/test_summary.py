@@ -91,3 +91,12 @@ def test_caveats_of_a_grid_are_said_with_its_verdicts() -> None:
     assert v.verdict == "excluded"
     assert "A (ws): no signal modelled in CR (not public)" in v.notes
     assert "note: A (ws): no signal modelled in CR (not public)" in format_verdicts([v])
+
+
+def test_yield_check_lines_repeat_each_checks_result_and_fidelity(tmp_path):
+    from recastflow.run.summary import yield_check_lines
+
+    (tmp_path / "G1.txt").write_text("header\nyield check: 3 of 4 gated points within tolerance\nfidelity: 2 of 4\nrest\n")
+    (tmp_path / "G2.txt").write_text("no summary lines here\n")
+    lines = yield_check_lines([tmp_path / "G1.txt", tmp_path / "G2.txt", tmp_path / "missing.txt"])
+    assert lines == ["G1: yield check: 3 of 4 gated points within tolerance", "G1: fidelity: 2 of 4"]

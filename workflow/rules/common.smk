@@ -499,11 +499,10 @@ def print_run_summary():
     if verdicts.is_file():
         print(f"\n{verdicts.read_text()}", end="")
     # each yield check's result and fidelity line: how far the front end is from the published signal
-    for table in sorted(Path(t) for t in expand("results/check/yields/{grid}.txt", grid=YIELD_CHECK_GRIDS)):
-        if table.is_file():
-            for line in table.read_text().splitlines():
-                if line.startswith(("yield check:", "fidelity:")):
-                    print(f"{table.stem}: {line}")
+    from recastflow.run.summary import yield_check_lines
+
+    for line in yield_check_lines([Path(t) for t in expand("results/check/yields/{grid}.txt", grid=YIELD_CHECK_GRIDS)]):
+        print(line)
     page = Path("results/report/index.html")
     if page.is_file():
         print(f"report: {page.resolve()}")

@@ -13,7 +13,7 @@ def cmd_run(args: argparse.Namespace, ctx: Context | None) -> None:
     """Run a model (SLHA spectrum) or a scan through the analyses and print the verdict per point."""
     from recastflow.core.io import set_path_policy
     from recastflow.run.api import execute, plan_model, plan_scan, print_plan
-    from recastflow.run.summary import format_verdicts
+    from recastflow.run.summary import format_verdicts, yield_check_lines
 
     # the model may come from anywhere and the bundles are in the checkout: `run` copies what it uses into
     # its run folder, and the workflow's jobs are confined to that folder
@@ -44,6 +44,9 @@ def cmd_run(args: argparse.Namespace, ctx: Context | None) -> None:
     result = execute(plan, cores=args.cores, profile=args.profile, verbose=args.verbose)
     print()
     print(format_verdicts(result.verdicts), end="")
+    # how far the front end is from the experiment's own signal yields, where the run had published patches
+    for line in yield_check_lines(sorted((plan.folder / "results" / "check" / "yields").glob("*.txt"))):
+        print(line)
     print(f"report: {result.report}")
     print(
         f"tables: {plan.folder / 'results' / 'summary'} (verdicts.csv, verdicts.json), limits per analysis in "

@@ -363,3 +363,27 @@ def load_verdicts(path: Path) -> list[PointVerdict]:
         outcomes = tuple(AnalysisOutcome(**{**o, "issues": tuple(o["issues"])}) for o in p["outcomes"])
         out.append(PointVerdict(**{**p, "outcomes": outcomes, "notes": tuple(p["notes"])}))
     return out
+
+
+#: The lines of a yield-check table (``recastflow check-yields``) that a run's closing summary repeats.
+YIELD_SUMMARY_PREFIXES = ("yield check:", "fidelity:")
+
+
+def yield_check_lines(tables: Sequence[Path]) -> list[str]:
+    """Each yield check's result and fidelity lines, prefixed with its grid, for a run's closing summary.
+
+    Args:
+        tables: the checks' text tables (``results/check/yields/<grid>.txt``); missing ones are skipped.
+
+    Returns:
+        ``<grid>: <line>`` per line, in the order of ``tables``.
+    """
+    out = []
+    for table in tables:
+        if table.is_file():
+            out += [
+                f"{table.stem}: {line}"
+                for line in table.read_text().splitlines()
+                if line.startswith(YIELD_SUMMARY_PREFIXES)
+            ]
+    return out
