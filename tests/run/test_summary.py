@@ -50,6 +50,20 @@ def test_flagged_results_never_decide() -> None:
     (v,) = verdicts(rows)
     assert v.most_sensitive == "B_ws" and v.verdict == "not excluded"
     assert any("flagged, not used although more sensitive" in n and "did not converge" in n for n in v.notes)
+    # the headline says the trusted analyses do not exclude it, and that a flagged one does
+    text = format_verdicts([v])
+    assert "not excluded at 95% CL by the trusted analyses" in text
+    assert "but flagged results exclude it at 95% CL: A (ws) (CLs_obs 0.001)" in text
+
+
+def test_flagged_results_that_do_not_exclude_or_are_less_sensitive_are_not_headlined() -> None:
+    rows = [
+        _row("A_ws", "P", cls_obs=0.3, cls_exp_median=0.001, status="flagged"),  # more sensitive, not excluding
+        _row("C_ws", "P", cls_obs=0.01, cls_exp_median=0.9, status="flagged"),  # excluding, less sensitive
+        _row("B_ws", "P", cls_obs=0.5, cls_exp_median=0.4),
+    ]
+    text = format_verdicts(verdicts(rows))
+    assert "verdict: not excluded at 95% CL\n" in text and "flagged results exclude" not in text
 
 
 def test_no_trusted_result_is_undecided() -> None:

@@ -225,6 +225,19 @@ def _fb(value: float | None) -> str:
     return "-" if value is None else f"{1000 * value:.3g}"
 
 
+def _flagged_exclusions(v: PointVerdict) -> str:
+    """The flagged results that exclude the point and are more sensitive than the deciding one, as text ("" if none)."""
+    alpha = 1.0 - v.cl
+    best = next((o for o in v.outcomes if o.grid == v.most_sensitive), None)
+    out = []
+    for o in v.outcomes:
+        if o.status in ("trusted", "failed") or o.cls_obs is None or o.cls_obs >= alpha:
+            continue
+        if best is None or best.cls_exp is None or (o.cls_exp is not None and o.cls_exp < best.cls_exp):
+            out.append(f"{o.label} (CLs_obs {o.cls_obs:.3g})")
+    return ", ".join(out)
+
+
 def format_verdicts(items: Sequence[PointVerdict]) -> str:
     """The verdict table as text, one block per point, for the terminal and ``verdicts.txt``.
 
@@ -254,12 +267,20 @@ def format_verdicts(items: Sequence[PointVerdict]) -> str:
                 f"{_fb(o.xsec_ul_obs_pb):>10} {_fb(o.xsec_ul_exp_pb):>10} {_num(o.r_obs):>7}  {o.status}"
             )
         level = f"{100 * v.cl:g}% CL"
+        flagged = _flagged_exclusions(v)
         if v.verdict == "excluded":
             lines.append(f"  verdict: EXCLUDED at {level} by {v.excluded_by}")
         elif v.verdict == "not excluded":
-            lines.append(f"  verdict: not excluded at {level}")
+            lines.append(
+                f"  verdict: not excluded at {level} by the trusted analyses"
+                if flagged
+                else f"  verdict: not excluded at {level}"
+            )
         else:
             lines.append("  verdict: UNDECIDED (no trusted result)")
+        if flagged and v.verdict != "excluded":
+            # a reader must not take "not excluded" for the last word when an unvalidated result says otherwise
+            lines.append(f"  but flagged results exclude it at {level}: {flagged} (not trusted: see the notes)")
         lines += [f"  note: {n}" for n in v.notes]
         lines.append("")
     return "\n".join(lines)
