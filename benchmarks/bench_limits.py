@@ -67,7 +67,9 @@ def regiona(n: int) -> tuple[Path, list[tuple[str, list]]]:
 
 def onelbb(n: int) -> tuple[Path, list[tuple[str, list]]]:
     analysis = _published("ATLAS-SUSY-2019-08")
-    files = sorted((ref.patch for ref in analysis.yield_references.points), key=lambda f: f.name)[:n]
+    # the published per-point patches: one declared source each (the bundle's patch_pattern names them)
+    patches = (src.path() for name, src in analysis.sources.items() if name.startswith("patch_"))
+    files = sorted(patches, key=lambda f: f.name)[:n]
     return (analysis.workspace("Wh").path,
             [(f.stem.removeprefix("patch_"), read_document(f)) for f in files])
 
