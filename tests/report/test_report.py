@@ -184,3 +184,22 @@ def test_missing_image_is_user_error_and_keeps_old_report(tmp_path: Path) -> Non
     assert err.value.path == str(missing)
     assert out.read_text(encoding="utf-8") == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_yield_check_section_of_an_unvalidated_workspace_says_reported_not_gated(tmp_path: Path) -> None:
+    import json
+
+    from recastflow.report.assemble import _yield_check_section
+
+    def row(point: str, within: bool, enough: bool = True) -> dict[str, Any]:
+        return {"point": point, "sr_total": 1.0, "sr_total_stat": 0.1, "sr_total_atlas": 1.0, "deviation": 0.0,
+                "rtol": 0.25, "gated": False, "passed": True, "note": "", "within": within, "enough_events": enough}
+
+    path = tmp_path / "G.json"
+    path.write_text(json.dumps([row("P1", True), row("P2", False), row("P3", True, enough=False)]))
+    section = _yield_check_section(path, None, None)
+    assert "reported, not gated" in section.text and "1 of 2 points" in section.text
+    assert [r["status"] for r in section.table] == ["info, within", "info, outside", "info"]
+    gated = [dict(row("P1", True), gated=True)]
+    path.write_text(json.dumps(gated))
+    assert "1 of 1 gated points agree" in _yield_check_section(path, None, None).text
