@@ -99,7 +99,8 @@ def main() -> int:
     print(f"observed reach in {x} along each {y} line (GeV), official: {official.origin}")
     print(header)
     print("-" * len(header))
-    ours = {s: reaches(contour(pts, x, y, "observed", alpha), y, x, lines) for s, pts in sets.items()}
+    observed = {s: contour(pts, x, y, "observed", alpha) for s, pts in sets.items()}  # once per set
+    ours = {s: reaches(c, y, x, lines) for s, c in observed.items()}
     for v in lines:
         cells = []
         for s in sets:
@@ -109,7 +110,7 @@ def main() -> int:
         off = "—" if theirs[v] is None else f"{theirs[v]:.0f}"
         print(f"{v:>16g} | {off:>8} | " + " | ".join(f"{c:>28}" for c in cells))
     for s, pts in sets.items():
-        c = contour(pts, x, y, "observed", alpha)
+        c = observed[s]
         sep = contour_separation(c, official.observed) if c else None
         diffs = [abs(ours[s][v] - theirs[v]) for v in lines if ours[s][v] is not None and theirs[v] is not None]
         out[s] = {
@@ -136,8 +137,8 @@ def main() -> int:
         fig, ax = plt.subplots(figsize=(8, 6))
         for line in official.observed.lines:
             ax.plot(line[:, 0], line[:, 1], "k-", lw=2.5, label="ATLAS observed (official)")
-        for (s, pts), colour in zip(sets.items(), ("C0", "C1", "C2", "C3", "C4")):
-            for line in contour(pts, x, y, "observed", alpha).lines:
+        for (s, c), colour in zip(observed.items(), ("C0", "C1", "C2", "C3", "C4")):
+            for line in c.lines:
                 ax.plot(line[:, 0], line[:, 1], "-", color=colour, label=f"ours observed: {s}")
         for p in combined:
             ax.plot(p["values"][x], p["values"][y], ".", color="#999", ms=3)

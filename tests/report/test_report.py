@@ -193,13 +193,14 @@ def test_yield_check_section_of_an_unvalidated_workspace_says_reported_not_gated
 
     def row(point: str, within: bool, enough: bool = True) -> dict[str, Any]:
         return {"point": point, "sr_total": 1.0, "sr_total_stat": 0.1, "sr_total_atlas": 1.0, "deviation": 0.0,
-                "rtol": 0.25, "gated": False, "passed": True, "note": "", "within": within, "enough_events": enough}
+                "rtol": 0.25, "gated": False, "passed": True, "note": "", "within": within, "enough_events": enough,
+                "result": ("in" if within else "out") if enough else "info"}
 
     path = tmp_path / "G.json"
     path.write_text(json.dumps([row("P1", True), row("P2", False), row("P3", True, enough=False)]))
     section = _yield_check_section(path, None, None)
     assert "reported, not gated" in section.text and "1 of 2 points" in section.text
     assert [r["status"] for r in section.table] == ["info, within", "info, outside", "info"]
-    gated = [dict(row("P1", True), gated=True)]
+    gated = [dict(row("P1", True), gated=True, result="pass")]
     path.write_text(json.dumps(gated))
     assert "1 of 1 gated points agree" in _yield_check_section(path, None, None).text

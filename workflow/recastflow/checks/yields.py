@@ -72,6 +72,15 @@ class YieldRow:
     within: bool = True
 
     @property
+    def result(self) -> str:
+        """``pass`` / ``FAIL`` (gated), ``in`` / ``out`` (reported, enough published events) or ``info``."""
+        if self.gated:
+            return "pass" if self.passed else "FAIL"
+        if self.enough_events:
+            return "in" if self.within else "out"
+        return "info"
+
+    @property
     def deviation(self) -> float | None:
         """Relative deviation of the signal-region total (None if ATLAS has none)."""
         return self.sr_total / self.sr_total_atlas - 1.0 if self.sr_total_atlas > 0 else None
@@ -279,16 +288,10 @@ def format_yield_table(rows: list[YieldRow], analysis: Analysis, refs: YieldRefe
     lines += [head, "-" * len(head)]
     for r in rows:
         dev = "—" if r.deviation is None else f"{r.deviation:+.1%}"
-        res = (
-            ("pass" if r.passed else "FAIL")
-            if r.gated
-            else ("in" if r.within else "out")
-            if r.enough_events
-            else "info"
-        )
+
         line = (
             f"{r.point:<22} {r.sr_total:>9.3f} {r.sr_total_stat:>7.3f} {r.sr_total_atlas:>9.3f} {dev:>8} {r.rtol:>6.0%}"
-            f" {r.allowed:>8.1%}  {res}"
+            f" {r.allowed:>8.1%}  {r.result}"
         )
         lines.append(line + (f"  ({r.note})" if r.note else ""))
     gated = [r for r in rows if r.gated]
@@ -332,7 +335,7 @@ def rows_to_json(rows: list[YieldRow]) -> list[dict[str, Any]]:
     """The comparison as JSON-ready records (``regions``: per-region totals, with ``ratio``)."""
     out = []
     for r in rows:
-        rec = dict(asdict(r), deviation=r.deviation)
+        rec = dict(asdict(r), deviation=r.deviation, result=r.result)
         rec["regions"] = [dict(asdict(g), ratio=g.ratio, ratio_stat=g.ratio_stat) for g in r.regions]
         if math.isinf(rec["sr_effective_events"]):
             rec["sr_effective_events"] = None  # no MC-stat uncertainty given: JSON has no infinity

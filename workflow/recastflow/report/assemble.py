@@ -118,6 +118,10 @@ def _fitplot_section(folder: Path) -> ReportSection:
     )
 
 
+#: the report's words for a yield-check row's ``result`` (recastflow.checks.yields.YieldRow.result)
+_YIELD_STATUS = {"pass": "trusted", "FAIL": "failed", "in": "info, within", "out": "info, outside", "info": "info"}
+
+
 def _yield_check_section(path: Path, plot: Path | None, summary: Path | None = None) -> ReportSection:
     rows: list[dict[str, Any]] = read_json(path)
     table = [
@@ -128,11 +132,7 @@ def _yield_check_section(path: Path, plot: Path | None, summary: Path | None = N
             "SR total (ATLAS)": r["sr_total_atlas"],
             "rel. deviation": r["deviation"],
             "rtol": r["rtol"],
-            "status": ("trusted" if r["passed"] else "failed")
-            if r["gated"]
-            else ("info, within" if r.get("within") else "info, outside")
-            if r.get("enough_events")
-            else "info",
+            "status": _YIELD_STATUS[r.get("result") or (("pass" if r["passed"] else "FAIL") if r["gated"] else "info")],
             "note": r["note"],
         }
         for r in rows

@@ -186,6 +186,11 @@ def grid_caveats(tables: Sequence[Path], signals_dir: Path, analyses_dir: Path) 
     return out
 
 
+def _more_sensitive(o: AnalysisOutcome, best: AnalysisOutcome | None) -> bool:
+    """Whether ``o`` has a smaller expected CLs than the deciding result ``best`` (True when there is none)."""
+    return best is None or (o.cls_exp is not None and best.cls_exp is not None and o.cls_exp < best.cls_exp)
+
+
 def _decide(name: str, values: dict[str, float], cl: float, outcomes: tuple[AnalysisOutcome, ...]) -> PointVerdict:
     alpha = 1.0 - cl
     trusted = [o for o in outcomes if o.status == "trusted" and o.cls_obs is not None and o.cls_exp is not None]
@@ -195,7 +200,7 @@ def _decide(name: str, values: dict[str, float], cl: float, outcomes: tuple[Anal
         if o.status == "failed":
             notes.append(f"{o.label}: failed ({'; '.join(o.issues) or 'no result'})")
         elif o.status != "trusted":
-            more = best is None or (o.cls_exp is not None and best.cls_exp is not None and o.cls_exp < best.cls_exp)
+            more = _more_sensitive(o, best)
             why = "; ".join(o.issues) or "not verified"
             notes.append(f"{o.label}: flagged, not used{' although more sensitive' if more else ''} ({why})")
     if best is None:
@@ -233,7 +238,7 @@ def _flagged_exclusions(v: PointVerdict) -> str:
     for o in v.outcomes:
         if o.status in ("trusted", "failed") or o.cls_obs is None or o.cls_obs >= alpha:
             continue
-        if best is None or best.cls_exp is None or (o.cls_exp is not None and o.cls_exp < best.cls_exp):
+        if _more_sensitive(o, best):
             out.append(f"{o.label} (CLs_obs {o.cls_obs:.3g})")
     return ", ".join(out)
 
