@@ -74,6 +74,16 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
         load_card(path)
 
 
+def test_track_count_without_its_eta_bound_names_the_field(tmp_path: Path) -> None:
+    doc = atlas_doc()
+    doc["jets"]["tracks"] = {"min_pt": 0.5}
+    path = write_json(tmp_path, doc)
+    with pytest.raises(RecastError) as err:
+        load_card(path)
+    msg = str(err.value)
+    assert str(path) in msg and "jets.tracks" in msg and "max_abs_eta" in msg
+
+
 def test_unknown_key_inside_binned_map(tmp_path: Path) -> None:
     doc = atlas_doc()
     doc["btag"]["efficiency"]["c"]["pt_bins"] = [1, 2]

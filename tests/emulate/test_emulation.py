@@ -168,6 +168,57 @@ def test_isolation_threshold(card: DetectorCard) -> None:
     assert [len(m) for m in build_truth_objects(events, card).muons] == [1, 0, 1]
 
 
+def _b_jet_with_muon() -> list[tuple]:
+    """A 100 GeV charged hadron with a non-isolated 20 GeV muon 0.1 away (a semileptonic b decay)."""
+    return [particle(211, 100.0, 0.5, 0.0, 0.14, 1), particle(13, 20.0, 0.6, 0.05, 0.106, -1),
+            particle(1000022, 150.0, 0.0, 2.5, 100.0)]
+
+
+def test_muons_are_jet_inputs_without_exclude_muons() -> None:
+    truth = build_truth_objects(make_events([_b_jet_with_muon()]), modified_card(**{"jets.exclude_muons": False}))
+    assert len(truth.muons[0]) == 0  # not isolated
+    assert truth.jets[0].pt[0] > 115.0  # hadron + muon
+    assert truth.met_muons[0].px == 0.0 and truth.met_muons[0].py == 0.0
+
+
+def test_excluded_muons_leave_the_jet_and_enter_met_at_full_momentum() -> None:
+    card = modified_card(**{"jets.exclude_muons": True})
+    parts = _b_jet_with_muon()
+    truth = build_truth_objects(make_events([parts]), card)
+    assert truth.jets[0].pt[0] == pytest.approx(100.0)
+    mu = parts[1]
+    assert (truth.met_muons[0].px, truth.met_muons[0].py) == pytest.approx((mu[2], mu[3]))
+    # unsmeared jet, soft term at half scale without noise: MET = -(jet + muon), the soft term is empty
+    changes: dict[str, Any] = {"jets.exclude_muons": True, "jets.resolution": PERFECT_RES,
+                               "met.soft_term": {"scale": 0.5, "resolution": 0.0}}
+    reco = emulate(make_events([parts]), modified_card(**changes), 1)
+    hadron = parts[0]
+    assert reco.met[0].pt == pytest.approx(np.hypot(hadron[2] + mu[2], hadron[3] + mu[3]), rel=1e-9)
+    # a muon below muons.min_pt is left to the soft term
+    soft = [parts[0], particle(13, 4.0, 0.6, 0.05, 0.106, -1)]
+    truth = build_truth_objects(make_events([soft]), card)
+    assert truth.met_muons[0].px == 0.0 and truth.jets[0].pt[0] == pytest.approx(100.0)
+
+
+def test_track_counts_are_the_charged_constituents_in_the_tracker() -> None:
+    tracks = {"min_pt": 0.5, "max_abs_eta": 2.5}
+    # jet 1 at eta 0: three charged pions above 0.5 GeV, one at 0.4 GeV, a photon and a K0L (neutral)
+    jet1 = [particle(211, 40.0, 0.0, 0.0, 0.14, 1), particle(-211, 10.0, 0.1, 0.05, 0.14, -1),
+            particle(211, 1.0, -0.1, 0.1, 0.14, 1), particle(-211, 0.4, 0.05, -0.1, 0.14, -1),
+            particle(22, 15.0, 0.0, -0.05), particle(130, 8.0, 0.1, -0.1, 0.5)]
+    # jet 2 at eta 2.6, beyond the tracker: its two charged pions do not count
+    jet2 = [particle(211, 30.0, 2.6, 2.0, 0.14, 1), particle(-211, 5.0, 2.65, 2.05, 0.14, -1)]
+    events = make_events([jet1 + jet2, jet1])
+    truth = build_truth_objects(events, modified_card(**{"jets.tracks": tracks}))
+    assert ak.to_list(truth.jets.ntracks) == [[3, 0], [3]]
+    reco = emulate(events, modified_card(**{"jets.tracks": tracks, "jets.resolution": PERFECT_RES}), 2)
+    assert ak.to_list(reco.jets.ntracks) == [[3, 0], [3]]
+    # without jets.tracks the jets carry no count
+    doc = copy.deepcopy(read_document(CARD))
+    del doc["jets"]["tracks"]
+    assert "ntracks" not in ak.fields(emulate(events, card_from_doc(doc), 2).jets)
+
+
 def test_flavour_labels(card: DetectorCard) -> None:
     jets = [particle(211, 60.0, 0.0, phi, 0.14, 1) for phi in (-2.5, -1.0, 0.5, 2.0, 3.0)]
     events = make_events([jets], bhadrons=[[(30.0, 0.1, 0.5), (3.0, 0.0, 3.0)]],
@@ -317,7 +368,9 @@ def test_met_from_smeared_objects_and_soft_term() -> None:
     # recompute: -(reco objects + 0.5 * (visible - truth of reco objects)); a reco object is
     # matched to its truth object by direction (smearing keeps eta and phi)
     for i in range(50):
-        mx, my = 0.5 * truth.met_truth.px[i], 0.5 * truth.met_truth.py[i]
+        # muons outside jets (jets.exclude_muons) count at full momentum: (0.5 - 1) p
+        mx = 0.5 * truth.met_truth.px[i] - 0.5 * truth.met_muons.px[i]
+        my = 0.5 * truth.met_truth.py[i] - 0.5 * truth.met_muons.py[i]
         for name in ("jets", "electrons", "muons", "photons"):
             for obj in reco[name][i]:
                 t = [o for o in truth[name][i] if o.eta == obj.eta and o.phi == obj.phi][0]
@@ -338,7 +391,8 @@ def test_output_conforms_to_the_reco_format(card: DetectorCard) -> None:
     reco = emulate(events, card, 5)
     assert reco.fields == ["weight", "weights", "jets", "electrons", "muons", "photons", "met", "truth"]
     expected = {
-        "jets": {"pt": "float64", "eta": "float64", "phi": "float64", "m": "float64", "btag": "bool", "flavour": "int8"},
+        "jets": {"pt": "float64", "eta": "float64", "phi": "float64", "m": "float64", "btag": "bool", "flavour": "int8",
+                 "ntracks": "int16"},
         "electrons": {"pt": "float64", "eta": "float64", "phi": "float64", "charge": "int8"},
         "muons": {"pt": "float64", "eta": "float64", "phi": "float64", "charge": "int8"},
         "photons": {"pt": "float64", "eta": "float64", "phi": "float64"},

@@ -133,6 +133,8 @@ def make_events(n: int, seed: int, max_objects: int, extreme: bool) -> dict[str,
                 columns[key] = rng.choice([-1.0, 1.0], total)
             elif key == "flavour":
                 columns[key] = rng.choice([0.0, 4.0, 5.0], total)
+            elif key == "ntracks":  # jets' track counts
+                columns[key] = rng.integers(0, 30, total).astype(np.float64)
             elif key == "prongs":  # hadronic taus
                 columns[key] = rng.choice([1.0, 3.0], total)
             elif key in ("loose", "medium", "tight"):  # tau identification working points

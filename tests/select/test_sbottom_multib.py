@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from recastflow.core.errors import RecastError
+from recastflow.core.events import RECO
 from recastflow.select.expressions import Scope, compile_expression
-from recastflow.select.selection import evaluate_expression, load_selection
+from recastflow.select.selection import evaluate_expression, load_selection, run_selection
 
 REPO = Path(__file__).resolve().parents[2]
 SELECTION = REPO / "config" / "analyses" / "ATLAS-SUSY-2018-31" / "selection.yaml"
@@ -117,3 +118,44 @@ def test_the_region_b_selection_loads_with_the_workspace_bins() -> None:
     # the RegionB workspace: SR_cuts one bin, CRtt_cuts declared unfilled (analysis.yaml, workspaces.RegionB)
     assert {r.name: r.n_bins for r in selection.regions} == {"SR_cuts": 1}
     assert list(selection.unfilled) == ["CRtt_cuts"]
+
+
+# -- the tau veto of SRA and SRB (jets with few tracks close to the MET) ------------------------------------------
+HEADER = {"format": RECO, "point": "p", "n_events": 4, "sum_weights": 4.0, "xsec_pb": 1.0, "xsec_source": "test",
+          "br_factor": 1.0}
+
+
+def sra_event(light_ntracks: int, light_phi: float = -1.4, light_eta: float = 0.0) -> dict[str, Any]:
+    """An event passing SRA-M (m_eff 1.53 TeV) except perhaps for its 100 GeV light jet, a tau candidate when it
+    has at most 4 tracks, |eta| < 2.5 and lies within pi/5 of the MET (at phi -1.6)."""
+
+    def jet(pt: float, phi: float, btag: bool, ntracks: int = 20, eta: float = 0.0) -> dict[str, Any]:
+        return {"pt": pt, "eta": eta, "phi": phi, "m": 0.0, "btag": btag, "flavour": 5 if btag else 0,
+                "ntracks": ntracks}
+
+    soft = {"pt": 1.0, "eta": 0.0, "phi": 0.0, "charge": 1}
+    jets = [jet(300, 0.0, True), jet(250, 3.0, True), jet(150, 1.0, True), jet(150, 1.7, True),
+            jet(100, light_phi, False, light_ntracks, light_eta), jet(80, 2.0, False)]
+    return {"weight": 1.0, "jets": jets, "electrons": [soft], "muons": [soft],
+            "photons": [{"pt": 1.0, "eta": 0.0, "phi": 0.0}], "met": {"pt": 500.0, "phi": -1.6}}
+
+
+def test_the_tau_veto_removes_jets_with_few_tracks_near_the_met() -> None:
+    selection = load_selection(SELECTION)
+    single = run_selection(ak.Array([sra_event(5)]), {**HEADER, "n_events": 1, "sum_weights": 1.0}, selection, 139.0)
+    one = float(sum(single.regions["SR_meff"].yields))
+    assert one > 0
+    # vetoed: 3 tracks within pi/5; kept: 5 tracks, 3 tracks but 0.8 from the MET, 2 tracks beyond the tracker
+    events = ak.Array([sra_event(3), sra_event(5), sra_event(3, light_phi=-0.8), sra_event(2, light_eta=2.6)])
+    result = run_selection(events, HEADER, selection, 139.0)
+    assert float(sum(result.regions["SR_meff"].yields)) == pytest.approx(3 * one / 4)
+    region_b = load_selection(SELECTION.with_name("selection_B.yaml"))
+    assert any(c.name == "tau_veto" for r in region_b.regions for c in r.cuts)
+
+
+def test_events_without_track_counts_say_which_card_makes_them() -> None:
+    events = ak.Array([sra_event(5)])
+    events = ak.with_field(events, events.jets[["pt", "eta", "phi", "m", "btag", "flavour"]], "jets")
+    with pytest.raises(RecastError) as err:
+        run_selection(events, {**HEADER, "n_events": 1, "sum_weights": 1.0}, load_selection(SELECTION), 139.0)
+    assert err.value.field == "jets.ntracks" and "jets.tracks" in str(err.value) and "\n" not in str(err.value)

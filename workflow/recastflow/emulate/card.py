@@ -396,6 +396,18 @@ class Jets:
     max_abs_eta: float
     resolution: Resolution
     efficiency: BinnedMap | None
+    #: muons are not jet inputs (calorimeter jets); see ``jets.exclude_muons`` in the detector schema
+    exclude_muons: bool = False
+    #: which constituents count as the jet's tracks (``ntracks``); None: jets carry no track count
+    tracks: TrackCount | None = None
+
+
+@dataclass(frozen=True)
+class TrackCount:
+    """The charged constituents of a jet that count as its tracks: pT above min_pt, |eta| below max_abs_eta."""
+
+    min_pt: float
+    max_abs_eta: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -479,6 +491,10 @@ def _jets(doc: dict[str, Any], source: str) -> Jets:
         float(doc["max_abs_eta"]),
         Resolution.from_doc(doc["resolution"], "jets.resolution", source),
         None if eff is None else BinnedMap.from_doc(eff, "jets.efficiency", source),
+        bool(doc.get("exclude_muons", False)),
+        None
+        if "tracks" not in doc
+        else TrackCount(float(doc["tracks"]["min_pt"]), float(doc["tracks"]["max_abs_eta"])),
     )
 
 

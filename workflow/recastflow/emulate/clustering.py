@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import awkward as ak
 import numpy as np
@@ -301,7 +302,7 @@ def _jet_definition(jets: Jets):  # -> fastjet.JetDefinition
 
 
 def cluster_jets(
-    momenta: dict[str, np.ndarray], counts: np.ndarray, jets: Jets
+    momenta: dict[str, np.ndarray], counts: np.ndarray, jets: Jets, tracks: np.ndarray | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Cluster the jets of all events in one fastjet call.
 
@@ -309,14 +310,18 @@ def cluster_jets(
         momenta: flat ``px, py, pz, e`` of the jet inputs.
         counts: inputs per event.
         jets: the card's jet settings (algorithm, radius, thresholds).
+        tracks: flat, per input: whether it counts as a track of the jet it ends up in; None for no
+            track counts.
 
     Returns:
-        Flat ``pt, eta, phi, m, px, py`` of the jets with truth pT above ``TRUTH_PT_FRACTION * min_pt``
-        and |eta| below ``max_abs_eta``, sorted by decreasing pT in each event, and jets per event.
+        Flat ``pt, eta, phi, m, px, py`` (and ``ntracks`` with ``tracks``) of the jets with truth pT above
+        ``TRUTH_PT_FRACTION * min_pt`` and |eta| below ``max_abs_eta``, sorted by decreasing pT in each
+        event, and jets per event.
     """
     import fastjet
 
-    empty = {k: np.zeros(0) for k in ("pt", "eta", "phi", "m", "px", "py")}
+    fields = ("pt", "eta", "phi", "m", "px", "py") + (() if tracks is None else ("ntracks",))
+    empty = {k: np.zeros(0, dtype=np.int16 if k == "ntracks" else np.float64) for k in fields}
     if len(counts) == 0:
         return empty, np.zeros(0, dtype=np.int64)
     inputs = jagged({"px": momenta["px"], "py": momenta["py"], "pz": momenta["pz"], "E": momenta["e"]}, counts)
@@ -328,12 +333,34 @@ def cluster_jets(
     pt, eta, phi = kinematics(px, py, pz)
     m = np.sqrt(np.maximum(e * e - px * px - py * py - pz * pz, 0.0))
     keep = np.abs(eta) < jets.max_abs_eta
+    cols = {"pt": pt, "eta": eta, "phi": phi, "m": m, "px": px, "py": py}
+    if tracks is not None:
+        cols["ntracks"] = _tracks_per_jet(sequence, counts, tracks, len(pt), TRUTH_PT_FRACTION * jets.min_pt)
     jet_counts = counts_after(keep, offsets_of(jet_counts))
-    cols = {"pt": pt[keep], "eta": eta[keep], "phi": phi[keep], "m": m[keep], "px": px[keep], "py": py[keep]}
+    cols = {k: v[keep] for k, v in cols.items()}
     order = pt_order(cols["pt"], jet_counts)
     if order is not None:
         cols = {k: v[order] for k, v in cols.items()}
     return cols, jet_counts
+
+
+def _tracks_per_jet(sequence: Any, counts: np.ndarray, tracks: np.ndarray, n_jets: int, min_pt: float) -> np.ndarray:
+    """Tracks among each jet's constituents (int16), in the order of ``inclusive_jets(min_pt)``.
+
+    Args:
+        sequence: the fastjet cluster sequence of all events.
+        counts: inputs per event.
+        tracks: flat, per input: counts as a track.
+        n_jets: jets found above min_pt (all events).
+        min_pt: the threshold ``inclusive_jets`` was called with.
+    """
+    index = sequence.constituent_index(min_pt)  # events * jets * (input index within its event)
+    per_jet = ak.to_numpy(ak.flatten(ak.num(index, axis=2))).astype(np.int64)
+    per_event = ak.to_numpy(ak.sum(ak.num(index, axis=2), axis=1)).astype(np.int64)
+    local = ak.to_numpy(ak.flatten(index, axis=None)).astype(np.int64)
+    flat = local + np.repeat(offsets_of(counts)[:-1], per_event)
+    owner = np.repeat(np.arange(n_jets), per_jet)
+    return np.bincount(owner, weights=tracks[flat], minlength=n_jets).astype(np.int16)
 
 
 def _hadrons(truth: ak.Array, name: str, min_pt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -395,7 +422,9 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
         ``electrons``/``muons`` var*{pt, eta, phi, px, py, charge: int8}, ``photons``
         var*{pt, eta, phi, px, py} (each sorted by decreasing pT; px, py spare the response
         step trigonometry for MET) and ``met_truth`` {px, py}: minus the vector sum of all
-        visible particles.
+        visible particles; ``met_muons`` {px, py}: the summed momentum of the muons that are neither
+        isolated muons nor jet inputs (non-zero only with ``jets.exclude_muons``), which missing pT
+        counts at full momentum instead of through the soft term.
     """
     _check_columns(events)
     cols, counts = flat_fields(ak.to_packed(events.particles), _PARTICLE_FIELDS, dtype=None)
@@ -418,8 +447,23 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
     jet_in = (
         visible & (np.abs(eta) < CALORIMETER_ABS_ETA) & ~(chosen["electrons"] | chosen["muons"] | chosen["photons"])
     )
+    # muons measured outside the jets: the non-isolated ones the spectrometer sees (card.jets.exclude_muons)
+    spectrometer = np.zeros(len(pid), dtype=bool)
+    if card.jets.exclude_muons:
+        is_muon = np.abs(pid) == _PDG["muons"]
+        jet_in &= ~is_muon
+        spectrometer = is_muon & ~chosen["muons"] & (pt >= card.muons.min_pt) & (np.abs(eta) < card.muons.max_abs_eta)
+    tracks = None
+    if card.jets.tracks is not None:
+        # charged constituents the tracker sees: the jet's track count (card.jets.tracks)
+        t = card.jets.tracks
+        charged = (np.abs(cols["charge"]) > 0) & (pt > t.min_pt) & (np.abs(eta) < t.max_abs_eta)
+        tracks = charged[jet_in]
     jets, jet_counts = cluster_jets(
-        {"px": px[jet_in], "py": py[jet_in], "pz": pz[jet_in], "e": e[jet_in]}, counts_after(jet_in, offsets), card.jets
+        {"px": px[jet_in], "py": py[jet_in], "pz": pz[jet_in], "e": e[jet_in]},
+        counts_after(jet_in, offsets),
+        card.jets,
+        tracks,
     )
     jets["flavour"] = label_flavour(
         jets["eta"], jets["phi"], jet_counts, events.truth, card.btag.truth_dr, card.btag.hadron_min_pt
@@ -431,6 +475,12 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
             "py": -sum_per_event(np.where(visible, py, 0.0), offsets),
         }
     )
+    muons_out = ak.zip(
+        {
+            "px": sum_per_event(np.where(spectrometer, px, 0.0), offsets),
+            "py": sum_per_event(np.where(spectrometer, py, 0.0), offsets),
+        }
+    )
     return ak.zip(
         {
             "jets": out["jets"],
@@ -438,6 +488,7 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
             "muons": out["muons"],
             "photons": out["photons"],
             "met_truth": met,
+            "met_muons": muons_out,
         },
         depth_limit=1,
     )

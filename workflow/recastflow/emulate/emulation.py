@@ -48,7 +48,11 @@ _TRUTH_FIELDS = {
     "photons": ("pt", "eta", "phi", "px", "py"),
 }
 
-#: Output columns and dtypes, per collection (recastflow-reco/1).
+#: Integer truth columns; the others are float64.
+_TRUTH_DTYPES: dict[str, type[np.generic]] = {"charge": np.int8, "flavour": np.int8, "ntracks": np.int16}
+
+#: Output columns and dtypes, per collection (recastflow-reco/1); jets also get ``ntracks`` (int16) when the
+#: card has ``jets.tracks``.
 _RECO_FIELDS: dict[str, dict[str, type[np.generic]]] = {
     "jets": {
         "pt": np.float64,
@@ -64,7 +68,7 @@ _RECO_FIELDS: dict[str, dict[str, type[np.generic]]] = {
 }
 
 #: Output columns copied from the truth object (through the index of the kept objects).
-_COPIED = ("eta", "phi", "m", "flavour", "charge")
+_COPIED = ("eta", "phi", "m", "flavour", "charge", "ntracks")
 
 #: The random streams of the response, one per kind of draw, in the order they are spawned.
 _STREAMS = (
@@ -318,6 +322,8 @@ def _flat_truth(truth_objects: ak.Array) -> dict[str, tuple[dict[str, np.ndarray
     """
     out = {}
     for name, fields in _TRUTH_FIELDS.items():
+        if name == "jets" and "ntracks" in ak.fields(truth_objects[name]):
+            fields = (*fields, "ntracks")  # with the card's jets.tracks
         layout = truth_objects[name].layout
         if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.RecordArray):
             offsets = np.asarray(layout.offsets).astype(np.int64, copy=False)
@@ -328,7 +334,7 @@ def _flat_truth(truth_objects: ak.Array) -> dict[str, tuple[dict[str, np.ndarray
         else:
             cols, counts = flat_fields(truth_objects[name], fields, dtype=None)
             offsets = offsets_of(counts)
-        cols = {f: v.astype(np.int8 if f in ("charge", "flavour") else np.float64, copy=False) for f, v in cols.items()}
+        cols = {f: v.astype(_TRUTH_DTYPES.get(f, np.float64), copy=False) for f, v in cols.items()}
         out[name] = (cols, offsets)
     return out
 
@@ -358,11 +364,18 @@ def respond(truth_objects: ak.Array, card: DetectorCard, rng: np.random.Generato
     # all visible = -met_truth; the per-object terms hold (reco - soft * truth) p
     met_x = np.multiply(ak.to_numpy(truth_objects["met_truth", "px"]), soft, dtype=np.float64)
     met_y = np.multiply(ak.to_numpy(truth_objects["met_truth", "py"]), soft, dtype=np.float64)
+    if "met_muons" in truth_objects.fields:
+        # muons outside jets and not reconstructed as isolated muons: measured at full momentum, (soft - 1) p
+        met_x += (soft - 1.0) * ak.to_numpy(truth_objects["met_muons", "px"])
+        met_y += (soft - 1.0) * ak.to_numpy(truth_objects["met_muons", "py"])
     result = {}
     scratch = Scratch()
     for name, (cols, offsets) in _flat_truth(truth_objects).items():
         # room for every truth object; the blocks fill it in turn (no final concatenation)
-        out = {k: np.empty(int(offsets[-1]), dtype=dt) for k, dt in _RECO_FIELDS[name].items()}
+        fields = dict(_RECO_FIELDS[name])
+        if "ntracks" in cols:
+            fields["ntracks"] = np.int16
+        out = {k: np.empty(int(offsets[-1]), dtype=dt) for k, dt in fields.items()}
         reco_offsets = np.zeros(n + 1, dtype=np.int64)
         size = 0
         for e0, e1 in _blocks(offsets):

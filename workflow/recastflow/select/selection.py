@@ -113,7 +113,8 @@ if TYPE_CHECKING:
 
 #: Reco collections and the type of each field (NUM or BOOL).
 RECO_COLLECTIONS: dict[str, dict[str, str]] = {
-    "jets": {"pt": NUM, "eta": NUM, "phi": NUM, "m": NUM, "btag": BOOL, "flavour": NUM},
+    # ntracks: only from cards with jets.tracks
+    "jets": {"pt": NUM, "eta": NUM, "phi": NUM, "m": NUM, "btag": BOOL, "flavour": NUM, "ntracks": NUM},
     "electrons": {"pt": NUM, "eta": NUM, "phi": NUM, "charge": NUM, "m": NUM},
     "muons": {"pt": NUM, "eta": NUM, "phi": NUM, "charge": NUM, "m": NUM},
     "photons": {"pt": NUM, "eta": NUM, "phi": NUM, "m": NUM},
@@ -149,6 +150,7 @@ OPTIONAL_INPUTS = {
     "taus": "a detector card that has a 'taus' section",
     "triggers": "a detector card that has a 'taus' section",
     "met.significance": "a detector card that has a 'met_significance' section",
+    "jets.ntracks": "a detector card that has a 'jets.tracks' section",
 }
 
 
@@ -828,7 +830,8 @@ class _Input:
             column = self.column(name)
             if key not in column.fields:
                 raise RecastError(
-                    f"the {name!r} collection has no field {key!r} (fields: {', '.join(column.fields)})",
+                    f"the {name!r} collection has no field {key!r} (fields: {', '.join(column.fields)})"
+                    + _origin(f"{name}.{key}"),
                     field=f"{name}.{key}",
                 )
             values = None
