@@ -252,3 +252,17 @@ def test_a_workspace_reference_region_of_another_workspace_is_one_line_error(tmp
     with pytest.raises(RecastError, match="'SR_meff' is not a region of this workspace") as exc:
         load_analysis("ATLAS-SUSY-2018-31", tmp_path)
     assert exc.value.field == "workspaces.RegionB.yield_references.signal_regions" and "\n" not in str(exc.value)
+
+
+def test_a_check_without_comparable_points_says_nothing_is_gated(bundle, tmp_path):
+    from dataclasses import replace
+
+    analysis, grid, bkg = bundle
+    ws = analysis.workspace("Wh")
+    refs = replace(analysis.yield_references, min_events=1e6)  # no published point reaches it
+    ref = refs.for_values(grid.point("TChiWH_700_0").values)
+    files = {"TChiWH_700_0": write_yields(tmp_path / "p", published_yields(ref.patch, bkg, ws, analysis), 1.0)}
+    rows = compare_yields(grid, replace(analysis, yield_references=refs), files, bkg)
+    assert rows and not any(r.gated or r.enough_events for r in rows)
+    text = format_yield_table(rows, analysis, refs)
+    assert "yield check: nothing to gate (no point has 1e+06 or more published signal-region events)" in text

@@ -295,8 +295,12 @@ def format_yield_table(rows: list[YieldRow], analysis: Analysis, refs: YieldRefe
         )
         lines.append(line + (f"  ({r.note})" if r.note else ""))
     gated = [r for r in rows if r.gated]
-    if gated or not any(r.enough_events for r in rows):
+    if gated:
         lines.append(f"yield check: {sum(r.passed for r in gated)} of {len(gated)} gated points within tolerance")
+    elif not any(r.enough_events for r in rows):
+        lines.append(
+            f"yield check: nothing to gate (no point has {refs.min_events:g} or more published signal-region events)"
+        )
     else:  # points with enough events, none gated: the workspace is marked unvalidated
         lines.append("yield check: reported, not gated (the workspace is marked unvalidated)")
     lines.append("(allowed: |rel.dev| <= rtol + 2 x our MC-statistical uncertainty of the total, relative to ATLAS's;")
