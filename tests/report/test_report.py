@@ -203,4 +203,7 @@ def test_yield_check_section_of_an_unvalidated_workspace_says_reported_not_gated
     assert [r["status"] for r in section.table] == ["info, within", "info, outside", "info"]
     gated = [dict(row("P1", True), gated=True, result="pass")]
     path.write_text(json.dumps(gated))
-    assert "1 of 1 gated points agree" in _yield_check_section(path, None, None).text
+    assert "1 of 1 gated points within tolerance" in _yield_check_section(path, None, None).text
+    # the same words as the check's own table (recastflow.checks.yields.check_outcome)
+    path.write_text(json.dumps([row("P3", True, enough=False)]))
+    assert "nothing to gate" in _yield_check_section(path, None, None).text

@@ -10,6 +10,7 @@ uncertainty); a point whose sample is too small for that tolerance is flagged wi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,15 +295,7 @@ def format_yield_table(rows: list[YieldRow], analysis: Analysis, refs: YieldRefe
             f" {r.allowed:>8.1%}  {r.result}"
         )
         lines.append(line + (f"  ({r.note})" if r.note else ""))
-    gated = [r for r in rows if r.gated]
-    if gated:
-        lines.append(f"yield check: {sum(r.passed for r in gated)} of {len(gated)} gated points within tolerance")
-    elif not any(r.enough_events for r in rows):
-        lines.append(
-            f"yield check: nothing to gate (no point has {refs.min_events:g} or more published signal-region events)"
-        )
-    else:  # points with enough events, none gated: the workspace is marked unvalidated
-        lines.append("yield check: reported, not gated (the workspace is marked unvalidated)")
+    lines.append(f"yield check: {check_outcome([r.result for r in rows], refs.min_events)}")
     lines.append("(allowed: |rel.dev| <= rtol + 2 x our MC-statistical uncertainty of the total, relative to ATLAS's;")
     lines.append(" in / out: the same test on a point that is reported, not gated)")
     lines.append(format_fidelity(fidelity(rows), refs))
@@ -333,6 +326,30 @@ def format_yield_table(rows: list[YieldRow], analysis: Analysis, refs: YieldRefe
             )
             lines.append(f"    {region:<13} {cells}")
     return "\n".join(lines)
+
+
+def check_outcome(results: Sequence[str], min_events: float | None = None) -> str:
+    """What a yield check decided, in words (the table's ``yield check:`` line and the report's text).
+
+    Args:
+        results: each point's :attr:`YieldRow.result` (``pass``, ``FAIL``, ``in``, ``out``, ``info``).
+        min_events: the references' ``min_events``, named when no point reaches it.
+
+    Returns:
+        "N of M gated points within tolerance", "reported, not gated (...)" for a workspace marked unvalidated,
+        or "nothing to gate (...)" when no point has enough published events.
+    """
+    gated = [r for r in results if r in ("pass", "FAIL")]
+    counted = [r for r in results if r in ("in", "out")]
+    if gated:
+        return f"{gated.count('pass')} of {len(gated)} gated points within tolerance"
+    if counted:
+        return (
+            f"reported, not gated (the workspace is marked unvalidated): {counted.count('in')} of {len(counted)} "
+            "points with enough published events within tolerance"
+        )
+    enough = "enough" if min_events is None else f"{min_events:g} or more"
+    return f"nothing to gate (no point has {enough} published signal-region events)"
 
 
 def rows_to_json(rows: list[YieldRow]) -> list[dict[str, Any]]:

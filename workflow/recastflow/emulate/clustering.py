@@ -422,9 +422,9 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
         ``electrons``/``muons`` var*{pt, eta, phi, px, py, charge: int8}, ``photons``
         var*{pt, eta, phi, px, py} (each sorted by decreasing pT; px, py spare the response
         step trigonometry for MET) and ``met_truth`` {px, py}: minus the vector sum of all
-        visible particles; ``met_muons`` {px, py}: the summed momentum of the muons that are neither
-        isolated muons nor jet inputs (non-zero only with ``jets.exclude_muons``), which missing pT
-        counts at full momentum instead of through the soft term.
+        visible particles; with ``jets.exclude_muons``, ``met_muons`` {px, py}: the summed momentum of
+        the muons that are neither isolated muons nor jet inputs, which missing pT counts at full
+        momentum instead of through the soft term.
     """
     _check_columns(events)
     cols, counts = flat_fields(ak.to_packed(events.particles), _PARTICLE_FIELDS, dtype=None)
@@ -448,7 +448,7 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
         visible & (np.abs(eta) < CALORIMETER_ABS_ETA) & ~(chosen["electrons"] | chosen["muons"] | chosen["photons"])
     )
     # muons measured outside the jets: the non-isolated ones the spectrometer sees (card.jets.exclude_muons)
-    spectrometer = np.zeros(len(pid), dtype=bool)
+    spectrometer = None
     if card.jets.exclude_muons:
         is_muon = np.abs(pid) == _PDG["muons"]
         jet_in &= ~is_muon
@@ -475,20 +475,18 @@ def build_truth_objects(events: ak.Array, card: DetectorCard) -> ak.Array:
             "py": -sum_per_event(np.where(visible, py, 0.0), offsets),
         }
     )
-    muons_out = ak.zip(
-        {
-            "px": sum_per_event(np.where(spectrometer, px, 0.0), offsets),
-            "py": sum_per_event(np.where(spectrometer, py, 0.0), offsets),
-        }
-    )
-    return ak.zip(
-        {
-            "jets": out["jets"],
-            "electrons": out["electrons"],
-            "muons": out["muons"],
-            "photons": out["photons"],
-            "met_truth": met,
-            "met_muons": muons_out,
-        },
-        depth_limit=1,
-    )
+    fields = {
+        "jets": out["jets"],
+        "electrons": out["electrons"],
+        "muons": out["muons"],
+        "photons": out["photons"],
+        "met_truth": met,
+    }
+    if spectrometer is not None:
+        fields["met_muons"] = ak.zip(
+            {
+                "px": sum_per_event(np.where(spectrometer, px, 0.0), offsets),
+                "py": sum_per_event(np.where(spectrometer, py, 0.0), offsets),
+            }
+        )
+    return ak.zip(fields, depth_limit=1)

@@ -123,7 +123,11 @@ _YIELD_STATUS = {"pass": "trusted", "FAIL": "failed", "in": "info, within", "out
 
 
 def _yield_check_section(path: Path, plot: Path | None, summary: Path | None = None) -> ReportSection:
+    from recastflow.checks.yields import check_outcome
+
     rows: list[dict[str, Any]] = read_json(path)
+    # tables written before rows carried their result: gated pass/FAIL, else info
+    results = [r.get("result") or (("pass" if r["passed"] else "FAIL") if r["gated"] else "info") for r in rows]
     table = [
         {
             "point": r["point"],
@@ -132,24 +136,15 @@ def _yield_check_section(path: Path, plot: Path | None, summary: Path | None = N
             "SR total (ATLAS)": r["sr_total_atlas"],
             "rel. deviation": r["deviation"],
             "rtol": r["rtol"],
-            "status": _YIELD_STATUS[r.get("result") or (("pass" if r["passed"] else "FAIL") if r["gated"] else "info")],
+            "status": _YIELD_STATUS[result],
             "note": r["note"],
         }
-        for r in rows
+        for r, result in zip(rows, results, strict=True)
     ]
-    gated = [r for r in rows if r["gated"]]
-    counted = [r for r in rows if r.get("enough_events")]
-    if gated or not counted:
-        result = f"{sum(r['passed'] for r in gated)} of {len(gated)} gated points agree within tolerance"
-    else:  # the workspace is marked unvalidated: its points are reported, not gated
-        result = (
-            f"reported, not gated (the workspace is marked unvalidated): {sum(bool(r.get('within')) for r in counted)}"
-            f" of {len(counted)} points with enough published events agree within tolerance"
-        )
     text = (
         f"Signal yields from the front end (generation, detector emulation, selection) against ATLAS's own "
-        f"signal patches: {result} in the total over the signal-region bins. The plots show the ratio over the "
-        "plane and compare every bin."
+        f"signal patches: {check_outcome(results)} in the total over the signal-region bins. The plots show the "
+        "ratio over the plane and compare every bin."
     )
     images = [(summary, f"Ours / ATLAS over the plane and the deviations, {path.stem}")] if summary is not None else []
     images += [(plot, f"Signal yields per bin, {path.stem}")] if plot is not None else []
