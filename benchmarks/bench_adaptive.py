@@ -13,6 +13,8 @@ in both):
 
 The accuracy criterion: the adaptive observed and expected contours within ``--criterion`` GeV of the dense
 scan's everywhere along them (symmetric Hausdorff distance, :func:`recastflow.report.contours.contour_separation`).
+The dense contour has MC noise of its own: ``dense_self_noise.py`` measures how far two dense scans with other
+random numbers would be apart (about the criterion's width on the default plane).
 CPU time is the sum of Snakemake's per-job ``cpu_time`` (benchmark files), split by stage, with the number of
 jobs per stage; the two runs go one after the other on the same machine. Snakemake samples ``cpu_time`` and
 undercounts short jobs (a 2,000-event generation job: 5.5 s against 9.5 s user + sys from ``time``), so the

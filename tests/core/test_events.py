@@ -59,6 +59,15 @@ def test_merge_adds_counts_and_needs_every_chunk(tmp_path):
         merge_events([tmp_path / "c0.parquet", tmp_path / "c2.parquet"])
 
 
+def test_merge_of_a_subset_takes_any_distinct_chunks(tmp_path):
+    for i in range(3):
+        write_events(tmp_path / f"c{i}.parquet", events(i), header(chunk={"index": i, "count": 3}, seed=i))
+    arr, h = merge_events([tmp_path / "c2.parquet", tmp_path / "c0.parquet"], subset=True)
+    assert len(arr) == 4 and h["n_events"] == 4 and h["seeds"] == [0, 2] and h["chunk"]["merged"] == 2
+    with pytest.raises(RecastError, match=r"chunks \[0, 0\] given, expected distinct chunks of 0\.\.2"):
+        merge_events([tmp_path / "c0.parquet", tmp_path / "c0.parquet"], subset=True)
+
+
 def test_merge_refuses_chunks_of_different_samples(tmp_path):
     write_events(tmp_path / "a.parquet", events(), header(chunk={"index": 0, "count": 2}))
     write_events(tmp_path / "b.parquet", events(), header(chunk={"index": 1, "count": 2}, xsec_pb=0.7))

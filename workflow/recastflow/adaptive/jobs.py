@@ -253,6 +253,7 @@ def decide_point(
     *,
     settings: Any,
     log: Log,
+    subset: bool = False,
 ) -> dict[str, Any]:
     """Select a point's chunks so far, compute CLs as selected and scaled, apply the stopping rule, write it.
 
@@ -263,6 +264,8 @@ def decide_point(
         output: the decision file (``recastflow-adaptive-decision/1``).
         settings: the run's :class:`recastflow.stats.points.LimitSettings`.
         log: where progress lines go.
+        subset: ``reco`` may be any distinct chunks of the point (``benchmarks/dense_self_noise.py``: CLs from
+            disjoint parts of a dense scan's events), not only the first ones.
 
     Returns:
         The decision document.
@@ -276,7 +279,7 @@ def decide_point(
     t0 = time.perf_counter()
     scan_point = parse_point(run.scan, point)
     analysis = run.analysis
-    events, header = merge_events(list(reco), (RECO,), prefix=True)
+    events, header = merge_events(list(reco), (RECO,), prefix=True, subset=subset)
     selection = analysis.selection_for(run.workspace, source=run.scan.path)
     result = run_selection(events, header, load_selection(selection), analysis.luminosity_ifb)
     yields = result.yields_doc(point)

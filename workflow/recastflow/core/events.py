@@ -154,7 +154,7 @@ def read_events(path: Path, formats: tuple[str, ...] = FORMATS) -> tuple[ak.Arra
 
 
 def merge_events(
-    paths: list[Path], formats: tuple[str, ...] = FORMATS, *, prefix: bool = False
+    paths: list[Path], formats: tuple[str, ...] = FORMATS, *, prefix: bool = False, subset: bool = False
 ) -> tuple[ak.Array, dict[str, Any]]:
     """Concatenate the chunks of one point into one array with a combined header.
 
@@ -165,6 +165,11 @@ def merge_events(
         paths: chunk files, in any order.
         formats: formats the caller accepts.
         prefix: accept the first chunks ``0..k`` of the ``count`` (an adaptive scan's point so far).
+        subset: accept any distinct chunks of the ``count`` (a statistical study on disjoint parts of a
+            point's events); yields normalise by the events given, so any subset is an estimate of the whole.
+
+    Raises:
+        RecastError: chunks of different points or settings, repeated chunks, or missing chunks.
     """
     if not paths:
         raise RecastError("no event files to merge")
@@ -184,11 +189,16 @@ def merge_events(
                 )
     count = (first.get("chunk") or {}).get("count", 1)
     indices = sorted((h.get("chunk") or {}).get("index", 0) for _, h in parts)
-    if prefix and len(indices) <= count:
+    if subset and len(set(indices)) == len(indices) and all(0 <= i < count for i in indices):
         count = len(indices)
-    if indices != list(range(count)):
-        expected = f"0..{count - 1}" + (" (the first chunks)" if prefix else "")
-        raise RecastError(f"chunks {indices} given, expected all of {expected}", path=str(paths[0]), field="chunk")
+    else:
+        if prefix and len(indices) <= count:
+            count = len(indices)
+        if indices != list(range(count)):
+            expected = f"all of 0..{count - 1}" + (" (the first chunks)" if prefix else "")
+            if subset:
+                expected = f"distinct chunks of 0..{count - 1}"
+            raise RecastError(f"chunks {indices} given, expected {expected}", path=str(paths[0]), field="chunk")
     header = dict(first)
     header["n_events"] = sum(h["n_events"] for _, h in parts)
     header["sum_weights"] = sum(h["sum_weights"] for _, h in parts)
