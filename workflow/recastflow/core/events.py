@@ -187,7 +187,7 @@ def merge_events(
                     path=str(p),
                     field=key,
                 )
-    count = (first.get("chunk") or {}).get("count", 1)
+    count = total = (first.get("chunk") or {}).get("count", 1)
     indices = sorted((h.get("chunk") or {}).get("index", 0) for _, h in parts)
     if subset and len(set(indices)) == len(indices) and all(0 <= i < count for i in indices):
         count = len(indices)
@@ -197,7 +197,7 @@ def merge_events(
         if indices != list(range(count)):
             expected = f"all of 0..{count - 1}" + (" (the first chunks)" if prefix else "")
             if subset:
-                expected = f"distinct chunks of 0..{count - 1}"
+                expected = f"distinct chunks of 0..{total - 1}"
             raise RecastError(f"chunks {indices} given, expected {expected}", path=str(paths[0]), field="chunk")
     header = dict(first)
     header["n_events"] = sum(h["n_events"] for _, h in parts)
