@@ -279,7 +279,7 @@ def decide_point(
     t0 = time.perf_counter()
     scan_point = parse_point(run.scan, point)
     analysis = run.analysis
-    events, header = merge_events(list(reco), (RECO,), prefix=True, subset=subset)
+    events, header = merge_events(list(reco), (RECO,), prefix=not subset, subset=subset)
     selection = analysis.selection_for(run.workspace, source=run.scan.path)
     result = run_selection(events, header, load_selection(selection), analysis.luminosity_ifb)
     yields = result.yields_doc(point)

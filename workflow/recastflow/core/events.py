@@ -165,8 +165,8 @@ def merge_events(
         paths: chunk files, in any order.
         formats: formats the caller accepts.
         prefix: accept the first chunks ``0..k`` of the ``count`` (an adaptive scan's point so far).
-        subset: accept any distinct chunks of the ``count`` (a statistical study on disjoint parts of a
-            point's events); yields normalise by the events given, so any subset is an estimate of the whole.
+        subset: accept any distinct chunks of the ``count`` instead (a statistical study on disjoint parts of
+            a point's events); yields normalise by the events given, so any subset is an estimate of the whole.
 
     Raises:
         RecastError: chunks of different points or settings, repeated chunks, or missing chunks.
@@ -187,18 +187,20 @@ def merge_events(
                     path=str(p),
                     field=key,
                 )
-    count = total = (first.get("chunk") or {}).get("count", 1)
+    count = (first.get("chunk") or {}).get("count", 1)
     indices = sorted((h.get("chunk") or {}).get("index", 0) for _, h in parts)
-    if subset and len(set(indices)) == len(indices) and all(0 <= i < count for i in indices):
+    if subset:
+        if len(set(indices)) != len(indices) or not all(0 <= i < count for i in indices):
+            raise RecastError(
+                f"chunks {indices} given, expected distinct chunks of 0..{count - 1}", path=str(paths[0]), field="chunk"
+            )
         count = len(indices)
     else:
         if prefix and len(indices) <= count:
             count = len(indices)
         if indices != list(range(count)):
-            expected = f"all of 0..{count - 1}" + (" (the first chunks)" if prefix else "")
-            if subset:
-                expected = f"distinct chunks of 0..{total - 1}"
-            raise RecastError(f"chunks {indices} given, expected {expected}", path=str(paths[0]), field="chunk")
+            expected = f"0..{count - 1}" + (" (the first chunks)" if prefix else "")
+            raise RecastError(f"chunks {indices} given, expected all of {expected}", path=str(paths[0]), field="chunk")
     header = dict(first)
     header["n_events"] = sum(h["n_events"] for _, h in parts)
     header["sum_weights"] = sum(h["sum_weights"] for _, h in parts)
