@@ -18,9 +18,11 @@ import pytest
 
 from recastflow.core.errors import RecastError
 from recastflow.core.events import EVENTS, RECO, read_events
+from recastflow.generate.delphes import jet_track_counts
 from recastflow.generate.handoff import handoff, load_manifest
 from recastflow.generate.hepmc import particle_charges
 from recastflow.generate.lhe import align_showered, read_lhe
+from recastflow.select.selection import load_selection, run_selection
 
 _spec = importlib.util.spec_from_file_location(
     "handoff_fixtures", Path(__file__).parent.parent / "data" / "handoff" / "make_fixtures.py")
@@ -355,6 +357,43 @@ def test_delphes_round_trip(tmp_path: Path) -> None:
     assert events.electrons.charge[0, 0] == -1 and events.met.pt[2] == 52.0
     assert ak.to_list(events.weight) == [0.5, 0.75, 1.0, 1.25]
     assert set(ak.to_list(events.truth.mode)) == {"unknown"}
+
+
+def test_delphes_jets_count_their_tracks(tmp_path: Path) -> None:
+    # a Track branch gives the jets ntracks, so selections with ATLAS's tau veto (ATLAS-SUSY-2018-31) run on Delphes
+    fx.write_delphes(tmp_path / "d.root", 4, tracks=True)
+    handoff(delphes_manifest(tmp_path), tmp_path / "o.parquet", progress=False)
+    events, header = read_events(tmp_path / "o.parquet", (RECO,))
+    assert str(events.jets.type.content.content) == (
+        "{pt: float64, eta: float64, phi: float64, m: float64, btag: bool, flavour: int8, ntracks: int16}")
+    assert ak.to_list(events.jets.ntracks) == [[1, 2]] * 4  # the 80 GeV jet first: one track; the 40 GeV jet two
+    bundle = Path(__file__).parents[2] / "config" / "analyses" / "ATLAS-SUSY-2018-31"
+    for name in ("selection.yaml", "selection_B.yaml"):  # they read jets.ntracks; without it they stop
+        run_selection(events, header, load_selection(bundle / name), 139.0)
+    without = ak.with_field(events, events.jets[["pt", "eta", "phi", "m", "btag", "flavour"]], "jets")
+    with pytest.raises(RecastError, match="Delphes files: their Track branch"):
+        run_selection(without, header, load_selection(bundle / "selection.yaml"), 139.0)
+    fx.write_delphes(tmp_path / "d.root", 4, tracks=True, omit=("Track.Phi",))
+    expect_error(delphes_manifest(tmp_path), tmp_path / "x.parquet", "Delphes/Track.Phi",
+                 "has Track.PT, Track.Eta but lacks Track.Phi")
+
+
+def test_each_track_goes_to_its_nearest_jet_within_the_jet_radius() -> None:
+    jet_eta = ak.Array([[0.0, 0.0, 1.0], [], [0.0]])
+    jet_phi = ak.Array([[0.0, 0.5, 3.1], [], [0.0]])
+    # event 0: (0, 0.3) is 0.3 from jet 0 and 0.2 from jet 1: jet 1 only; (1.0, -3.1) is 0.083 from jet 2 across
+    # phi = pi; (0, -0.41) is outside every jet; (0.1, 0.05) is in jet 0. Event 1 has tracks but no jets.
+    # event 2: 0.5 GeV is not above the threshold; |eta| = 2.5 is not inside the tracker.
+    track_eta = ak.Array([[0.0, 1.0, 0.0, 0.1], [0.0], [0.0, 0.1, 0.2]])
+    track_phi = ak.Array([[0.3, -3.1, -0.41, 0.05], [0.0], [0.0, 0.0, 0.1]])
+    track_pt = ak.Array([[1.0, 1.0, 1.0, 1.0], [9.0], [0.5, 0.51, 0.6]])
+    counts = jet_track_counts(jet_eta, jet_phi, track_pt, track_eta, track_phi)
+    assert ak.to_list(counts) == [[1, 1, 1], [], [2]]
+    track_eta = ak.Array([[0.0, 1.0, 0.0, 0.1], [0.0], [0.0, 2.5, 0.2]])
+    assert ak.to_list(jet_track_counts(jet_eta, jet_phi, track_pt, track_eta, track_phi))[2] == [1]
+    none = jet_track_counts(ak.Array([[], []]), ak.Array([[], []]), ak.Array([[1.0], []]), ak.Array([[0.0], []]),
+                            ak.Array([[0.0], []]))
+    assert ak.to_list(none) == [[], []]
 
 
 def test_delphes_named_weights(tmp_path: Path) -> None:

@@ -200,8 +200,9 @@ def write_hepmc3(path: Path, n: int = 4, *, names: Sequence[str] = ("nominal", "
 # ----------------------------------------------------------------------------- Delphes
 
 
-def delphes_columns(n: int) -> dict[str, Any]:
-    """Per-collection record arrays of n events, with Delphes 3 branch types."""
+def delphes_columns(n: int, tracks: bool = False) -> dict[str, Any]:
+    """Per-collection record arrays of n events, with Delphes 3 branch types; ``tracks`` adds a Track branch
+    that gives the 80 GeV jet one track and the 40 GeV one two (see test_delphes_jets_count_their_tracks)."""
     import awkward as ak
 
     def collection(rows: list[list[dict[str, Any]]], types: dict[str, Any]) -> ak.Array:
@@ -217,7 +218,12 @@ def delphes_columns(n: int) -> dict[str, Any]:
     met = [[{"MET": 50.0 + i, "Phi": -2.0}] for i in range(n)]
     event = [[{"Weight": 0.5 + 0.25 * i}] for i in range(n)]
     weight = [[{"Weight": 0.5 + 0.25 * i}, {"Weight": 0.6 + 0.25 * i}] for i in range(n)]
-    return {
+    # around the 40 GeV jet (eta 0.5, phi 0.1): dR 0.14 and 0.22 count; 0.45 away, 0.4 GeV and |eta| 2.6 do not
+    track_rows = [{"PT": 2.0, "Eta": 0.6, "Phi": 0.2}, {"PT": 0.8, "Eta": 0.3, "Phi": 0.0},
+                  {"PT": 1.0, "Eta": 0.5, "Phi": 0.55}, {"PT": 0.4, "Eta": 0.5, "Phi": 0.1},
+                  {"PT": 5.0, "Eta": 2.6, "Phi": 0.1}, {"PT": 3.0, "Eta": -1.2, "Phi": 2.1}]
+    extra = {"Track": collection([track_rows] * n, {"PT": f32, "Eta": f32, "Phi": f32})} if tracks else {}
+    return {**extra,
         "Event": collection(event, {"Weight": f32}),
         "Weight": collection(weight, {"Weight": f32}),
         "Jet": collection(jets, {"PT": f32, "Eta": f32, "Phi": f32, "Mass": f32, "BTag": u32, "Flavor": u32}),
@@ -228,11 +234,13 @@ def delphes_columns(n: int) -> dict[str, Any]:
     }
 
 
-def write_delphes(path: Path, n: int = 4, *, tree: str = "Delphes", omit: Sequence[str] = ()) -> Path:
-    """Write a Delphes-like TTree (branches 'Jet.PT', counters 'Jet_size'); ``omit`` drops branches."""
+def write_delphes(path: Path, n: int = 4, *, tree: str = "Delphes", omit: Sequence[str] = (),
+                  tracks: bool = False) -> Path:
+    """Write a Delphes-like TTree (branches 'Jet.PT', counters 'Jet_size'); ``omit`` drops branches, ``tracks``
+    adds the Track branch of :func:`delphes_columns`."""
     import uproot
 
-    columns = delphes_columns(n)
+    columns = delphes_columns(n, tracks)
     for branch in omit:
         collection, leaf = branch.split(".")
         rest = [f for f in columns[collection].fields if f != leaf]

@@ -17,7 +17,9 @@ Formats (``header["format"]``), one row per event:
 ``recastflow-reco/1`` (detector level, written by ``emulate`` and the Delphes reader)
     - ``weight``, ``weights`` as above.
     - ``jets``: var * {pt, eta, phi, m: float64, btag: bool, flavour: int8 (5 b, 4 c, 15 tau, 0 light)}, and
-      ``ntracks`` (int16: charged constituents in the tracker's acceptance) when the card has ``jets.tracks``.
+      ``ntracks`` (int16: charged constituents in the tracker's acceptance) when the card has ``jets.tracks``, or
+      (Delphes files) the tracks of the file's ``Track`` branch matched to the jets
+      (:func:`recastflow.generate.delphes.jet_track_counts`).
     - ``electrons``, ``muons``: var * {pt, eta, phi: float64, charge: int8}.
     - ``photons``: var * {pt, eta, phi: float64}.
     - ``met``: {pt, phi: float64}, and ``significance`` (float64: the object-based MET significance S of

@@ -25,6 +25,18 @@ DELPHES_BRANCHES: dict[str, tuple[str, ...]] = {
     "MissingET": ("MET", "Phi"),
     "Event": ("Weight",),
 }
+#: Optional branches, read when the file has them: the tracks give the jets their track count ``ntracks``
+#: (Delphes's ATLAS card writes ``Track``; its jets are built from calorimeter towers, so ``Jet.NCharged`` is 0).
+DELPHES_TRACK_BRANCHES = ("Track.PT", "Track.Eta", "Track.Phi")
+#: The jet track count of ATLAS's tau veto (the jet moment NumTrkPt500, as the detector card's ``jets.tracks``
+#: counts it): tracks above 0.5 GeV in the tracker (|eta| < 2.5), each given to the nearest jet axis within
+#: dR < 0.4 (ATLAS's jet radius; ghost association gives each track to one jet). Delphes's own tracking
+#: efficiency is already in its Track branch.
+TRACK_MIN_PT = 0.5
+TRACK_MAX_ABS_ETA = 2.5
+TRACK_JET_DR = 0.4
+#: Tracks handled at once when matching them to jets (bounds memory at about 8 bytes x this x jets per event).
+_TRACK_BATCH = 200_000
 
 
 # ----------------------------------------------------------------------------- Delphes
@@ -110,6 +122,17 @@ def read_delphes(m: Manifest) -> tuple[dict[str, ak.Array], int]:
                     path=str(m.file),
                     field="Delphes/Weight.Weight",
                 )
+        present = [b for b in DELPHES_TRACK_BRANCHES if b in by_leaf]
+        if present:  # optional, but all three or none
+            absent = [b for b in DELPHES_TRACK_BRANCHES if b not in by_leaf]
+            if absent:
+                raise RecastError(
+                    f"the Delphes tree has {', '.join(present)} but lacks {', '.join(absent)}; the jets' track "
+                    "count needs all of " + ", ".join(DELPHES_TRACK_BRANCHES) + " (or no Track branch at all)",
+                    path=str(m.file),
+                    field=f"Delphes/{absent[0]}",
+                )
+            wanted.extend(DELPHES_TRACK_BRANCHES)
         arrays: dict[str, ak.Array] = {}
         for leaf in wanted:
             try:
@@ -172,21 +195,65 @@ def _pt_sorted(columns: dict[str, ak.Array], types: dict[str, type] | None = Non
 
 
 def _delphes_jets(arrays: dict[str, ak.Array]) -> ak.Array:
-    """Jets: b-tag from bit 0 of Jet.BTag, flavour 5/4/15 from |Jet.Flavor| (else 0)."""
+    """Jets: b-tag from bit 0 of Jet.BTag, flavour 5/4/15 from |Jet.Flavor| (else 0), and ``ntracks`` when the
+    file has a Track branch (:func:`jet_track_counts`)."""
     flavor = abs(ak.values_astype(arrays["Jet.Flavor"], np.int64))
     flavour = ak.where((flavor == 5) | (flavor == 4) | (flavor == 15), flavor, 0)
     btag = (ak.values_astype(arrays["Jet.BTag"], np.int64) & 1) != 0
-    return _pt_sorted(
-        {
-            "pt": arrays["Jet.PT"],
-            "eta": arrays["Jet.Eta"],
-            "phi": arrays["Jet.Phi"],
-            "m": arrays["Jet.Mass"],
-            "btag": btag,
-            "flavour": flavour,
-        },
-        {"btag": np.bool_, "flavour": np.int8},
-    )
+    columns = {
+        "pt": arrays["Jet.PT"],
+        "eta": arrays["Jet.Eta"],
+        "phi": arrays["Jet.Phi"],
+        "m": arrays["Jet.Mass"],
+        "btag": btag,
+        "flavour": flavour,
+    }
+    types: dict[str, type] = {"btag": np.bool_, "flavour": np.int8}
+    if "Track.PT" in arrays:
+        columns["ntracks"] = jet_track_counts(
+            arrays["Jet.Eta"], arrays["Jet.Phi"], arrays["Track.PT"], arrays["Track.Eta"], arrays["Track.Phi"]
+        )
+        types["ntracks"] = np.int16
+    return _pt_sorted(columns, types)
+
+
+def jet_track_counts(
+    jet_eta: ak.Array, jet_phi: ak.Array, track_pt: ak.Array, track_eta: ak.Array, track_phi: ak.Array
+) -> ak.Array:
+    """Each jet's number of tracks, as ATLAS's NumTrkPt500 (see :data:`TRACK_JET_DR`).
+
+    Args:
+        jet_eta: Per-event jet pseudorapidities.
+        jet_phi: Per-event jet azimuths, in the same order.
+        track_pt: Per-event track transverse momenta (GeV).
+        track_eta: Per-event track pseudorapidities.
+        track_phi: Per-event track azimuths.
+
+    Returns:
+        Per-event int64 counts, one per jet in the input order: tracks above :data:`TRACK_MIN_PT` with
+        |eta| < :data:`TRACK_MAX_ABS_ETA` whose nearest jet axis is that jet's and closer than :data:`TRACK_JET_DR`.
+    """
+    n_jets = ak.to_numpy(ak.num(jet_eta, axis=1)).astype(np.int64)
+    counts = np.zeros(int(n_jets.sum()), dtype=np.int64)
+    keep = (track_pt > TRACK_MIN_PT) & (abs(track_eta) < TRACK_MAX_ABS_ETA)
+    t_eta, t_phi = track_eta[keep], track_phi[keep]
+    width = int(n_jets.max(initial=0))
+    if width and len(counts):
+        first_jet = np.concatenate([[0], np.cumsum(n_jets)[:-1]])
+        pad_eta = ak.to_numpy(ak.fill_none(ak.pad_none(jet_eta, width, clip=True), np.nan)).astype(np.float64)
+        pad_phi = ak.to_numpy(ak.fill_none(ak.pad_none(jet_phi, width, clip=True), np.nan)).astype(np.float64)
+        event = np.repeat(np.arange(len(n_jets)), ak.to_numpy(ak.num(t_eta, axis=1)))
+        flat_eta = ak.to_numpy(ak.flatten(t_eta)).astype(np.float64)
+        flat_phi = ak.to_numpy(ak.flatten(t_phi)).astype(np.float64)
+        for start in range(0, len(event), _TRACK_BATCH):
+            ev = event[start : start + _TRACK_BATCH]
+            d_eta = flat_eta[start : start + _TRACK_BATCH, None] - pad_eta[ev]
+            d_phi = (flat_phi[start : start + _TRACK_BATCH, None] - pad_phi[ev] + np.pi) % (2 * np.pi) - np.pi
+            dr2 = np.nan_to_num(d_eta**2 + d_phi**2, nan=np.inf)  # padding slots are never nearest
+            nearest = np.argmin(dr2, axis=1)
+            inside = dr2[np.arange(len(ev)), nearest] < TRACK_JET_DR**2
+            counts += np.bincount(first_jet[ev[inside]] + nearest[inside], minlength=len(counts))
+    return ak.unflatten(counts, n_jets)
 
 
 def _delphes_leptons(arrays: dict[str, ak.Array], name: str) -> ak.Array:

@@ -150,8 +150,8 @@ OPTIONAL_INPUTS = {
     "taus": "a detector card that has a 'taus' section",
     "triggers": "a detector card that has a 'taus' section",
     "met.significance": "a detector card that has a 'met_significance' section",
-    # Delphes hand-off files carry no usable count: tower-built jets (Delphes's ATLAS card) have NCharged 0
-    "jets.ntracks": "a detector card that has a 'jets.tracks' section, not from a Delphes hand-off",
+    # Delphes hand-offs count the file's Track branch (tower-built jets of Delphes's ATLAS card have NCharged 0)
+    "jets.ntracks": "a detector card that has a 'jets.tracks' section (Delphes files: their Track branch)",
 }
 
 
