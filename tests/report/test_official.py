@@ -257,7 +257,7 @@ def test_table_job_writes_the_comparison_to_its_json(tmp_path, capsys):
     "analysis_id, model, x, y, at, low, high",
     [
         # arXiv:1911.06660 (stau_L + stau_R combined): stau masses from 120 to 390 GeV excluded for a massless LSP
-        ("ATLAS-SUSY-2018-04", "TStauStau", "m_stau", "m_neutralino1", 1.0, (110.0, 130.0), (375.0, 405.0)),
+        ("ATLAS-SUSY-2018-04", "TStauStau", "m_stau", "m_N1", 1.0, (110.0, 130.0), (375.0, 405.0)),
         # arXiv:1908.03122, m(N1) = 60 GeV: sbottom masses up to about 1.5 TeV excluded (NNLL-fast cross-section,
         # a whitespace grid in two masses read at the decoupled gluino mass)
         ("ATLAS-SUSY-2018-31", "T6bbHH", "m_sbottom", "m_neutralino2", 600.0, None, (1400.0, 1520.0)),
@@ -270,3 +270,32 @@ def test_real_maps_of_the_other_bundles(analysis_id, model, x, y, at, low, high)
     assert high[0] < max(hits) < high[1]
     if low is not None:
         assert low[0] < min(hits) < low[1]
+
+
+def test_every_committed_grid_and_spectrum_card_meets_the_official_plane_of_its_model():
+    # an axis named differently from the official plane silently drops the official overlay and the contour
+    # comparison (the TStauStau grids and spectrum card once said m_N1 where the bundle said m_neutralino1)
+    import yaml
+
+    from recastflow.analyses.bundle import load_grid
+    from recastflow.report.official import official_for_grid
+
+    analyses = REPO / "config" / "analyses"
+    planes: dict[str, set[str]] = {}
+    for folder in sorted(p for p in analyses.iterdir() if (p / "analysis.yaml").exists()):
+        for model, ref in load_analysis(folder.name, analyses).official_limits.items():
+            planes[model] = {c for c in ref.coordinates if c not in ref.fixed}
+    assert {"TChiWH", "T6bbHH", "TStauStau"} <= set(planes)
+    for card in sorted((REPO / "config" / "spectra").glob("*.yaml")):
+        doc = yaml.safe_load(card.read_text())
+        if doc["name"] in planes:
+            assert planes[doc["name"]] <= set(doc["parameters"]), card.name
+    overlaid = []
+    for path in sorted((REPO / "config" / "signals").glob("*.yaml")):
+        grid = load_grid(path.stem, REPO / "config" / "signals", analyses)
+        if grid.model in planes:
+            # a grid may plot another plane (a branching-ratio scan), but it names the model's masses as the bundle does
+            assert planes[grid.model] <= set(grid.parameters), f"{path.name}: {sorted(grid.parameters)}"
+            if grid.plot is not None and official_for_grid(grid, load_analysis(grid.analysis, analyses))[0]:
+                overlaid.append(path.stem)
+    assert {"TStauStau_validation", "staus_combined", "TChiWH_1Lbb_validation"} <= set(overlaid)
