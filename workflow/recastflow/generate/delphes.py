@@ -35,8 +35,6 @@ DELPHES_TRACK_BRANCHES = ("Track.PT", "Track.Eta", "Track.Phi")
 TRACK_MIN_PT = 0.5
 TRACK_MAX_ABS_ETA = 2.5
 TRACK_JET_DR = 0.4
-#: Tracks handled at once when matching them to jets (bounds memory at about 8 bytes x this x jets per event).
-_TRACK_BATCH = 200_000
 
 
 # ----------------------------------------------------------------------------- Delphes
@@ -233,27 +231,35 @@ def jet_track_counts(
         Per-event int64 counts, one per jet in the input order: tracks above :data:`TRACK_MIN_PT` with
         |eta| < :data:`TRACK_MAX_ABS_ETA` whose nearest jet axis is that jet's and closer than :data:`TRACK_JET_DR`.
     """
-    n_jets = ak.to_numpy(ak.num(jet_eta, axis=1)).astype(np.int64)
-    counts = np.zeros(int(n_jets.sum()), dtype=np.int64)
+    # the same-event pairing and blocking of the emulation's isolation sums (recastflow.emulate.clustering)
+    from recastflow.emulate.clustering import MAX_PAIRS_PER_BLOCK, delta_r2, offsets_of, pair_indices
+
     keep = (track_pt > TRACK_MIN_PT) & (abs(track_eta) < TRACK_MAX_ABS_ETA)
-    t_eta, t_phi = track_eta[keep], track_phi[keep]
-    width = int(n_jets.max(initial=0))
-    if width and len(counts):
-        first_jet = np.concatenate([[0], np.cumsum(n_jets)[:-1]])
-        pad_eta = ak.to_numpy(ak.fill_none(ak.pad_none(jet_eta, width, clip=True), np.nan)).astype(np.float64)
-        pad_phi = ak.to_numpy(ak.fill_none(ak.pad_none(jet_phi, width, clip=True), np.nan)).astype(np.float64)
-        event = np.repeat(np.arange(len(n_jets)), ak.to_numpy(ak.num(t_eta, axis=1)))
-        flat_eta = ak.to_numpy(ak.flatten(t_eta)).astype(np.float64)
-        flat_phi = ak.to_numpy(ak.flatten(t_phi)).astype(np.float64)
-        for start in range(0, len(event), _TRACK_BATCH):
-            ev = event[start : start + _TRACK_BATCH]
-            d_eta = flat_eta[start : start + _TRACK_BATCH, None] - pad_eta[ev]
-            d_phi = (flat_phi[start : start + _TRACK_BATCH, None] - pad_phi[ev] + np.pi) % (2 * np.pi) - np.pi
-            dr2 = np.nan_to_num(d_eta**2 + d_phi**2, nan=np.inf)  # padding slots are never nearest
-            nearest = np.argmin(dr2, axis=1)
-            inside = dr2[np.arange(len(ev)), nearest] < TRACK_JET_DR**2
-            counts += np.bincount(first_jet[ev[inside]] + nearest[inside], minlength=len(counts))
-    return ak.unflatten(counts, n_jets)
+    t_counts = ak.to_numpy(ak.num(track_eta[keep], axis=1)).astype(np.int64)
+    j_counts = ak.to_numpy(ak.num(jet_eta, axis=1)).astype(np.int64)
+    t_eta, t_phi = (ak.to_numpy(ak.flatten(a[keep])).astype(np.float64) for a in (track_eta, track_phi))
+    j_eta, j_phi = (ak.to_numpy(ak.flatten(a)).astype(np.float64) for a in (jet_eta, jet_phi))
+    counts = np.zeros(len(j_eta), dtype=np.int64)
+    cum = np.cumsum(t_counts * j_counts)
+    t_off, j_off = offsets_of(t_counts), offsets_of(j_counts)
+    start = 0
+    while start < len(j_counts):
+        base = cum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(cum, base + MAX_PAIRS_PER_BLOCK, side="right")), start + 1)
+        it, ij = pair_indices(t_counts[start:stop], j_counts[start:stop])
+        it, ij = it + t_off[start], ij + j_off[start]
+        deta = t_eta[it] - j_eta[ij]
+        near = np.flatnonzero(np.abs(deta) < TRACK_JET_DR)  # most pairs are far apart in eta
+        it, ij = it[near], ij[near]
+        dr2 = delta_r2(deta[near], t_phi[it], 0.0, j_phi[ij])
+        inside = dr2 < TRACK_JET_DR**2
+        it, ij, dr2 = it[inside], ij[inside], dr2[inside]
+        # a track near two jets counts for the nearer one only
+        order = np.lexsort((dr2, it))
+        nearest = order[np.unique(it[order], return_index=True)[1]]
+        counts += np.bincount(ij[nearest], minlength=len(counts))
+        start = stop
+    return ak.unflatten(counts, j_counts)
 
 
 def _delphes_leptons(arrays: dict[str, ak.Array], name: str) -> ak.Array:
