@@ -156,6 +156,9 @@ def main() -> None:
         sep = contour_separation(contours["first"][kind], contours["second"][kind])
         doc["separation_gev"][kind] = sep
         doc["scaled_to_two_full_scans_gev"][kind] = None if sep is None else sep * scale
+        if sep is None:
+            print(f"{kind}: no contour in one of the sets, nothing to compare")
+            continue
         print(
             f"{kind}: the two sets' contours are {sep:.1f} GeV apart at most; two independent scans of the "
             f"full statistics, scaled by sqrt(1/n1 + 1/n2): about {sep * scale:.1f} GeV"
