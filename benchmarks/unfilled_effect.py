@@ -11,9 +11,9 @@ alone, free of any difference in the event yields.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/unfilled_effect.py --analysis ATLAS-SUSY-2018-31 \\
         --workspace RegionA [--where m_neutralino1=60] [--limit 40] [--method fast]
 
-The points are every published patch of the workspace whose file name fits ``--pattern`` (default: the
-bundle's first grid pattern for the workspace, read from a committed grid with ``patch_directory``), or a
-committed grid with ``--grid``. Prints one line per point and a summary: the CLs ratio (without / with the
+The points are every published patch in the patch folder of the first committed grid of the workspace that has a
+``patch_directory`` (its file-name pattern gives each point's parameters), or the points of a committed grid
+named with ``--grid``. Prints one line per point and a summary: the CLs ratio (without / with the
 unfilled regions' signal), verdicts that change, and, with ``--contour X Y`` on a plane of points, the two
 observed contours' largest separation.
 """
