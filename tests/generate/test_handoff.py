@@ -66,6 +66,8 @@ def expect_error(manifest: Path, output: Path, *fragments: str) -> str:
     ({"pythia_settings": ["Random:seed = 5"]}, ["pythia_settings[0]", "set by recastflow"]),
     ({"pythia_settings": ["Beams:LHEF = other.lhe"]}, ["pythia_settings[0]", "set by recastflow"]),
     ({"pythia_settings": ["23:onMode = off"]}, ["pythia_settings[0]", "give 'br_factor'"]),
+    ({"pythia_settings": ["Tune:pp = 14", "JetMatching:merge = on"]}, ["pythia_settings[1]", "jet matching and merging"]),
+    ({"pythia_settings": ["Merging:doKTMerging = on"]}, ["pythia_settings[0]", "hand off its HepMC3 file"]),
     ({"pythia_settings": ["Tune:pp = 14", "PartonLevel:NoSuchKey = on"]},
      ["pythia_settings[1]", "Pythia does not accept 'PartonLevel:NoSuchKey = on'"]),
 ])

@@ -76,6 +76,8 @@ SHOWER_FORBIDDEN: dict[str, str] = {
     "main:numberofevents": "every event of the file is showered",
     "slha:file": "an input outside the manifest would not be recorded; Pythia reads the SLHA block of the LHE header",
 }
+#: Showering settings of schemes recastflow's LHE shower does not carry out (see ``_check_shower_settings``).
+UNSUPPORTED_SHOWER_PREFIXES = ("jetmatching:", "merging:")
 
 
 # ----------------------------------------------------------------------------- manifest
@@ -190,6 +192,18 @@ def _check_shower_settings(settings: tuple[str, ...], br_given: bool, path: Path
         if key in SHOWER_FORBIDDEN:
             raise RecastError(
                 f"{setting!r} is set by recastflow: {SHOWER_FORBIDDEN[key]}; remove it",
+                path=str(path),
+                field=f"pythia_settings[{i}]",
+            )
+        # Pythia's MLM matching (JetMatching:*) acts only through its plugin hook, which recastflow does not set,
+        # so the settings would be ignored without a word; CKKW-L merging (Merging:*) gives each event a weight
+        # recastflow does not read, and its vetoes would be renormalised away. Either way the jet multiplicities
+        # would be double counted or the cross-section wrong.
+        if key.startswith(UNSUPPORTED_SHOWER_PREFIXES):
+            raise RecastError(
+                f"{setting!r}: jet matching and merging are not applied to hand-off LHE files (matching needs "
+                "Pythia's plugin hook, merging weights are not read); shower and match the sample yourself and "
+                "hand off its HepMC3 file with the merged cross-section",
                 path=str(path),
                 field=f"pythia_settings[{i}]",
             )
