@@ -15,7 +15,7 @@ import pyhf
 import pytest
 
 from recastflow.stats.compiled import CompileMismatch, LikelihoodCompiler, _agrees, _compile
-from recastflow.stats.inference import FastLikelihood, FitQuality, Likelihood, newton_step
+from recastflow.stats.inference import DECREMENT_LIMIT, FastLikelihood, FitQuality, Likelihood, newton_step
 from recastflow.stats.limits import PointResult, evaluate_point, summary
 from synthetic_workspaces import FEATURES, HISTOSYS_CODES, NORMSYS_CODES, feature_workspace, trap_workspace
 
@@ -132,12 +132,48 @@ def test_fast_method_gives_the_converged_values_on_the_trap():
     assert any(f["label"].startswith("verification") for f in result.fits)  # CLs 0.07: near 0.05, verified
 
 
+def reference_minima(spec):
+    """-2 log L of pyhf's own fits (JAX gradients, SLSQP to 1e-12) that CLs at mu=1 rests on, by our fits' labels."""
+    previous = pyhf.get_backend()
+    pyhf.set_backend("jax", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    try:
+        ws = pyhf.Workspace(spec)
+        model = ws.model()
+        data = pyhf.tensorlib.astensor(ws.data(model))
+        fit, fixed = pyhf.infer.mle.fit, pyhf.infer.mle.fixed_poi_fit
+        background, bkg_nll = fixed(0.0, data, model, return_fitted_val=True)
+        asimov = pyhf.tensorlib.astensor(model.expected_data(background))
+        return {
+            "free fit to data": float(fit(data, model, return_fitted_val=True)[1]),
+            "fixed-mu fit to data at mu=1": float(fixed(1.0, data, model, return_fitted_val=True)[1]),
+            "background-only fit to data": float(bkg_nll),
+            "fixed-mu fit to Asimov at mu=1": float(fixed(1.0, asimov, model, return_fitted_val=True)[1]),
+        }
+    finally:
+        pyhf.set_backend(*previous)
+
+
 def test_fast_method_on_a_stiffer_trap_is_right_or_flagged():
+    """Trusted only if right: CLs as converged pyhf's to 1e-5, or within what an unflagged number may carry.
+
+    That contract is ``DECREMENT_LIMIT``: a fit may end up to 1e-3 above its minimum unflagged, which moves CLs
+    by a few 1e-4 relative. On one CPU (the tenth session's machine) the fast fit at mu = 1 to data ended 6e-5
+    above pyhf's converged minimum on this stiffer trap, and CLs differed from pyhf's by 6e-5 relative; on
+    another it agreed to 1e-7. The trap itself (a fit stuck 16 units above the minimum) fails both ways.
+    """
     spec = trap_workspace(1e-5)
     result = evaluate_point(spec, [], record(), upper_limit=False, method="fast")
+    if result.status == "flagged":
+        return
     ref = converged_reference(spec)
-    right = all(abs(a - b) <= max(1e-5 * abs(b), 1e-7) for a, b in zip([result.cls_obs, *result.cls_exp], ref))
-    assert right or result.status == "flagged"
+    ours = [result.cls_obs, *result.cls_exp]
+    if all(abs(a - b) <= max(1e-5 * abs(b), 1e-7) for a, b in zip(ours, ref)):
+        return
+    fits = {f["label"]: f["twice_nll"] for f in result.fits if not f["label"].startswith("verification")}
+    for label, theirs in reference_minima(spec).items():
+        (mine,) = [v for k, v in fits.items() if k.startswith(label)]
+        assert mine <= theirs + DECREMENT_LIMIT, (label, mine, theirs)
+    assert all(abs(a - b) <= 3e-4 * abs(b) for a, b in zip(ours, ref)), (ours, ref)
 
 
 def test_a_fallback_of_method_is_stated_and_flags_the_point(monkeypatch):
