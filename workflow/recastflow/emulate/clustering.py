@@ -187,6 +187,45 @@ def pair_indices(counts_a: np.ndarray, counts_b: np.ndarray) -> tuple[np.ndarray
     return ia, ib
 
 
+def close_pairs(
+    a_counts: np.ndarray,
+    a_eta: np.ndarray,
+    a_phi: np.ndarray,
+    b_counts: np.ndarray,
+    b_eta: np.ndarray,
+    b_phi: np.ndarray,
+    max_deta: float,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Same-event pairs of two flat collections closer than ``max_deta`` in eta, in blocks of events.
+
+    Every pair of an object of ``a`` and an object of ``b`` of the same event is formed (at most
+    :data:`MAX_PAIRS_PER_BLOCK` pairs at once, to bound memory), pairs further apart in eta are dropped
+    before the costlier azimuth, and the rest are yielded block by block.
+
+    Args:
+        a_counts: objects of ``a`` per event; ``a_eta``, ``a_phi`` their flat columns.
+        b_counts: objects of ``b`` per event; ``b_eta``, ``b_phi`` their flat columns.
+        max_deta: the largest |delta eta| kept (the largest cone radius the caller will ask for).
+
+    Yields:
+        ``(ia, ib, dr2)``: flat indices into ``a`` and ``b`` and the pairs' squared delta R.
+    """
+    cum = np.cumsum(a_counts * b_counts)
+    a_off, b_off = offsets_of(a_counts), offsets_of(b_counts)
+    start = 0
+    while start < len(a_counts):
+        base = cum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(cum, base + MAX_PAIRS_PER_BLOCK, side="right")), start + 1)
+        ia, ib = pair_indices(a_counts[start:stop], b_counts[start:stop])
+        ia += a_off[start]
+        ib += b_off[start]
+        deta = a_eta[ia] - b_eta[ib]
+        near = np.flatnonzero(np.abs(deta) < max_deta)
+        ia, ib = ia[near], ib[near]
+        yield ia, ib, delta_r2(deta[near], a_phi[ia], 0.0, b_phi[ib])
+        start = stop
+
+
 # -- isolated leptons and photons ----------------------------------------------------
 def _cone_sums(
     cand: dict[str, np.ndarray],
@@ -206,23 +245,10 @@ def _cone_sums(
         max_cone: largest cone radius (pairs further apart in eta are dropped first).
     """
     sums = np.zeros(len(cand["index"]))
-    cum = np.cumsum(cand_counts * other_counts)
-    cand_off, other_off = offsets_of(cand_counts), offsets_of(other_counts)
-    start = 0
-    while start < len(cand_counts):
-        base = cum[start - 1] if start else 0
-        stop = max(int(np.searchsorted(cum, base + MAX_PAIRS_PER_BLOCK, side="right")), start + 1)
-        ia, ib = pair_indices(cand_counts[start:stop], other_counts[start:stop])
-        ia += cand_off[start]
-        ib += other_off[start]
-        deta = cand["eta"][ia] - others["eta"][ib]
-        # most pairs are far apart in eta: cut there before the costlier azimuth
-        near = np.flatnonzero(np.abs(deta) < max_cone)
-        ia, ib = ia[near], ib[near]
-        dr2 = delta_r2(deta[near], cand["phi"][ia], 0.0, others["phi"][ib])
+    pairs = close_pairs(cand_counts, cand["eta"], cand["phi"], other_counts, others["eta"], others["phi"], max_cone)
+    for ia, ib, dr2 in pairs:
         inside = (dr2 < cand["cone2"][ia]) & (dr2 >= cand["inner2"][ia]) & (others["index"][ib] != cand["index"][ia])
         sums += np.bincount(ia[inside], weights=others["pt"][ib[inside]], minlength=len(sums))
-        start = stop
     return sums
 
 

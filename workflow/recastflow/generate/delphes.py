@@ -232,7 +232,7 @@ def jet_track_counts(
         |eta| < :data:`TRACK_MAX_ABS_ETA` whose nearest jet axis is that jet's and closer than :data:`TRACK_JET_DR`.
     """
     # the same-event pairing and blocking of the emulation's isolation sums (recastflow.emulate.clustering)
-    from recastflow.emulate.clustering import MAX_PAIRS_PER_BLOCK, delta_r2, offsets_of, pair_indices
+    from recastflow.emulate.clustering import close_pairs
 
     keep = (track_pt > TRACK_MIN_PT) & (abs(track_eta) < TRACK_MAX_ABS_ETA)
     t_counts = ak.to_numpy(ak.num(track_eta[keep], axis=1)).astype(np.int64)
@@ -240,25 +240,13 @@ def jet_track_counts(
     t_eta, t_phi = (ak.to_numpy(ak.flatten(a[keep])).astype(np.float64) for a in (track_eta, track_phi))
     j_eta, j_phi = (ak.to_numpy(ak.flatten(a)).astype(np.float64) for a in (jet_eta, jet_phi))
     counts = np.zeros(len(j_eta), dtype=np.int64)
-    cum = np.cumsum(t_counts * j_counts)
-    t_off, j_off = offsets_of(t_counts), offsets_of(j_counts)
-    start = 0
-    while start < len(j_counts):
-        base = cum[start - 1] if start else 0
-        stop = max(int(np.searchsorted(cum, base + MAX_PAIRS_PER_BLOCK, side="right")), start + 1)
-        it, ij = pair_indices(t_counts[start:stop], j_counts[start:stop])
-        it, ij = it + t_off[start], ij + j_off[start]
-        deta = t_eta[it] - j_eta[ij]
-        near = np.flatnonzero(np.abs(deta) < TRACK_JET_DR)  # most pairs are far apart in eta
-        it, ij = it[near], ij[near]
-        dr2 = delta_r2(deta[near], t_phi[it], 0.0, j_phi[ij])
+    for it, ij, dr2 in close_pairs(t_counts, t_eta, t_phi, j_counts, j_eta, j_phi, TRACK_JET_DR):
         inside = dr2 < TRACK_JET_DR**2
         it, ij, dr2 = it[inside], ij[inside], dr2[inside]
         # a track near two jets counts for the nearer one only
         order = np.lexsort((dr2, it))
         nearest = order[np.unique(it[order], return_index=True)[1]]
         counts += np.bincount(ij[nearest], minlength=len(counts))
-        start = stop
     return ak.unflatten(counts, j_counts)
 
 
