@@ -186,4 +186,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RecastError as exc:  # one line, as the CLI says it
+        raise SystemExit(f"unfilled_effect.py: {exc}") from None
