@@ -160,3 +160,16 @@ def test_plan_writes_a_run_folder_that_holds_the_whole_scan(tmp_path: Path) -> N
     before = {p: p.stat().st_mtime_ns for p in plan.folder.rglob("*") if p.is_file()}
     plan_adaptive(scan(tmp_path), analyses=["ATLAS-SUSY-2019-08:Wh"], seed=3, run_dir=tmp_path / "run")
     assert before == {p: p.stat().st_mtime_ns for p in plan.folder.rglob("*") if p.is_file()}
+
+
+def test_default_run_folder_is_under_the_working_directory_not_the_checkout(tmp_path: Path, monkeypatch) -> None:
+    # as for every other run: a user's scan must not write into the recastflow checkout
+    from recastflow.run.adaptive import plan_adaptive
+    from recastflow.run.folder import project_root
+
+    work = tmp_path / "mine"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    plan = plan_adaptive(scan(tmp_path), analyses=["ATLAS-SUSY-2019-08:Wh"], seed=3)
+    assert plan.folder.resolve() == work / "runs" / "T_adaptive"
+    assert not (project_root() / "runs" / "T_adaptive").exists()
