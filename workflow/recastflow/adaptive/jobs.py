@@ -588,37 +588,43 @@ def _plot(run: AdaptiveRun, doc: Mapping[str, Any], output: Path) -> None:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     xa, ya = doc["axes"]
-    fig = Figure(figsize=(7, 5.2))
+    # the legend sits beside the plane, so that it never hides a point
+    fig = Figure(figsize=(8.4, 5.2), layout="constrained")
     ax = fig.subplots()
     rounds = sorted({p["round"] for p in doc["points"]})
     cmap = matplotlib.colormaps["viridis"]
+    handles: list[Any] = []
     for r in rounds:
         color = cmap(r / max(1, len(rounds) - 1))
-        for excluded in (True, False):
-            sel = [p for p in doc["points"] if p["round"] == r and bool(p["excluded_obs"]) is excluded]
-            if not sel:
-                continue
-            ax.scatter(
-                [p["values"][xa] for p in sel],
-                [p["values"][ya] for p in sel],
-                s=22,
-                marker="o",
-                facecolors=color if excluded else "none",
-                edgecolors=color,
-                label=f"round {r}" + (" (filled: excluded)" if excluded and r == rounds[0] else ""),
-            )
+        mine = [p for p in doc["points"] if p["round"] == r]
+        ax.scatter(
+            [p["values"][xa] for p in mine],
+            [p["values"][ya] for p in mine],
+            s=22,
+            marker="o",
+            facecolors=[color if p["excluded_obs"] else "none" for p in mine],
+            edgecolors=[color] * len(mine),
+        )
+        handles.append(Line2D([], [], ls="", marker="o", color=color, label=f"round {r}: {len(mine)} points"))
+    # marker fill is a second key, independent of the round's colour
+    handles.append(Line2D([], [], ls="", marker="o", color="grey", label="filled: excluded (observed)"))
+    handles.append(Line2D([], [], ls="", marker="o", mfc="none", color="grey", label="open: not excluded"))
     untrusted = [p for p in doc["points"] if p["status"] != "trusted"]
     if untrusted:
         ax.scatter([p["values"][xa] for p in untrusted], [p["values"][ya] for p in untrusted], marker="x", s=40,
-                   color="tab:red", label="not trusted (no contour)")  # fmt: skip
+                   color="tab:red")  # fmt: skip
+        handles.append(Line2D([], [], ls="", marker="x", color="tab:red", label="not trusted (no contour)"))
     styles = {"observed": ("black", "-"), "expected": ("tab:red", "--")}
     for kind, lines in doc["contours"].items():
         color, style = styles[kind]
-        for i, line in enumerate(lines):
+        for line in lines:
             xs, ys = zip(*line, strict=True)
-            ax.plot(xs, ys, style, color=color, label=f"{kind} {doc['cl']:.0%} CL" if i == 0 else None)
+            ax.plot(xs, ys, style, color=color)
+        if lines:
+            handles.append(Line2D([], [], ls=style, color=color, label=f"{kind} {doc['cl']:.0%} CL"))
     ax.set_xlabel(run.scan.axis_label(xa))
     ax.set_ylabel(run.scan.axis_label(ya))
     fixed = "".join(f", {_fixed_text(run.scan.axis_label(axis), value)}" for axis, value in doc["fixed"].items())
@@ -626,9 +632,7 @@ def _plot(run: AdaptiveRun, doc: Mapping[str, Any], output: Path) -> None:
         f"{doc['scan']} through {doc['analysis']}{fixed}: {len(doc['points'])} points, {doc['events']} events",
         fontsize=10,
     )
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=7, loc="best")
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp" + output.suffix)
     fig.savefig(tmp, metadata={"Software": None} if output.suffix == ".png" else {"CreationDate": None})
