@@ -18,7 +18,7 @@ import yaml
 
 from recastflow.core.errors import RecastError
 from recastflow.core.io import read_json, write_text_atomic
-from recastflow.run.folder import check_run_folder, choose_analyses, choose_process, project_root, safe_name
+from recastflow.run.folder import check_run_folder, choose_analyses, choose_process, default_run_folder, project_root
 
 __all__ = ["AdaptivePlan", "execute_adaptive", "format_adaptive", "plan_adaptive"]
 
@@ -96,8 +96,7 @@ def plan_adaptive(
         )
     analysis, workspace = chosen[0]
     card = choose_process(process or spec.model_name, None, root / "config" / "processes")
-    # like every run folder: under the working directory, never inside the recastflow checkout
-    folder = Path(run_dir) if run_dir is not None else Path("runs") / safe_name(f"{spec.name}_adaptive")
+    folder = Path(run_dir) if run_dir is not None else default_run_folder(f"{spec.name}_adaptive")
     check_run_folder(folder)
     detector = root / "config" / "detectors" / "ATLAS-Run2.yaml"
     # every check of the workflow's start, made before anything is written: a mistake is one line, and no

@@ -24,6 +24,7 @@ from recastflow.run.folder import (
     check_run_folder,
     choose_analyses,
     choose_process,
+    default_run_folder,
     project_root,
     remove_stale_grids,
     safe_name,
@@ -81,10 +82,6 @@ class RunResult:
         return pd.DataFrame.from_records(self.records())
 
 
-def _default_folder(stem: str) -> Path:
-    return Path("runs") / safe_name(stem)
-
-
 def plan_model(
     slha: str | Path,
     *,
@@ -127,7 +124,7 @@ def plan_model(
     values = slha_parameters(path, card)
     parameters = {k: {"label": f"{k} [GeV]", "unit": "GeV"} for k in values}
     point = ModelPoint(safe_name(path.stem), values, path)
-    folder = Path(run_dir) if run_dir is not None else _default_folder(path.stem)
+    folder = Path(run_dir) if run_dir is not None else default_run_folder(path.stem)
     check_run_folder(folder)
     return _write(folder, [point], parameters, chosen, card, (events, chunks, seed), upper_limits)
 
@@ -170,7 +167,7 @@ def plan_scan(
     card = choose_process(process or spec.model_name, None, root / "config" / "processes")
     check_xsec_source(spec, load_process(card).xsec_source, card_path=card)
     chosen = choose_analyses(analyses, root / "config" / "analyses")
-    folder = Path(run_dir) if run_dir is not None else _default_folder(spec.name)
+    folder = Path(run_dir) if run_dir is not None else default_run_folder(spec.name)
     check_run_folder(folder)
     slha_dir = folder / "signals" / "slha"
     slha_dir.mkdir(parents=True, exist_ok=True)

@@ -223,6 +223,18 @@ def choose_process(process: str | None, slha: Path | None, processes_dir: Path) 
     return matching[0]
 
 
+def default_run_folder(name: str) -> Path:
+    """Where a run goes without ``--run-dir``: ``runs/<name>`` under the working directory, never in the checkout.
+
+    Args:
+        name: the SLHA file's stem, the scan's name, or ``<scan>_adaptive``.
+
+    Returns:
+        The folder (relative to the working directory).
+    """
+    return Path("runs") / safe_name(name)
+
+
 def safe_name(text: str) -> str:
     """A file-safe name (grid and point names become folder names)."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-")[:100]
